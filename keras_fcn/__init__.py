@@ -1,0 +1,26 @@
+"""keras-fcn: Fully Convolutional Networks for semantic segmentation in Keras 3.
+
+Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
+Segmentation", CVPR 2015 (arXiv 1411.4038).
+"""
+
+from keras_fcn import layers
+from keras_fcn.backbones import BACKBONES
+from keras_fcn.convolutionalize import convolutionalize
+from keras_fcn.initializers import BilinearUpsampling
+from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from keras_fcn.upgrade import upgrade
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BACKBONES",
+    "BilinearUpsampling",
+    "FCN8s",
+    "FCN8sAtOnce",
+    "FCN16s",
+    "FCN32s",
+    "convolutionalize",
+    "layers",
+    "upgrade",
+]

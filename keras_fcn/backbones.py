@@ -1,0 +1,136 @@
+"""The classifiers an FCN can be built on, and where their stride-8/16/32 features are."""
+
+import dataclasses
+from typing import Callable, Optional
+
+import keras
+
+from keras_fcn.reference import reference_vgg16_trunk
+
+# Input conversions from RGB in [0, 255], as (mean, std, bgr).
+CAFFE = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
+TF = ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5), False)
+TORCH = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375), False)
+# The FCN reference models' BGR mean (fcn.berkeleyvision.org).
+FCN_REFERENCE = ((104.00699, 116.66877, 122.67892), (1.0, 1.0, 1.0), True)
+
+# Crop offsets of the FCN heads: for each output stride, the offsets of the
+# pool4 skip, the pool3 skip and the final crop, in that order (only those the
+# head has). "padded" is for backbones whose input is padded to a multiple of
+# 32 (every stride-s map then has exactly size/s cells); "reference" is the
+# Caffe net with conv1_1 padding 100. In both, the 2x, 4x and 8x steps keep
+# the coarse scores' sample points where the 32x step puts them, so an
+# FCN-16s or FCN-8s with zero skip scores reproduces the FCN-32s exactly.
+PADDED_OFFSETS = {32: (16,), 16: (-1, 24), 8: (-1, -3, 28)}
+REFERENCE_OFFSETS = {32: (19,), 16: (5, 27), 8: (5, 9, 31)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """How to build one trunk and which of its layers feed the FCN heads.
+
+    Attributes:
+        application: the Keras Applications constructor of the classifier
+            (its trunk, or for VGG its weights, fill the FCN).
+        features: names of the layers giving the stride-8, stride-16 and
+            stride-32 feature maps (the paper's pool3, pool4 and pool5).
+        normalization: `(mean, std, bgr)` turning RGB in `[0, 255]` into the
+            input the backbone's weights expect.
+        fc6_padding: `None` for a classifier whose fully connected layers the
+            FCN drops with its last layer (global-pooling heads); for VGG the
+            padding ("same" or "valid") of fc6, the 7x7 convolution that
+            fc6 (7x7, 4096) and fc7 (1x1, 4096) keep from the classifier.
+        offsets: crop offsets of the heads, see `PADDED_OFFSETS`.
+        trunk: `None` to use `application`'s own layers on an input padded to
+            a multiple of 32, or a function building the trunk layer by layer
+            on the normalized input (the reference VGG16).
+        application_kwargs: fixed keyword arguments for `application`.
+    """
+
+    application: Callable
+    features: tuple
+    normalization: tuple
+    fc6_padding: Optional[str] = None
+    offsets: dict = dataclasses.field(default_factory=lambda: PADDED_OFFSETS)
+    trunk: Optional[Callable] = None
+    application_kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+_apps = keras.applications
+_NO_PREPROCESSING = {"include_preprocessing": False}
+
+BACKBONES = {
+    "vgg16_reference": Backbone(
+        _apps.VGG16,
+        ("pool3", "pool4", "pool5"),
+        FCN_REFERENCE,
+        fc6_padding="valid",
+        offsets=REFERENCE_OFFSETS,
+        trunk=reference_vgg16_trunk,
+    ),
+    "vgg16": Backbone(
+        _apps.VGG16, ("block3_pool", "block4_pool", "block5_pool"), CAFFE, fc6_padding="same"
+    ),
+    "vgg19": Backbone(
+        _apps.VGG19, ("block3_pool", "block4_pool", "block5_pool"), CAFFE, fc6_padding="same"
+    ),
+    "resnet50": Backbone(
+        _apps.ResNet50, ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"), CAFFE
+    ),
+    "resnet50v2": Backbone(
+        _apps.ResNet50V2, ("conv3_block4_1_relu", "conv4_block6_1_relu", "post_relu"), TF
+    ),
+    "mobilenet": Backbone(
+        _apps.MobileNet, ("conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu"), TF
+    ),
+    "mobilenetv2": Backbone(
+        _apps.MobileNetV2, ("block_6_expand_relu", "block_13_expand_relu", "out_relu"), TF
+    ),
+    "efficientnetv2b0": Backbone(
+        _apps.EfficientNetV2B0,
+        ("block4a_expand_activation", "block6a_expand_activation", "top_activation"),
+        TORCH,
+        application_kwargs=_NO_PREPROCESSING,
+    ),
+    "convnexttiny": Backbone(
+        _apps.ConvNeXtTiny,
+        (
+            "convnext_tiny_stage_1_block_2_identity",
+            "convnext_tiny_stage_2_block_8_identity",
+            "convnext_tiny_stage_3_block_2_identity",
+        ),
+        TORCH,
+        application_kwargs=_NO_PREPROCESSING,
+    ),
+}
+
+
+def get_backbone(name):
+    """Returns the `Backbone` registered as `name`, or raises a ValueError listing the names."""
+    if name not in BACKBONES:
+        raise ValueError(
+            f"Unknown backbone. Expected one of {sorted(BACKBONES)}. Received backbone={name!r}"
+        )
+    return BACKBONES[name]
+
+
+def backbone_of(model):
+    """Returns the name of the backbone a keras-fcn model was built on.
+
+    Found from the layer that feeds the head (fc6, or score_fr where there is
+    no fc6): it is the stride-32 feature layer of exactly one backbone.
+    """
+    names = {layer.name for layer in model.layers}
+    head = "fc6" if "fc6" in names else "score_fr"
+    if head not in names:
+        raise ValueError(
+            f"Model '{model.name}' is not a keras-fcn FCN: it has no layer named 'score_fr'."
+        )
+    source = model.get_layer(head).input._keras_history.operation.name
+    for name, backbone in BACKBONES.items():
+        if backbone.features[2] == source and set(backbone.features) <= names:
+            return name
+    raise ValueError(
+        f"Model '{model.name}' feeds its head from layer '{source}', which is not the "
+        f"stride-32 feature layer of any backbone in {sorted(BACKBONES)}."
+    )

@@ -1,0 +1,82 @@
+"""The FCN-32s, FCN-16s and FCN-8s heads (paper, section 4.2)."""
+
+import keras
+
+from keras_fcn.initializers import BilinearUpsampling
+from keras_fcn.layers import CropLike
+
+# Skip layers of each head, coarse to fine: (name, scaling of the at-once net).
+SKIPS = {32: (), 16: (("pool4", 0.01),), 8: (("pool4", 0.01), ("pool3", 0.0001))}
+# Names of the 2x upsamplings before each skip, and of the final upsampling.
+SKIP_UPSAMPLING_NAMES = ("upscore2", "upscore_pool4")
+FINAL_UPSAMPLING_NAMES = {32: "upscore", 16: "upscore16", 8: "upscore8"}
+
+
+def _score(num_classes, name):
+    """A 1x1 class-scoring convolution that starts at zero, as in the paper."""
+    return keras.layers.Conv2D(
+        num_classes, 1, kernel_initializer="zeros", bias_initializer="zeros", name=name
+    )
+
+
+def _upsample(x, factor, name, trainable):
+    """A bilinear `factor`x transposed convolution without bias (kernel 2*factor, stride factor)."""
+    return keras.layers.Conv2DTranspose(
+        x.shape[-1],
+        kernel_size=2 * factor,
+        strides=factor,
+        padding="valid",
+        use_bias=False,
+        kernel_initializer=BilinearUpsampling(),
+        trainable=trainable,
+        name=name,
+    )(x)
+
+
+def fcn_head(
+    image,
+    skips,
+    features,
+    *,
+    num_classes,
+    stride,
+    offsets,
+    trainable_upsampling=False,
+    at_once=False,
+):
+    """Scores coarse features, fuses finer skips, and upsamples to the image.
+
+    FCN-32s: `score_fr` on the stride-32 features, one 32x upsampling, a crop
+    to the image. FCN-16s adds `score_pool4` on the stride-16 features, summed
+    with the 2x-upsampled coarse scores before a 16x upsampling; FCN-8s does
+    the same again with `score_pool3` before an 8x upsampling. With
+    `at_once`, pool4 and pool3 are scaled by 0.01 and 0.0001 before scoring,
+    as in the reference at-once FCN-8s. Layer names follow the reference nets.
+
+    Args:
+        image: the model's input `(batch, H, W, 3)`; the output is cropped to
+            its height and width.
+        skips: `(pool3, pool4)` tensors at strides 8 and 16.
+        features: the tensor `score_fr` scores, at stride 32.
+        num_classes: int, output channels.
+        stride: 32, 16 or 8, the output stride of the head.
+        offsets: the backbone's crop offsets, see `keras_fcn.backbones`.
+        trainable_upsampling: bool, whether the bilinear upsamplings learn.
+        at_once: bool, whether to scale the skips as the at-once FCN-8s does.
+
+    Returns:
+        Logits `(batch, H, W, num_classes)`, float32.
+    """
+    taps = dict(zip(("pool3", "pool4"), skips))
+    *skip_offsets, final_offset = offsets[stride]
+    scores = _score(num_classes, "score_fr")(features)
+    for (name, scale), offset, up_name in zip(SKIPS[stride], skip_offsets, SKIP_UPSAMPLING_NAMES):
+        upsampled = _upsample(scores, 2, up_name, trainable_upsampling)
+        tap = taps[name]
+        if at_once:
+            tap = keras.layers.Rescaling(scale, name=f"scale_{name}")(tap)
+        skip = _score(num_classes, f"score_{name}")(tap)
+        skip = CropLike(offset, name=f"score_{name}c")([skip, upsampled])
+        scores = keras.layers.Add(name=f"fuse_{name}")([upsampled, skip])
+    upsampled = _upsample(scores, stride, FINAL_UPSAMPLING_NAMES[stride], trainable_upsampling)
+    return CropLike(final_offset, name="score", dtype="float32")([upsampled, image])

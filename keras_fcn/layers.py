@@ -1,0 +1,158 @@
+"""Small layers used by the FCN builders. All work with dynamic height and width."""
+
+import keras
+from keras import ops
+
+
+def _pair(value, name):
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, int) for v in value):
+        raise ValueError(
+            f"`{name}` must be an int or a pair of ints. Received {name}={value!r}"
+        )
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class CropLike(keras.layers.Layer):
+    """Crops a feature map to the height and width of a reference tensor.
+
+    Unlike `keras.layers.Cropping2D`, the size to crop to is read from the
+    reference tensor at run time, so it works for inputs of any size. This is
+    the reference FCN's `Crop` layer: `output = x[:, oy:oy + H, ox:ox + W, :]`
+    where `(H, W)` is the reference's spatial size and `(oy, ox)` the offset.
+    A negative offset first pads `x` with `-offset` zeros on every side, so
+    the output may start before `x` does.
+
+    Args:
+        offset: int or tuple of 2 ints `(oy, ox)`, the position in `x` of the
+            output's top-left pixel.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Input shape:
+        A list `[x, like]`: `x` of shape `(batch, h, w, channels)` and `like`
+        of shape `(batch, H, W, any)`.
+
+    Output shape:
+        `(batch, H, W, channels)`, with the dtype of `x`.
+
+    Example:
+
+    >>> crop = keras_fcn.layers.CropLike(offset=19)
+    >>> crop([keras.ops.ones((1, 40, 40, 2)), keras.ops.ones((1, 8, 10, 3))]).shape
+    (1, 8, 10, 2)
+    """
+
+    def __init__(self, offset=0, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = _pair(offset, "offset")
+
+    def call(self, inputs):
+        x, like = inputs
+        pad_y, pad_x = (max(-o, 0) for o in self.offset)
+        if pad_y or pad_x:
+            x = ops.pad(x, [[0, 0], [pad_y, pad_y], [pad_x, pad_x], [0, 0]])
+        top, left = self.offset[0] + pad_y, self.offset[1] + pad_x
+        shape = ops.shape(like)
+        return x[:, top : top + shape[1], left : left + shape[2], :]
+
+    def compute_output_shape(self, input_shape):
+        x_shape, like_shape = input_shape
+        return (x_shape[0], like_shape[1], like_shape[2], x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class PadToMultiple(keras.layers.Layer):
+    """Zero-pads the bottom and right edges up to a multiple of `multiple`.
+
+    With its input padded this way, every stride-`s` feature map of a
+    backbone whose strides divide `multiple` has exactly `size / s` rows and
+    columns, so the FCN heads align without rounding.
+
+    Args:
+        multiple: int, the height and width become multiples of it.
+        **kwargs: standard layer arguments.
+
+    Input shape:
+        `(batch, h, w, channels)`.
+
+    Output shape:
+        `(batch, ceil(h / multiple) * multiple, ceil(w / multiple) * multiple,
+        channels)`, same dtype.
+    """
+
+    def __init__(self, multiple=32, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(
+                f"`multiple` must be a positive int. Received multiple={multiple!r}"
+            )
+        self.multiple = multiple
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        pad_h = (-shape[1]) % self.multiple
+        pad_w = (-shape[2]) % self.multiple
+        return ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        def padded(size):
+            return None if size is None else -(-size // self.multiple) * self.multiple
+
+        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="keras_fcn")
+class InputNormalization(keras.layers.Layer):
+    """Converts RGB images in `[0, 255]` to the input a backbone was trained on.
+
+    Computes `(x[..., ::-1] if bgr else x) - mean) / std` per channel; this
+    covers Keras Applications' "caffe", "tf" and "torch" preprocessing modes
+    and the FCN reference models' BGR mean subtraction.
+
+    Args:
+        mean: tuple of 3 floats, subtracted per channel (in the output's
+            channel order).
+        std: tuple of 3 floats (or one float), divides per channel.
+        bgr: bool, whether to reverse the channel order (RGB -> BGR) first.
+        **kwargs: standard layer arguments.
+
+    Input shape:
+        `(batch, h, w, 3)`, any numeric dtype, RGB in `[0, 255]`.
+
+    Output shape:
+        `(batch, h, w, 3)` in the layer's compute dtype.
+    """
+
+    def __init__(self, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), bgr=False, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in ((std,) * 3 if isinstance(std, (int, float)) else std))
+        self.bgr = bool(bgr)
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(
+                "`mean` and `std` need one value per RGB channel. "
+                f"Received mean={mean!r}, std={std!r}"
+            )
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.bgr:
+            x = ops.flip(x, axis=-1)
+        mean = ops.convert_to_tensor(self.mean, dtype=self.compute_dtype)
+        std = ops.convert_to_tensor(self.std, dtype=self.compute_dtype)
+        return (x - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std, "bgr": self.bgr}

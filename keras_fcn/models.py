@@ -1,0 +1,300 @@
+"""FCN-32s, FCN-16s, FCN-8s and the at-once FCN-8s builders (paper, section 4)."""
+
+import os
+
+import keras
+
+from keras_fcn.backbones import BACKBONES, get_backbone
+from keras_fcn.convolutionalize import convolutionalize
+from keras_fcn.heads import fcn_head
+from keras_fcn.layers import InputNormalization, PadToMultiple
+from keras_fcn.reference import keras_vgg16_name, reference_vgg16_trunk
+
+FC_FILTERS = 4096
+FC_KERNEL = 7
+DROPOUT_RATE = 0.5
+
+
+def _validate(num_classes, backbone, weights, backbone_weights, input_shape):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"`num_classes` must be a positive int. Received num_classes={num_classes!r}")
+    get_backbone(backbone)
+    if weights is not None and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
+        raise ValueError(
+            "`weights` must be None (random initialization) or the path to a weights "
+            f"file that exists. Received weights={weights!r}"
+        )
+    if backbone_weights not in (None, "imagenet") and not (
+        isinstance(backbone_weights, (str, os.PathLike)) and os.path.isfile(backbone_weights)
+    ):
+        raise ValueError(
+            "`backbone_weights` must be None, 'imagenet', or the path to a Keras "
+            f"Applications weights file that exists. Received backbone_weights={backbone_weights!r}"
+        )
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, 3), with None for sizes that vary. "
+            f"Received input_shape={input_shape!r}"
+        )
+
+
+def _fully_connected(x, padding):
+    """fc6 (7x7, 4096) and fc7 (1x1, 4096), each followed by ReLU and dropout 0.5."""
+    x = keras.layers.Conv2D(FC_FILTERS, FC_KERNEL, padding=padding, activation="relu", name="fc6")(x)
+    x = keras.layers.Dropout(DROPOUT_RATE, name="drop6")(x)
+    x = keras.layers.Conv2D(FC_FILTERS, 1, activation="relu", name="fc7")(x)
+    return keras.layers.Dropout(DROPOUT_RATE, name="drop7")(x)
+
+
+def _load_classifier_weights(model, backbone, backbone_weights):
+    """Copies a VGG classifier's weights, its fully connected layers convolutionalized, into `model`."""
+    source = convolutionalize(backbone.application(include_top=True, weights=backbone_weights))
+    source_names = {layer.name for layer in source.layers}
+    for layer in model.layers:
+        name = keras_vgg16_name(layer.name)
+        if layer.weights and name in source_names:
+            layer.set_weights(source.get_layer(name).get_weights())
+
+
+def _trunk(inputs, spec, backbone_weights, backbone_kwargs):
+    """Normalizes the images and applies the backbone; returns a model to look layers up in."""
+    mean, std, bgr = spec.normalization
+    x = InputNormalization(mean, std, bgr, name="normalization")(inputs)
+    if spec.trunk is not None:
+        return keras.Model(inputs, spec.trunk(x))
+    x = PadToMultiple(32, name="pad_to_multiple")(x)
+    return spec.application(
+        include_top=False,
+        weights=None if spec.fc6_padding else backbone_weights,
+        input_tensor=x,
+        **spec.application_kwargs,
+        **(backbone_kwargs or {}),
+    )
+
+
+def build_fcn(
+    stride,
+    *,
+    num_classes,
+    backbone,
+    weights,
+    backbone_weights,
+    backbone_kwargs,
+    input_shape,
+    trainable_upsampling,
+    at_once,
+    name,
+):
+    """The body shared by the builders: validate, build trunk and head, load weights."""
+    _validate(num_classes, backbone, weights, backbone_weights, input_shape)
+    spec = get_backbone(backbone)
+    if weights is not None:
+        backbone_weights = None
+    inputs = keras.Input(shape=input_shape, name="image")
+    trunk = _trunk(inputs, spec, backbone_weights, backbone_kwargs)
+    pool3, pool4, features = (trunk.get_layer(name).output for name in spec.features)
+    if spec.fc6_padding:
+        features = _fully_connected(features, spec.fc6_padding)
+    outputs = fcn_head(
+        inputs,
+        (pool3, pool4),
+        features,
+        num_classes=num_classes,
+        stride=stride,
+        offsets=spec.offsets,
+        trainable_upsampling=trainable_upsampling,
+        at_once=at_once,
+    )
+    default_name = f"fcn{stride}s{'_atonce' if at_once else ''}_{backbone}"
+    model = keras.Model(inputs, outputs, name=name or default_name)
+    if spec.fc6_padding and backbone_weights is not None:
+        _load_classifier_weights(model, spec, backbone_weights)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+_BUILDER_DOC = """Instantiates {title} (Long, Shelhamer and Darrell, CVPR 2015).
+
+{summary}
+
+The model maps RGB images of any height and width, with values in
+`[0, 255]`, to per-pixel class scores (logits) of the same height and width;
+it converts the images to what the backbone expects itself (for example BGR
+minus the mean for VGG16). Score layers start at zero and the bilinear
+upsamplings are fixed, as in the paper's reference code.
+
+Args:
+    num_classes: int, the number of classes, background included (21 for
+        PASCAL VOC).
+    backbone: str, one of {backbones}. `"vgg16_reference"` is the authors'
+        Caffe VGG16 net layer for layer (conv1_1 padding 100, ceil-mode
+        pooling, fc6 7x7 VALID); the others are Keras Applications
+        classifiers with their skips taken from the stride-8, 16 and 32
+        feature maps.
+    weights: `None` (random score layers on top of `backbone_weights`) or
+        the path to a weights file of this same architecture.
+    backbone_weights: `"imagenet"`, `None` (random initialization), or the
+        path to a Keras Applications weights file, used when `weights` is
+        `None`. VGG backbones take the classifier's weights
+        (`include_top=True`) to keep fc6 and fc7; the others take the
+        `include_top=False` file.
+    backbone_kwargs: dict, extra keyword arguments for the Keras
+        Applications constructor, e.g. `{{"alpha": 0.25}}` for MobileNet.
+    input_shape: tuple `(height, width, 3)`; `None` sizes vary per batch.
+    trainable_upsampling: bool, whether the bilinear upsampling kernels
+        are learned (default: fixed, as in the reference code).
+    name: str, the model's name; defaults to `"{default_name}_<backbone>"`.
+
+Returns:
+    A functional `keras.Model`: `(batch, H, W, 3)` float images to
+    `(batch, H, W, num_classes)` float32 logits.
+
+Example:
+
+>>> model = keras_fcn.{function}(num_classes=21, backbone="mobilenetv2",
+...                              backbone_weights=None)
+>>> model(np.zeros((1, 333, 517, 3))).shape
+(1, 333, 517, 21)
+"""
+
+
+def _document(function, title, summary, default_name):
+    function.__doc__ = _BUILDER_DOC.format(
+        title=title,
+        summary=summary,
+        backbones=", ".join(f'`"{name}"`' for name in BACKBONES),
+        default_name=default_name,
+        function=function.__name__,
+    )
+    return function
+
+
+def FCN32s(
+    num_classes=21,
+    *,
+    backbone="vgg16",
+    weights=None,
+    backbone_weights="imagenet",
+    backbone_kwargs=None,
+    input_shape=(None, None, 3),
+    trainable_upsampling=False,
+    name=None,
+):
+    return build_fcn(
+        32,
+        num_classes=num_classes,
+        backbone=backbone,
+        weights=weights,
+        backbone_weights=backbone_weights,
+        backbone_kwargs=backbone_kwargs,
+        input_shape=input_shape,
+        trainable_upsampling=trainable_upsampling,
+        at_once=False,
+        name=name,
+    )
+
+
+def FCN16s(
+    num_classes=21,
+    *,
+    backbone="vgg16",
+    weights=None,
+    backbone_weights="imagenet",
+    backbone_kwargs=None,
+    input_shape=(None, None, 3),
+    trainable_upsampling=False,
+    name=None,
+):
+    return build_fcn(
+        16,
+        num_classes=num_classes,
+        backbone=backbone,
+        weights=weights,
+        backbone_weights=backbone_weights,
+        backbone_kwargs=backbone_kwargs,
+        input_shape=input_shape,
+        trainable_upsampling=trainable_upsampling,
+        at_once=False,
+        name=name,
+    )
+
+
+def FCN8s(
+    num_classes=21,
+    *,
+    backbone="vgg16",
+    weights=None,
+    backbone_weights="imagenet",
+    backbone_kwargs=None,
+    input_shape=(None, None, 3),
+    trainable_upsampling=False,
+    name=None,
+):
+    return build_fcn(
+        8,
+        num_classes=num_classes,
+        backbone=backbone,
+        weights=weights,
+        backbone_weights=backbone_weights,
+        backbone_kwargs=backbone_kwargs,
+        input_shape=input_shape,
+        trainable_upsampling=trainable_upsampling,
+        at_once=False,
+        name=name,
+    )
+
+
+def FCN8sAtOnce(
+    num_classes=21,
+    *,
+    backbone="vgg16",
+    weights=None,
+    backbone_weights="imagenet",
+    backbone_kwargs=None,
+    input_shape=(None, None, 3),
+    trainable_upsampling=False,
+    name=None,
+):
+    return build_fcn(
+        8,
+        num_classes=num_classes,
+        backbone=backbone,
+        weights=weights,
+        backbone_weights=backbone_weights,
+        backbone_kwargs=backbone_kwargs,
+        input_shape=input_shape,
+        trainable_upsampling=trainable_upsampling,
+        at_once=True,
+        name=name,
+    )
+
+
+_document(
+    FCN32s,
+    "FCN-32s",
+    "Scores the stride-32 features and upsamples them 32x in one step.",
+    "fcn32s",
+)
+_document(
+    FCN16s,
+    "FCN-16s",
+    "Fuses the 2x-upsampled stride-32 scores with scores of the stride-16 "
+    "features (pool4), then upsamples 16x.",
+    "fcn16s",
+)
+_document(
+    FCN8s,
+    "FCN-8s",
+    "Fuses scores of the stride-32, 16 (pool4) and 8 (pool3) features, then "
+    "upsamples 8x. Train it in stages with `keras_fcn.upgrade`: "
+    "FCN-32s -> FCN-16s -> FCN-8s.",
+    "fcn8s",
+)
+_document(
+    FCN8sAtOnce,
+    "the at-once FCN-8s of the reference code",
+    "FCN-8s trained in one stage: pool4 and pool3 are scaled by 0.01 and "
+    "0.0001 (fixed) before their score layers.",
+    "fcn8s_atonce",
+)
