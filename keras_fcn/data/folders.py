@@ -1,0 +1,109 @@
+"""Folders of images and masks matched by file name: the layout most users bring."""
+
+import os
+
+from keras_fcn.data.decode import IMAGE_EXTENSIONS, format_list, from_file_pairs
+
+
+def _files_by_stem(directory, what):
+    """Maps each file stem in `directory` to its path (image extensions only)."""
+    if not os.path.isdir(directory):
+        raise ValueError(f"`{what}` must be an existing directory. Received {what}={directory!r}")
+    files = {}
+    for name in sorted(os.listdir(directory)):
+        stem, extension = os.path.splitext(name)
+        if extension.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if stem in files:
+            raise ValueError(
+                f"Two files in {directory!r} share the name {stem!r}: "
+                f"{os.path.basename(files[stem])!r} and {name!r}. Keep one."
+            )
+        files[stem] = os.path.join(directory, name)
+    if not files:
+        raise ValueError(
+            f"Found no image files ({', '.join(IMAGE_EXTENSIONS)}) in {what}={directory!r}"
+        )
+    return files
+
+
+def match_by_stem(images_dir, masks_dir, mask_suffix=""):
+    """Pairs the images in one folder with the masks in another by file stem.
+
+    Args:
+        images_dir: str, folder of `.png`, `.jpg`, `.jpeg` or `.bmp` images.
+        masks_dir: str, folder of masks with the same extensions.
+        mask_suffix: str, what a mask's stem adds to its image's stem, e.g.
+            `"_L"` to pair `0001.png` with `0001_L.png`.
+
+    Returns:
+        Two lists of paths `(image_paths, mask_paths)`, sorted by stem.
+
+    Raises:
+        ValueError: if a folder has no images, if two files in a folder share
+            a stem, or if an image has no mask or a mask no image (the error
+            lists them).
+    """
+    images = _files_by_stem(images_dir, "images_dir")
+    masks, unmatched_masks = {}, []
+    for stem, path in _files_by_stem(masks_dir, "masks_dir").items():
+        image_stem = stem[: len(stem) - len(mask_suffix)]
+        if stem.endswith(mask_suffix) and image_stem in images:
+            masks[image_stem] = path
+        else:
+            unmatched_masks.append(os.path.basename(path))
+    unmatched_images = sorted(os.path.basename(path) for stem, path in images.items() if stem not in masks)
+    if unmatched_images or unmatched_masks:
+        lines = []
+        if unmatched_images:
+            lines.append(f"images without a mask in {masks_dir!r}: {format_list(unmatched_images)}")
+        if unmatched_masks:
+            lines.append(f"masks without an image in {images_dir!r}: {format_list(unmatched_masks)}")
+        raise ValueError(
+            f"Images and masks must pair up by file name (mask name = image name + "
+            f"mask_suffix={mask_suffix!r}); found " + "; ".join(lines)
+        )
+    stems = sorted(images)
+    return [images[s] for s in stems], [masks[s] for s in stems]
+
+
+def from_folders(images_dir, masks_dir, *, num_classes, color_map=None, label_map=None, mask_suffix=""):
+    """A dataset of the image/mask pairs in two folders, matched by file stem.
+
+    Masks are class-index PNGs (palette or greyscale) or, with `color_map`,
+    RGB colour-coded images. Pairs come in order of file stem.
+
+    Args:
+        images_dir: str, folder of `.png`, `.jpg`, `.jpeg` or `.bmp` images
+            (greyscale and RGBA images become RGB).
+        masks_dir: str, folder of masks, one per image.
+        num_classes: int, the number of classes; mask values must be
+            `0 .. num_classes - 1` or 255 (ignore), after `label_map`.
+        color_map: optional, for colour-coded masks: a sequence of `(r, g, b)`
+            colours (position `i` is class `i`) or a dict
+            `{(r, g, b): class id or 255}`.
+        label_map: optional dict `{raw value: class id or 255}` remapping
+            index masks, e.g. `{11: 255}`.
+        mask_suffix: str, see `match_by_stem`.
+
+    Returns:
+        A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
+        `(H, W)`. A size mismatch, a bad mask value or an unreadable file
+        raises `tf.errors.InvalidArgumentError` naming the file when the
+        pair is read.
+
+    Raises:
+        ValueError: at once, for an image without a mask or a mask without an
+            image (listing them) and for invalid arguments.
+
+    Example:
+
+    >>> ds = keras_fcn.data.from_folders(
+    ...     "photos", "labels", num_classes=3,
+    ...     color_map=[(0, 0, 0), (128, 0, 0), (0, 128, 0)])
+    >>> image, mask = next(iter(ds))  # uint8 (H, W, 3), uint8 (H, W)
+    """
+    image_paths, mask_paths = match_by_stem(images_dir, masks_dir, mask_suffix)
+    return from_file_pairs(
+        image_paths, mask_paths, num_classes=num_classes, label_map=label_map, color_map=color_map
+    )
