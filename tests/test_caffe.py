@@ -248,9 +248,9 @@ def np_crop(x, offset, size):
     return x[:, offset : offset + size[0], offset : offset + size[1]]
 
 
-def np_fcn(image_rgb, blobs, stride, scales=None):
+def np_fcn(image_rgb, blobs, stride, scales=None, mean=MEAN_BGR, bgr=True):
     """The reference FCN (paper section 4 and fcn-paper.md's crop offsets) in numpy."""
-    x = (image_rgb[..., ::-1] - MEAN_BGR).transpose(2, 0, 1).astype(np.float64)
+    x = ((image_rgb[..., ::-1] if bgr else image_rgb) - mean).transpose(2, 0, 1).astype(np.float64)
     taps = {}
     for block, count, _ in SMALL_BLOCKS:
         for index in range(1, count + 1):

@@ -1,0 +1,387 @@
+"""Tests of keras_fcn.zoo: the manifest, verified cached downloads, conversion on first use.
+
+A server on 127.0.0.1 (started here) serves files the tests make; no test
+needs the internet.
+"""
+
+import dataclasses
+import errno
+import hashlib
+import http.server
+import json
+import os
+import threading
+
+import numpy as np
+import pytest
+from keras.src.utils import file_utils
+
+import keras_fcn
+from keras_fcn import zoo
+from keras_fcn.zoo import registry
+from test_caffe import caffe_fcn_blobs, np_fcn, protobuf_caffemodel, small_reference  # noqa: F401
+
+# --- a local file server -------------------------------------------------------------
+
+
+class FileServer:
+    """Serves `files` (path -> bytes) over HTTP; paths in `truncated` send half their bytes."""
+
+    def __init__(self):
+        self.files, self.truncated, self.requests = {}, set(), []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                if self.path not in server.files:
+                    self.send_error(404, "Not Found")
+                    return
+                data = server.files[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2] if self.path in server.truncated else data)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def add(self, path, data):
+        self.files[path] = data
+        return self.url(path)
+
+    def stop(self):
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join()
+
+
+@pytest.fixture
+def server():
+    file_server = FileServer()
+    yield file_server
+    file_server.stop()
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home / "keras_fcn"
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """The manifest's entries in a registry the test may add to."""
+    fresh = registry.Registry(registry.read_manifest())
+    monkeypatch.setattr(zoo, "REGISTRY", fresh)
+    return fresh
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def keras_entry(name, urls, data_sha256):
+    """A zoo entry for a Keras weights file, modelled on voc-fcn8s."""
+    return dataclasses.replace(
+        zoo.get("voc-fcn8s"),
+        name=name,
+        aliases=(),
+        urls=tuple(urls),
+        source_format="keras",
+        source_sha256=data_sha256,
+        weights_sha256=data_sha256,
+    )
+
+
+def cache_files(directory):
+    return sorted(os.listdir(directory)) if directory.exists() else []
+
+
+# --- the manifest ----------------------------------------------------------------------
+
+VOC_CLASSES = (
+    "background aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse "
+    "motorbike person pottedplant sheep sofa train tvmonitor"
+).split()
+
+
+def test_manifest_lists_the_papers_models_with_their_metadata():
+    expected = {
+        "voc-fcn32s": ("fcn32s_vgg16_reference", 21, "fcn32s-heavy-pascal.caffemodel"),
+        "voc-fcn16s": ("fcn16s_vgg16_reference", 21, "fcn16s-heavy-pascal.caffemodel"),
+        "voc-fcn8s": ("fcn8s_vgg16_reference", 21, "fcn8s-heavy-pascal.caffemodel"),
+        "voc-fcn8s-atonce": ("fcn8s_atonce_vgg16_reference", 21, "fcn8s-atonce-pascal.caffemodel"),
+        "pascalcontext-fcn32s": ("fcn32s_vgg16_reference", 60, "pascalcontext-fcn32s-heavy.caffemodel"),
+        "pascalcontext-fcn16s": ("fcn16s_vgg16_reference", 60, "pascalcontext-fcn16s-heavy.caffemodel"),
+        "pascalcontext-fcn8s": ("fcn8s_vgg16_reference", 60, "pascalcontext-fcn8s-heavy.caffemodel"),
+        "siftflow-fcn32s": ("fcn32s_semantic_geometric_vgg16_reference", 33, "siftflow-fcn32s-heavy.caffemodel"),
+        "siftflow-fcn16s": ("fcn16s_semantic_geometric_vgg16_reference", 33, "siftflow-fcn16s-heavy.caffemodel"),
+        "siftflow-fcn8s": ("fcn8s_semantic_geometric_vgg16_reference", 33, "siftflow-fcn8s-heavy.caffemodel"),
+        "nyud-fcn32s-color": ("fcn32s_vgg16_reference", 40, "nyud-fcn32s-color-heavy.caffemodel"),
+        "nyud-fcn32s-hha": ("fcn32s_vgg16_reference", 40, "nyud-fcn32s-hha-heavy.caffemodel"),
+        "nyud-fcn32s-color-hha": ("fcn32s_color_hha_vgg16_reference", 40, "nyud-fcn32s-color-hha-heavy.caffemodel"),
+    }
+    assert zoo.available() == list(expected)
+    for name, (architecture, num_classes, file_name) in expected.items():
+        entry = zoo.get(name)
+        assert entry.architecture == architecture and entry.num_classes == num_classes
+        assert entry.urls == (f"http://dl.caffe.berkeleyvision.org/{file_name}",)
+        assert entry.source_format == "caffemodel" and entry.source_sha256 is None and entry.weights_sha256 is None
+        assert len(entry.class_names) == num_classes == len(entry.palette)
+        assert entry.licence and entry.command == f"python zoo/convert_caffemodel.py {name}"
+        assert all(metric["measured_by"] == "authors" and metric["source"] for metric in entry.metrics)
+    assert zoo.get("voc-fcn8s").class_names == tuple(VOC_CLASSES)
+    assert zoo.get("pascalcontext-fcn8s").class_names[:21] == tuple(VOC_CLASSES)
+    assert [name for name, _ in zoo.get("siftflow-fcn16s").outputs] == ["score_sem", "score_geo"]
+    assert zoo.get("siftflow-fcn16s").outputs[1][1] == ("sky", "horizontal", "vertical")
+    assert [metric["value"] for metric in zoo.get("voc-fcn8s").metrics] == [65.5, 67.2]
+
+
+def test_preprocessing_of_each_dataset_is_the_authors():
+    voc = zoo.get("voc-fcn8s").preprocessing
+    assert (voc.mean, voc.bgr) == ((104.00699, 116.66877, 122.67892), True)
+    assert zoo.get("siftflow-fcn8s").preprocessing.mean == (114.578, 115.294, 108.353)
+    assert zoo.get("nyud-fcn32s-color").preprocessing.mean == (116.190, 97.203, 92.318)
+    hha = zoo.get("nyud-fcn32s-hha").preprocessing
+    assert (hha.mean, hha.bgr) == ((132.431, 94.076, 118.477), False)
+    assert [name for name, _ in zoo.get("nyud-fcn32s-color-hha").inputs] == ["color", "hha"]
+
+
+def test_voc_palette_is_the_devkit_colour_map():
+    palette = zoo.voc_palette(256)
+    assert palette[:4] == ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0))
+    assert palette[15] == (192, 128, 128)  # person
+    assert palette[20] == (0, 64, 128)  # tvmonitor
+    assert palette[255] == (224, 224, 192)  # the devkit's "void" colour
+    assert len(set(palette)) == 256
+
+
+def test_registry_refuses_duplicates(fresh_registry):
+    entry = zoo.get("voc-fcn8s")
+    with pytest.raises(ValueError, match="named 'voc-fcn8s' already exists"):
+        zoo.register(entry)
+    with pytest.raises(ValueError, match="Alias 'voc' of zoo entry 'copy' already names 'voc-fcn8s'"):
+        zoo.register(dataclasses.replace(entry, name="copy"))
+
+
+def test_invalid_entries_are_refused():
+    with pytest.raises(ValueError, match="64 lowercase hex digits.*palette has 2 colours for 21 classes"):
+        dataclasses.replace(zoo.get("voc-fcn8s"), source_sha256="abc", palette=((0, 0, 0),) * 2)
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError) as error:
+        zoo.resolve_weights("vocc", architecture="fcn8s_vgg16_reference", num_classes=21)
+    message = str(error.value)
+    assert "Entries for 'fcn8s_vgg16_reference': ['voc-fcn8s', 'pascalcontext-fcn8s']" in message
+    assert "'nyud-fcn32s-hha'" in message and "Received weights='vocc'" in message
+
+
+def test_aliases_pick_the_entry_of_the_architecture():
+    for architecture, name in [
+        ("fcn32s_vgg16_reference", "voc-fcn32s"),
+        ("fcn16s_vgg16_reference", "voc-fcn16s"),
+        ("fcn8s_vgg16_reference", "voc-fcn8s"),
+        ("fcn8s_atonce_vgg16_reference", "voc-fcn8s-atonce"),
+    ]:
+        assert zoo.REGISTRY.find("voc", architecture).name == name
+    assert zoo.REGISTRY.find("pascalcontext", "fcn16s_vgg16_reference").name == "pascalcontext-fcn16s"
+    with pytest.raises(ValueError, match="Alias 'voc' names weights for other architectures only: 'voc-fcn32s'"):
+        zoo.resolve_weights("voc", architecture="fcn8s_vgg16", num_classes=21)
+
+
+@pytest.mark.parametrize(
+    "weights, architecture, num_classes, message",
+    [
+        ("voc-fcn8s", "fcn32s_vgg16_reference", 21, r"'voc-fcn8s' are for architecture 'fcn8s_vgg16_reference', not 'fcn32s_vgg16_reference'. Use keras_fcn.FCN8s\(21, backbone='vgg16_reference', weights='voc-fcn8s'\)"),
+        ("voc", "fcn8s_vgg16_reference", 3, r"'voc-fcn8s' have 21 classes .*received num_classes=3. Pass num_classes=21"),
+        ("nyud-fcn32s-color", "fcn32s_vgg16_reference", 40, r"BGR minus the mean \(116.190, 97.203, 92.318\).*keras_fcn.zoo.load_model\('nyud-fcn32s-color'\)"),
+        ("nyud-fcn32s-hha", "fcn32s_vgg16_reference", 40, r"HHA image.*load_model\('nyud-fcn32s-hha'\)"),
+    ],
+)
+def test_weights_that_do_not_fit_say_why(weights, architecture, num_classes, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.resolve_weights(weights, architecture=architecture, num_classes=num_classes)
+
+
+def test_none_and_local_paths_pass_through(tmp_path):
+    path = tmp_path / "mine.weights.h5"
+    path.write_bytes(b"x")
+    assert zoo.resolve_weights(None, architecture="fcn8s_vgg16", num_classes=21) is None
+    assert zoo.resolve_weights(str(path), architecture="fcn8s_vgg16", num_classes=21) == str(path)
+    assert zoo.resolve_weights(path, architecture="fcn8s_vgg16", num_classes=21) == str(path)
+
+
+# --- downloads -------------------------------------------------------------------------
+
+
+def test_download_verifies_caches_and_then_needs_no_network(server, keras_home, fresh_registry):
+    data = os.urandom(100_000)
+    zoo.register(keras_entry("mine", [server.add("/mine.weights.h5", data)], sha256(data)))
+    path = zoo.fetch("mine")
+    assert path == str(keras_home / "mine.weights.h5")
+    assert open(path, "rb").read() == data
+    assert cache_files(keras_home) == ["mine.weights.h5"]
+    server.stop()
+    assert zoo.fetch("mine") == path
+    assert server.requests == ["/mine.weights.h5"]
+
+
+def test_mirrors_are_tried_in_turn(server, keras_home, fresh_registry):
+    data = b"weights"
+    urls = [server.url("/gone.weights.h5"), server.add("/mirror.weights.h5", data)]
+    zoo.register(keras_entry("mine", urls, sha256(data)))
+    assert open(zoo.fetch("mine"), "rb").read() == data
+    assert server.requests == ["/gone.weights.h5", "/mirror.weights.h5"]
+
+
+@pytest.mark.parametrize("failure", ["hash mismatch", "404", "truncated"])
+def test_failed_downloads_leave_nothing_in_the_cache(server, keras_home, fresh_registry, failure):
+    data = os.urandom(50_000)
+    url = server.add("/mine.weights.h5", data)
+    if failure == "hash mismatch":
+        expected_sha256 = sha256(data + b"!")
+        reason = "file hash does not match"
+    elif failure == "404":
+        expected_sha256, url, reason = sha256(data), server.url("/missing.weights.h5"), "404"
+    else:
+        expected_sha256, reason = sha256(data), "retrieval incomplete"
+        server.truncated.add("/mine.weights.h5")
+    zoo.register(keras_entry("mine", [url], expected_sha256))
+    with pytest.raises(zoo.WeightsDownloadError) as error:
+        zoo.fetch("mine")
+    assert url in str(error.value) and reason in str(error.value)
+    assert cache_files(keras_home) == []
+
+
+def test_full_disk_leaves_nothing_in_the_cache(server, keras_home, fresh_registry, monkeypatch):
+    def fill_disk(url, filename, reporthook=None):
+        with open(filename, "wb") as file:
+            file.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", fill_disk)
+    zoo.register(keras_entry("mine", [server.add("/mine.weights.h5", b"data")], sha256(b"data")))
+    with pytest.raises(zoo.WeightsDownloadError, match="No space left on device"):
+        zoo.fetch("mine")
+    assert cache_files(keras_home) == []
+
+
+def test_corrupt_cached_file_is_downloaded_again(server, keras_home, fresh_registry):
+    data = b"good weights"
+    zoo.register(keras_entry("mine", [server.add("/mine.weights.h5", data)], sha256(data)))
+    keras_home.mkdir(parents=True)
+    (keras_home / "mine.weights.h5").write_bytes(b"bad")
+    assert open(zoo.fetch("mine"), "rb").read() == data
+    assert server.requests == ["/mine.weights.h5"]
+
+
+def test_offline_error_names_the_url_and_where_to_put_the_file(server, keras_home, fresh_registry):
+    data = b"weights"
+    url = server.add("/mine.weights.h5", data)
+    zoo.register(keras_entry("mine", [url], sha256(data)))
+    server.stop()
+    with pytest.raises(zoo.WeightsDownloadError) as error:
+        zoo.fetch("mine")
+    target = keras_home / "mine.weights.h5"
+    assert f"{url}: Exception: URL fetch failure on {url}" in str(error.value)
+    assert f"download {url} elsewhere and copy it to {target}" in str(error.value)
+    assert cache_files(keras_home) == []
+    target.write_bytes(data)
+    assert zoo.fetch("mine") == str(target)
+
+
+def test_url_weights_are_downloaded_once(server, keras_home):
+    url = server.add("/some/where/net.weights.h5?version=2", b"weights")
+    path = zoo.resolve_weights(url, architecture="fcn8s_vgg16", num_classes=21)
+    assert path == str(keras_home / "net.weights.h5") and open(path, "rb").read() == b"weights"
+    server.stop()
+    assert zoo.resolve_weights(url, architecture="fcn8s_vgg16", num_classes=21) == path
+    with pytest.raises(ValueError, match="'.weights.h5' file"):
+        zoo.resolve_weights(server.url("/net.caffemodel"), architecture="fcn8s_vgg16", num_classes=21)
+
+
+# --- caffemodel entries: download, convert, record, reuse --------------------------------
+
+
+def serve_caffemodel_entry(server, monkeypatch, name, num_classes, stride, legacy=False):
+    """Serves random blobs as entry `name`'s caffemodel, its URL first in the entry's list."""
+    blobs = caffe_fcn_blobs(num_classes, stride)
+    data = protobuf_caffemodel([(key, kind, arrays) for key, (kind, arrays) in blobs.items()], legacy=legacy)
+    url = server.add(f"/{name}.caffemodel", data)
+    entries = [zoo.get(other) for other in zoo.available()]
+    served = [dataclasses.replace(e, urls=(url,) + e.urls) if e.name == name else e for e in entries]
+    monkeypatch.setattr(zoo, "REGISTRY", registry.Registry(served))
+    return blobs
+
+
+def assert_weights_equal_blobs(model, blobs):
+    for name, (_, arrays) in blobs.items():
+        weights = model.get_layer(name).get_weights()
+        np.testing.assert_array_equal(weights[0], np.transpose(arrays[0], (2, 3, 1, 0)))
+        for got, want in zip(weights[1:], arrays[1:]):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_caffemodel_entry_is_converted_once_and_recorded(small_reference, server, keras_home, monkeypatch):
+    blobs = serve_caffemodel_entry(server, monkeypatch, "voc-fcn16s", 21, 16, legacy=True)
+    path = zoo.fetch("voc-fcn16s")
+    assert path == str(keras_home / "voc-fcn16s.weights.h5")
+    assert cache_files(keras_home) == ["voc-fcn16s.weights.h5", "voc-fcn16s.weights.h5.json"]
+    record = json.loads((keras_home / "voc-fcn16s.weights.h5.json").read_text())
+    assert record["sha256"] == sha256(open(path, "rb").read())
+    assert record["source_sha256"] == sha256(server.files["/voc-fcn16s.caffemodel"])
+    model = keras_fcn.FCN16s(21, backbone="vgg16_reference", backbone_weights=None)
+    model.load_weights(path)
+    assert_weights_equal_blobs(model, blobs)
+    server.stop()
+    assert zoo.fetch("voc-fcn16s") == path
+    assert server.requests == ["/voc-fcn16s.caffemodel"]
+
+
+def test_converted_file_that_changed_is_converted_again(small_reference, server, keras_home, monkeypatch):
+    serve_caffemodel_entry(server, monkeypatch, "voc-fcn32s", 21, 32)
+    path = zoo.fetch("voc-fcn32s")
+    with open(path, "ab") as file:
+        file.write(b"tampered")
+    assert zoo.fetch("voc-fcn32s") == path
+    assert server.requests == ["/voc-fcn32s.caffemodel"] * 2
+    record = json.loads((keras_home / "voc-fcn32s.weights.h5.json").read_text())
+    assert record["sha256"] == sha256(open(path, "rb").read())
+
+
+def test_caffemodel_that_does_not_convert_leaves_nothing(small_reference, server, keras_home, monkeypatch):
+    serve_caffemodel_entry(server, monkeypatch, "voc-fcn32s", 5, 32)  # 5 classes, the entry has 21
+    with pytest.raises(zoo.WeightsDownloadError, match="'voc-fcn32s'.*could not be converted.*score_fr"):
+        zoo.fetch("voc-fcn32s")
+    assert cache_files(keras_home) == []
+
+
+def test_load_model_applies_the_entrys_own_preprocessing(small_reference, server, keras_home, monkeypatch):
+    for name, mean, bgr in [
+        ("nyud-fcn32s-color", (116.190, 97.203, 92.318), True),
+        ("nyud-fcn32s-hha", (132.431, 94.076, 118.477), False),
+    ]:
+        blobs = serve_caffemodel_entry(server, monkeypatch, name, 40, 32)
+        model = zoo.load_model(name)
+        assert_weights_equal_blobs(model, blobs)
+        image = np.random.default_rng(2).uniform(0, 255, (9, 12, 3)).astype(np.float32)
+        expected = np_fcn(image, blobs, 32, mean=np.array(mean), bgr=bgr)
+        got = np.asarray(model(image[None]))[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_architectures_the_package_cannot_build_are_reported():
+    with pytest.raises(NotImplementedError, match="'siftflow-fcn16s' needs architecture 'fcn16s_semantic_geometric_vgg16_reference'"):
+        zoo.load_model("siftflow-fcn16s")
