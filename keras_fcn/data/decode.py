@@ -196,14 +196,13 @@ class LabelSpec:
         Returns:
             `(image, mask)`: uint8 `(H, W, 3)` and uint8 `(H, W)`.
         """
-        mask = self.to_class_ids(mask, mask_name)
-        if image.shape[:2] != mask.shape:
+        if image.shape[:2] != mask.shape[:2]:
             raise ValueError(
                 f"Image and mask differ in size: image '{image_name}' is "
                 f"{image.shape[0]}x{image.shape[1]} but mask '{mask_name}' is "
                 f"{mask.shape[0]}x{mask.shape[1]} (height x width)."
             )
-        return image, mask
+        return image, self.to_class_ids(mask, mask_name)
 
     def load_pair(self, image_path, mask_path):
         """Reads, converts and checks one image file and its mask file."""
