@@ -1,0 +1,103 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_fcn
+from keras_fcn.inference import evaluate, predict
+
+NUM_CLASSES = 3
+
+
+class RedChannelOneHot(keras.layers.Layer):
+    """Logits that are the one-hot of the red channel: the model predicts exactly `image[..., 0]`."""
+
+    def call(self, images):
+        return 10.0 * keras.ops.one_hot(keras.ops.cast(images[..., 0], "int32"), NUM_CLASSES)
+
+
+def _oracle():
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, RedChannelOneHot()(inputs))
+
+
+def _images(predicted):
+    return np.repeat(predicted[..., None], 3, axis=-1).astype("uint8")
+
+
+@pytest.mark.backend_agnostic
+def test_evaluate_over_batches_of_different_sizes():
+    # Two batches, 2x3 then 1x2. Class 2 is predicted once but never true (IU 0, no accuracy).
+    labels_1 = np.array([[[0, 0, 1], [1, 255, 1]]])
+    predicted_1 = np.array([[[0, 1, 1], [1, 0, 2]]])
+    labels_2 = np.array([[[0, 1]]])
+    predicted_2 = np.array([[[0, 1]]])
+    dataset = [(_images(predicted_1), labels_1.astype("uint8")), (_images(predicted_2), labels_2.astype("uint8"))]
+    figures = evaluate(_oracle(), dataset, class_names=["background", "cat", "dog"], verbose=0)
+    # n = [[2, 1, 0], [0, 3, 1], [0, 0, 0]]; t = (3, 4, 0); predicted totals (2, 4, 1).
+    assert figures["pixel_accuracy"] == pytest.approx(5 / 7)
+    assert figures["mean_accuracy"] == pytest.approx((2 / 3 + 3 / 4) / 2)
+    iou = {"background": 2 / 3, "cat": 3 / 5, "dog": 0.0}
+    assert figures["per_class_iou"] == pytest.approx(iou)
+    assert figures["mean_iou"] == pytest.approx(sum(iou.values()) / 3)
+    assert figures["frequency_weighted_iou"] == pytest.approx((3 * 2 / 3 + 4 * 3 / 5) / 7)
+
+
+@pytest.mark.backend_agnostic
+def test_evaluate_defaults_and_checks():
+    dataset = [(_images(np.array([[[0, 1]]])), np.array([[[0, 0]]]))]
+    figures = evaluate(_oracle(), iter(dataset), verbose=0)
+    assert figures["per_class_iou"] == pytest.approx({0: 0.5, 1: 0.0, 2: np.nan}, nan_ok=True)
+    with pytest.raises(ValueError, match="scores 3 classes but `num_classes` is 4"):
+        evaluate(_oracle(), dataset, num_classes=4, verbose=0)
+    with pytest.raises(ValueError, match="Received 2 names"):
+        evaluate(_oracle(), dataset, class_names=["a", "b"], num_classes=3, verbose=0)
+
+
+@pytest.mark.backend_agnostic
+def test_evaluate_takes_a_tf_dataset():
+    tf = pytest.importorskip("tensorflow")
+    images = _images(np.array([[[2, 1], [1, 1]]] * 3))
+    masks = np.array([[[2, 1], [1, 255]]] * 3, "uint8")
+    dataset = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
+    figures = evaluate(_oracle(), dataset, verbose=0)
+    assert figures["pixel_accuracy"] == 1.0 and figures["mean_iou"] == 1.0
+
+
+@pytest.mark.backend_agnostic
+def test_predict_each_image_at_its_own_size():
+    rng = np.random.default_rng(0)
+    sizes = [(5, 7), (3, 3), (5, 7), (8, 2), (5, 7), (3, 3)]
+    expected = [rng.integers(0, NUM_CLASSES, size) for size in sizes]
+    images = [_images(labels) if i % 2 else _images(labels).astype("float32") for i, labels in enumerate(expected)]
+    for batch_size in (1, 2):
+        label_maps = predict(_oracle(), images, batch_size=batch_size)
+        assert len(label_maps) == len(images)
+        for label_map, labels in zip(label_maps, expected):
+            assert label_map.dtype == np.uint8
+            np.testing.assert_array_equal(label_map, labels)
+
+
+@pytest.mark.backend_agnostic
+def test_predict_checks():
+    with pytest.raises(ValueError, match="batch_size=0"):
+        predict(_oracle(), [], batch_size=0)
+    with pytest.raises(ValueError, match=r"images\[1\] of shape \(4, 4\)"):
+        predict(_oracle(), [np.zeros((4, 4, 3)), np.zeros((4, 4))])
+    inputs = keras.Input((None, None, 3))
+    halving = keras.Model(inputs, keras.layers.Conv2D(2, 1, strides=2)(inputs))
+    with pytest.raises(ValueError, match="output scores at the size of its input"):
+        predict(halving, [np.zeros((4, 4, 3))])
+
+
+def test_predict_and_evaluate_fcn8s_on_odd_sizes():
+    # Not rerun under JAX, which compiles the backbone once per image size (about a minute here).
+    model = keras_fcn.FCN8s(
+        num_classes=NUM_CLASSES, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25}
+    )
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (37, 45, 3)).astype("uint8"), rng.integers(0, 256, (50, 33, 3)).astype("uint8")]
+    label_maps = predict(model, images)
+    assert [m.shape for m in label_maps] == [(37, 45), (50, 33)]
+    assert all(m.dtype == np.uint8 and m.max() < NUM_CLASSES for m in label_maps)
+    figures = evaluate(model, [(image[None], label_map[None]) for image, label_map in zip(images, label_maps)], verbose=0)
+    assert figures["pixel_accuracy"] == 1.0 and figures["mean_accuracy"] == 1.0
