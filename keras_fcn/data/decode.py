@@ -34,7 +34,8 @@ def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _validate_num_classes(num_classes):
+def validate_num_classes(num_classes):
+    """Checks that `num_classes` is an int from 1 to 255 (255 is the ignore label)."""
     if not _is_int(num_classes) or not 1 <= num_classes <= IGNORE_LABEL:
         raise ValueError(
             f"`num_classes` must be an int from 1 to {IGNORE_LABEL} ({IGNORE_LABEL} is "
@@ -72,7 +73,7 @@ class LabelSpec:
     """
 
     def __init__(self, num_classes, label_map=None, color_map=None):
-        _validate_num_classes(num_classes)
+        validate_num_classes(num_classes)
         self.num_classes = num_classes
         self.lut = None if label_map is None else self._label_lut(label_map)
         self.color_keys = self.color_ids = None

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_fcn.data.decode import IGNORE_LABEL, format_list
+from keras_fcn.data.decode import IGNORE_LABEL, format_list, validate_num_classes
 
 # Bin of mask values outside [0, 255].
 _OUT_OF_RANGE = IGNORE_LABEL + 1
@@ -33,10 +33,7 @@ def class_frequencies(dataset, num_classes):
     ...     keras_fcn.data.camvid("data/camvid", "train"), 11)
     >>> weights = keras_fcn.data.median_frequency_weights(freq)
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= IGNORE_LABEL:
-        raise ValueError(
-            f"`num_classes` must be an int from 1 to {IGNORE_LABEL}. Received num_classes={num_classes!r}"
-        )
+    validate_num_classes(num_classes)
 
     def count(counts, pair):
         values = tf.reshape(tf.cast(pair[1], tf.int32), [-1])
