@@ -4,9 +4,10 @@ Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (arXiv 1411.4038).
 """
 
-from keras_fcn import layers
+from keras_fcn import layers, losses, metrics
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
+from keras_fcn.inference import evaluate, predict
 from keras_fcn.initializers import BilinearUpsampling
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from keras_fcn.upgrade import upgrade
@@ -21,6 +22,10 @@ __all__ = [
     "FCN16s",
     "FCN32s",
     "convolutionalize",
+    "evaluate",
     "layers",
+    "losses",
+    "metrics",
+    "predict",
     "upgrade",
 ]

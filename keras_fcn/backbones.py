@@ -16,13 +16,16 @@ FCN_REFERENCE = ((104.00699, 116.66877, 122.67892), (1.0, 1.0, 1.0), True)
 
 # Crop offsets of the FCN heads: for each output stride, the offsets of the
 # pool4 skip, the pool3 skip and the final crop, in that order (only those the
-# head has). "padded" is for backbones whose input is padded to a multiple of
-# 32 (every stride-s map then has exactly size/s cells); "reference" is the
-# Caffe net with conv1_1 padding 100. In both, the 2x, 4x and 8x steps keep
-# the coarse scores' sample points where the 32x step puts them, so an
-# FCN-16s or FCN-8s with zero skip scores reproduces the FCN-32s exactly.
-PADDED_OFFSETS = {32: (16,), 16: (-1, 24), 8: (-1, -3, 28)}
+# head has).
+# "reference": the Caffe nets (conv1_1 padding 100, one final upsampling).
 REFERENCE_OFFSETS = {32: (19,), 16: (5, 27), 8: (5, 9, 31)}
+# "padded": backbones whose input is padded to a multiple of 32, so every
+# stride-s map has exactly size/s cells, upsampled by bilinear 2x steps. A 2x
+# step (kernel 4, stride 2) puts input cell i at output index 2i + 1.5, the
+# centre of its two children: pool4 cell q lands at index q + 1 (offset -1),
+# pool3 cell r at r + 3 (offset -3), and after five steps coarse cell i lands
+# at 32i + 46.5, the centre 32i + 15.5 of its 32x32 pixel cell (offset 31).
+PADDED_OFFSETS = {32: (31,), 16: (-1, 31), 8: (-1, -3, 31)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Backbone:
             padding ("same" or "valid") of fc6, the 7x7 convolution that
             fc6 (7x7, 4096) and fc7 (1x1, 4096) keep from the classifier.
         offsets: crop offsets of the heads, see `PADDED_OFFSETS`.
+        stepwise_upsampling: whether the heads upsample in bilinear 2x steps
+            (see `keras_fcn.heads.fcn_head`) rather than in one step as the
+            reference nets do.
         trunk: `None` to use `application`'s own layers on an input padded to
             a multiple of 32, or a function building the trunk layer by layer
             on the normalized input (the reference VGG16).
@@ -52,6 +58,7 @@ class Backbone:
     normalization: tuple
     fc6_padding: Optional[str] = None
     offsets: dict = dataclasses.field(default_factory=lambda: PADDED_OFFSETS)
+    stepwise_upsampling: bool = True
     trunk: Optional[Callable] = None
     application_kwargs: dict = dataclasses.field(default_factory=dict)
 
@@ -66,6 +73,7 @@ BACKBONES = {
         FCN_REFERENCE,
         fc6_padding="valid",
         offsets=REFERENCE_OFFSETS,
+        stepwise_upsampling=False,
         trunk=reference_vgg16_trunk,
     ),
     "vgg16": Backbone(

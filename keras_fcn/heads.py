@@ -41,6 +41,7 @@ def fcn_head(
     num_classes,
     stride,
     offsets,
+    stepwise_upsampling=False,
     trainable_upsampling=False,
     at_once=False,
 ):
@@ -61,6 +62,12 @@ def fcn_head(
         num_classes: int, output channels.
         stride: 32, 16 or 8, the output stride of the head.
         offsets: the backbone's crop offsets, see `keras_fcn.backbones`.
+        stepwise_upsampling: bool. If False, the final upsampling is one
+            transposed convolution (kernel `2 * stride`, as in the reference
+            nets); if True, it is `log2(stride)` bilinear 2x steps named
+            `<name>_1`, `<name>_2`, ..., so that every head applies the same
+            chain of 2x steps to the coarse scores and an FCN-16s or FCN-8s
+            with zero skip scores equals its FCN-32s exactly.
         trainable_upsampling: bool, whether the bilinear upsamplings learn.
         at_once: bool, whether to scale the skips as the at-once FCN-8s does.
 
@@ -78,5 +85,11 @@ def fcn_head(
         skip = _score(num_classes, f"score_{name}")(tap)
         skip = CropLike(offset, name=f"score_{name}c")([skip, upsampled])
         scores = keras.layers.Add(name=f"fuse_{name}")([upsampled, skip])
-    upsampled = _upsample(scores, stride, FINAL_UPSAMPLING_NAMES[stride], trainable_upsampling)
+    name = FINAL_UPSAMPLING_NAMES[stride]
+    if stepwise_upsampling:
+        for step in range(1, stride.bit_length()):
+            scores = _upsample(scores, 2, f"{name}_{step}", trainable_upsampling)
+        upsampled = scores
+    else:
+        upsampled = _upsample(scores, stride, name, trainable_upsampling)
     return CropLike(final_offset, name="score", dtype="float32")([upsampled, image])

@@ -102,6 +102,7 @@ def build_fcn(
         num_classes=num_classes,
         stride=stride,
         offsets=spec.offsets,
+        stepwise_upsampling=spec.stepwise_upsampling,
         trainable_upsampling=trainable_upsampling,
         at_once=at_once,
     )

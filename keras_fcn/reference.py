@@ -1,5 +1,7 @@
 """The FCN reference VGG16 trunk, layer for layer as in the authors' Caffe nets."""
 
+import re
+
 import keras
 
 # (block, convolutions, filters) of VGG16.
@@ -40,7 +42,7 @@ def reference_vgg16_trunk(x):
 
 def keras_vgg16_name(reference_name):
     """Maps a reference layer name to its Keras Applications VGG16 name (conv1_1 -> block1_conv1, fc6 -> fc1)."""
-    if reference_name.startswith("conv"):
-        block, index = reference_name[4:].split("_")
-        return f"block{block}_conv{index}"
+    convolution = re.fullmatch(r"conv(\d)_(\d)", reference_name)
+    if convolution:
+        return "block{}_conv{}".format(*convolution.groups())
     return {"fc6": "fc1", "fc7": "fc2"}.get(reference_name, reference_name)

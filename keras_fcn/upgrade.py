@@ -3,18 +3,12 @@
 import keras
 
 from keras_fcn.backbones import BACKBONES, backbone_of
-from keras_fcn.heads import FINAL_UPSAMPLING_NAMES, fcn_head
+from keras_fcn.heads import fcn_head
 
 
 def _output_stride(model):
     names = {layer.name for layer in model.layers}
-    for stride, upsampling in FINAL_UPSAMPLING_NAMES.items():
-        if upsampling in names:
-            return stride
-    raise ValueError(
-        f"Model '{model.name}' is not a keras-fcn FCN: it has none of the layers "
-        f"{sorted(FINAL_UPSAMPLING_NAMES.values())}."
-    )
+    return 8 if "fuse_pool3" in names else 16 if "fuse_pool4" in names else 32
 
 
 def upgrade(model, name=None):
@@ -23,8 +17,13 @@ def upgrade(model, name=None):
     The returned model has its own copy of every weight the two nets share
     (trunk, fc6/fc7, `score_fr`, and `score_pool4` when upgrading an FCN-16s).
     Its new skip score layer starts at zero and its new upsamplings are
-    bilinear, so before any training it outputs exactly what `model` outputs
-    (the paper, section 4.2).
+    bilinear, so before any training it starts from `model`'s predictions
+    (the paper, section 4.2). For the backbones that upsample in bilinear 2x
+    steps the output is exactly `model`'s. The reference VGG16 nets upsample
+    in one step per head (64/32, then 4/2 + 32/16): a 2x step followed by a
+    16x step samples the coarse scores a quarter cell off their centres, so
+    its output differs from the FCN-32s's near each coarse cell centre (by a
+    few percent of the scores' range).
 
     Args:
         model: an FCN-32s or FCN-16s built by keras-fcn (or loaded from one).
@@ -53,7 +52,10 @@ def upgrade(model, name=None):
         num_classes=score_fr.filters,
         stride=stride // 2,
         offsets=backbone.offsets,
-        trainable_upsampling=model.get_layer(FINAL_UPSAMPLING_NAMES[stride]).trainable,
+        stepwise_upsampling=backbone.stepwise_upsampling,
+        trainable_upsampling=any(
+            layer.trainable for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)
+        ),
     )
     default_name = model.name.replace(f"fcn{stride}s", f"fcn{stride // 2}s")
     grafted = keras.Model(model.input, outputs, name=name or default_name)

@@ -1,0 +1,279 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_fcn
+
+pytestmark = pytest.mark.backend_agnostic
+
+BUILDERS = {"32s": keras_fcn.FCN32s, "16s": keras_fcn.FCN16s, "8s": keras_fcn.FCN8s}
+SMALL = {"backbone": "mobilenet", "backbone_weights": None, "backbone_kwargs": {"alpha": 0.25}}
+
+
+def _run(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def _randomize(model, layer_names, rng, scale=1.0):
+    """Gives layers random weights, as training would (score layers start at zero)."""
+    for name in layer_names:
+        layer = model.get_layer(name)
+        layer.set_weights([rng.normal(scale=scale, size=w.shape).astype("float32") for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("backbone", sorted(keras_fcn.BACKBONES))
+def test_output_has_the_input_size_on_every_backbone(rng, backbone):
+    model = keras_fcn.FCN8s(3, backbone=backbone, backbone_weights=None)
+    assert model.input.shape[1:] == (None, None, 3)
+    for size in [(64, 64), (333, 517)]:
+        out = model(rng.uniform(0, 255, size=(1, *size, 3)).astype("float32"))
+        assert tuple(out.shape) == (1, *size, 3)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+@pytest.mark.parametrize("builder", [keras_fcn.FCN32s, keras_fcn.FCN16s, keras_fcn.FCN8sAtOnce])
+def test_every_head_keeps_odd_sizes(rng, builder):
+    model = builder(5, **SMALL)
+    out = _run(model, rng.uniform(0, 255, size=(2, 47, 121, 3)).astype("float32"))
+    assert out.shape == (2, 47, 121, 5)
+
+
+def test_new_score_layers_start_at_zero_and_upsamplings_are_fixed(rng):
+    model = keras_fcn.FCN8s(4, **SMALL)
+    for name in ["score_fr", "score_pool4", "score_pool3"]:
+        assert all(not np.any(w) for w in model.get_layer(name).get_weights())
+    upsamplings = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert [layer.name for layer in upsamplings] == ["upscore2", "upscore_pool4", "upscore8_1", "upscore8_2", "upscore8_3"]
+    assert not any(layer.trainable or layer.use_bias for layer in upsamplings)
+    assert not np.any(_run(model, rng.uniform(0, 255, size=(1, 40, 40, 3)).astype("float32")))
+    learned = keras_fcn.FCN8s(4, trainable_upsampling=True, **SMALL)
+    assert len(learned.trainable_weights) == len(model.trainable_weights) + 5
+
+
+REFERENCE_LAYERS = {
+    "32s": ["upscore"],
+    "16s": ["upscore2", "score_pool4", "score_pool4c", "fuse_pool4", "upscore16"],
+    "8s": ["upscore2", "score_pool4", "score_pool4c", "fuse_pool4", "upscore_pool4", "score_pool3",
+           "score_pool3c", "fuse_pool3", "upscore8"],
+}
+# The paper's reference nets: (kernel, stride) of each deconvolution and the crop offsets.
+REFERENCE_DECONVOLUTIONS = {
+    "upscore": (64, 32), "upscore16": (32, 16), "upscore8": (16, 8), "upscore2": (4, 2), "upscore_pool4": (4, 2)
+}
+REFERENCE_CROPS = {"32s": {"score": 19}, "16s": {"score_pool4c": 5, "score": 27},
+                   "8s": {"score_pool4c": 5, "score_pool3c": 9, "score": 31}}
+
+
+@pytest.fixture(scope="module")
+def reference_fcn8s():
+    return keras_fcn.FCN8s(21, backbone="vgg16_reference", backbone_weights=None)
+
+
+def test_reference_trunk_is_the_caffe_net(reference_fcn8s):
+    model = reference_fcn8s
+    convolutions = [f"conv{b}_{i}" for b, n in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] for i in range(1, n + 1)]
+    for name in convolutions:
+        layer = model.get_layer(name)
+        assert layer.kernel_size == (3, 3)
+        assert layer.padding == ("valid" if name == "conv1_1" else "same")
+    assert model.get_layer("conv1_1_pad").padding == ((100, 100), (100, 100))
+    for index in range(1, 6):
+        pool = model.get_layer(f"pool{index}")
+        assert (pool.pool_size, pool.strides, pool.padding) == ((2, 2), (2, 2), "same")
+    fc6, fc7 = model.get_layer("fc6"), model.get_layer("fc7")
+    assert (fc6.filters, fc6.kernel_size, fc6.padding) == (4096, (7, 7), "valid")
+    assert (fc7.filters, fc7.kernel_size) == (4096, (1, 1))
+    assert model.get_layer("drop6").rate == model.get_layer("drop7").rate == 0.5
+    assert model.get_layer("score_fr").filters == 21
+
+
+def test_ceil_mode_pooling_matches_numpy(rng):
+    x = rng.normal(size=(1, 7, 5, 1)).astype("float32")
+    out = _run(keras.Sequential([keras.Input((7, 5, 1)), keras.layers.MaxPooling2D(2, 2, padding="same")]), x)
+    expected = np.array([[x[0, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, 0].max() for j in range(3)] for i in range(4)])
+    np.testing.assert_array_equal(out[0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize("stage", ["32s", "16s", "8s"])
+def test_reference_heads_have_the_papers_layers_and_offsets(stage):
+    model = BUILDERS[stage](21, backbone="vgg16_reference", backbone_weights=None)
+    names = {layer.name for layer in model.layers}
+    assert set(REFERENCE_LAYERS[stage]) <= names
+    for name in names & set(REFERENCE_DECONVOLUTIONS):
+        layer = model.get_layer(name)
+        assert (layer.kernel_size[0], layer.strides[0]) == REFERENCE_DECONVOLUTIONS[name]
+        assert not layer.use_bias
+    for name, offset in REFERENCE_CROPS[stage].items():
+        assert model.get_layer(name).offset == (offset, offset)
+
+
+def _numpy_bilinear_kernel(size):
+    factor = (size + 1) // 2
+    centre = factor - 1 if size % 2 else factor - 0.5
+    taps = 1 - np.abs(np.arange(size) - centre) / factor
+    return np.outer(taps, taps)
+
+
+def _numpy_upsample(x, factor):
+    """Caffe's Deconvolution with a bilinear kernel, per channel, on x (h, w, c)."""
+    size = 2 * factor
+    kernel = _numpy_bilinear_kernel(size)[..., None]
+    out = np.zeros(((x.shape[0] - 1) * factor + size, (x.shape[1] - 1) * factor + size, x.shape[2]))
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i * factor : i * factor + size, j * factor : j * factor + size] += kernel * x[i, j]
+    return out
+
+
+def _numpy_crop(x, offset, size):
+    if offset < 0:
+        x = np.pad(x, ((-offset, -offset), (-offset, -offset), (0, 0)))
+        offset = 0
+    return x[offset : offset + size[0], offset : offset + size[1]]
+
+
+# Offsets of the pool4 skip, the pool3 skip and the final crop, and the final upsampling steps.
+HEAD_GEOMETRY = {"vgg16_reference": ((5, 9, 31), [8]), "mobilenet": ((-1, -3, 31), [2, 2, 2])}
+
+
+@pytest.mark.parametrize("backbone", sorted(HEAD_GEOMETRY))
+def test_fcn8s_head_equals_numpy_upsample_crop_and_sum(rng, backbone, request):
+    offsets, final_steps = HEAD_GEOMETRY[backbone]
+    if backbone == "vgg16_reference":
+        model = request.getfixturevalue("reference_fcn8s")
+    else:
+        model = keras_fcn.FCN8s(21, **SMALL)
+    _randomize(model, ["score_fr", "score_pool4", "score_pool3"], rng, scale=0.05)
+    image = rng.uniform(0, 255, size=(1, 45, 70, 3)).astype("float32")
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in ["score_fr", "score_pool4", "score_pool3"]])
+    score_fr, score_pool4, score_pool3 = (t[0] for t in probe(image, training=False))
+    score_fr, score_pool4, score_pool3 = map(keras.ops.convert_to_numpy, (score_fr, score_pool4, score_pool3))
+    up2 = _numpy_upsample(score_fr, 2)
+    fuse_pool4 = up2 + _numpy_crop(score_pool4, offsets[0], up2.shape)
+    up4 = _numpy_upsample(fuse_pool4, 2)
+    fuse_pool3 = up4 + _numpy_crop(score_pool3, offsets[1], up4.shape)
+    for factor in final_steps:
+        fuse_pool3 = _numpy_upsample(fuse_pool3, factor)
+    expected = _numpy_crop(fuse_pool3, offsets[2], (45, 70))
+    np.testing.assert_allclose(_run(model, image)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("builder", [keras_fcn.FCN32s, keras_fcn.FCN16s, keras_fcn.FCN8s])
+def test_padded_heads_centre_the_scores_on_their_cells(builder):
+    """Constant scores on an image of whole 32x32 cells give a mirror-symmetric output.
+
+    Cell i of a stride-s map covers pixels [s*i, s*(i+1)); were any offset off
+    by a pixel, the output would be shifted and lose its symmetry.
+    """
+    model = builder(2, **SMALL)
+    for name in {"score_fr", "score_pool4", "score_pool3"} & {layer.name for layer in model.layers}:
+        kernel, bias = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([np.zeros_like(kernel), np.array([1.0, -2.0], "float32")])
+    out = _run(model, np.zeros((1, 96, 128, 3), "float32"))[0]
+    np.testing.assert_allclose(out, out[::-1, ::-1], atol=1e-5)
+    assert np.abs(out[48, 64] - out[48, 64, 0] * np.array([1.0, -2.0])).max() < 1e-5 and out[48, 64, 0] > 0.9
+
+
+def test_upgrade_starts_from_exactly_the_previous_stage(rng):
+    backbone = "mobilenet"
+    fcn32s = keras_fcn.FCN32s(3, **SMALL)
+    _randomize(fcn32s, ["score_fr"], rng, scale=0.5)
+    image = rng.uniform(0, 255, size=(2, 75, 101, 3)).astype("float32")
+    expected = _run(fcn32s, image)
+    assert np.abs(expected).max() > 0.1
+
+    fcn16s = keras_fcn.upgrade(fcn32s)
+    assert fcn16s.name == f"fcn16s_{backbone}"
+    np.testing.assert_allclose(_run(fcn16s, image), expected, rtol=1e-5, atol=1e-4)
+
+    _randomize(fcn16s, ["score_pool4"], rng, scale=0.05)
+    trained_16s = _run(fcn16s, image)
+    fcn8s = keras_fcn.upgrade(fcn16s)
+    assert fcn8s.name == f"fcn8s_{backbone}"
+    assert not any(np.any(w) for w in fcn8s.get_layer("score_pool3").get_weights())
+    np.testing.assert_allclose(_run(fcn8s, image), trained_16s, rtol=1e-5, atol=1e-4)
+
+    fcn16s.get_layer("score_fr").set_weights([np.zeros(w.shape, "float32") for w in fcn16s.get_layer("score_fr").get_weights()])
+    np.testing.assert_allclose(_run(fcn8s, image), trained_16s, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="already an FCN-8s"):
+        keras_fcn.upgrade(fcn8s)
+
+
+def test_upgrade_rejects_other_models():
+    inputs = keras.Input((None, None, 3))
+    with pytest.raises(ValueError, match="not a keras-fcn FCN"):
+        keras_fcn.upgrade(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs), name="plain"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 0}, r"num_classes.*positive int. Received num_classes=0"),
+        ({"backbone": "vgg17"}, r"Expected one of \[.*'mobilenet'.*\]. Received backbone='vgg17'"),
+        ({"weights": "no/such/file.weights.h5"}, r"Received weights='no/such/file.weights.h5'"),
+        ({"backbone_weights": "imagenet21k"}, r"Received backbone_weights='imagenet21k'"),
+        ({"input_shape": (None, None, 4)}, r"Received input_shape=\(None, None, 4\)"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_value(kwargs, message):
+    arguments = {"num_classes": 3, "backbone": "mobilenet", "backbone_weights": None, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        keras_fcn.FCN8s(**arguments)
+
+
+def test_weights_file_round_trip(tmp_path, rng):
+    model = keras_fcn.FCN16s(3, **SMALL)
+    _randomize(model, ["score_fr", "score_pool4"], rng, scale=0.05)
+    path = str(tmp_path / "fcn16s.weights.h5")
+    model.save_weights(path)
+    restored = keras_fcn.FCN16s(3, weights=path, **SMALL)
+    image = rng.uniform(0, 255, size=(1, 50, 70, 3)).astype("float32")
+    np.testing.assert_array_equal(_run(restored, image), _run(model, image))
+
+
+def test_vgg_backbone_weights_keep_the_classifier_weights(tmp_path, rng):
+    classifier = keras.applications.VGG16(weights=None)
+    path = str(tmp_path / "vgg16.weights.h5")
+    classifier.save_weights(path)
+    fc1 = keras.ops.convert_to_numpy(classifier.get_layer("fc1").kernel)
+    for backbone, conv in [("vgg16", "block3_conv2"), ("vgg16_reference", "conv3_2")]:
+        model = keras_fcn.FCN32s(2, backbone=backbone, backbone_weights=path)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(model.get_layer(conv).kernel),
+            keras.ops.convert_to_numpy(classifier.get_layer("block3_conv2").kernel),
+        )
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("fc6").kernel), fc1.reshape(7, 7, 512, 4096))
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(model.get_layer("fc7").bias),
+            keras.ops.convert_to_numpy(classifier.get_layer("fc2").bias),
+        )
+
+
+def test_backbone_kwargs_reach_the_application():
+    quarter = keras_fcn.FCN8s(2, **SMALL)
+    full = keras_fcn.FCN8s(2, backbone="mobilenet", backbone_weights=None)
+    assert quarter.get_layer("conv_pw_13_relu").output.shape[-1] == 256
+    assert full.get_layer("conv_pw_13_relu").output.shape[-1] == 1024
+
+
+def test_keras_file_round_trip_serves_any_size(tmp_path, rng):
+    model = keras_fcn.FCN8sAtOnce(4, **SMALL)
+    _randomize(model, ["score_fr", "score_pool4", "score_pool3"], rng, scale=0.05)
+    path = tmp_path / "fcn.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    for size in [(33, 47), (64, 96)]:
+        image = rng.uniform(0, 255, size=(1, *size, 3)).astype("float32")
+        np.testing.assert_array_equal(_run(restored, image), _run(model, image))
+
+
+def test_fit_on_random_images_and_masks(rng):
+    model = keras_fcn.FCN8s(3, **SMALL)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images = rng.uniform(0, 255, size=(4, 64, 96, 3)).astype("float32")
+    masks = rng.integers(0, 3, size=(4, 64, 96)).astype("int32")
+    before = model.get_layer("score_fr").get_weights()[0].copy()
+    history = model.fit(images, masks, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert np.abs(history.history["loss"][0] - np.log(3)) < 0.05
+    assert np.any(model.get_layer("score_fr").get_weights()[0] != before)
