@@ -103,7 +103,8 @@ class LabelSpec:
         for key, value in items:
             color, class_id = (key, value) if isinstance(color_map, dict) else (value, key)
             color = tuple(color) if isinstance(color, (tuple, list, np.ndarray)) else color
-            if not (isinstance(color, tuple) and len(color) == 3 and all(_is_int(c) and 0 <= c <= 255 for c in color)):
+            is_rgb = isinstance(color, tuple) and len(color) == 3
+            if not (is_rgb and all(_is_int(c) and 0 <= c <= 255 for c in color)):
                 raise ValueError(
                     "`color_map` colours must be (r, g, b) tuples of ints from 0 to 255. "
                     f"Received colour {color!r} in color_map={color_map!r}"

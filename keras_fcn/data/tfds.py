@@ -119,7 +119,10 @@ def from_tfds(
         if name_key is not None:
             example = tf.strings.join([example, " (", features[name_key], ")"])
         pair = tf.numpy_function(
-            check, [_as_rgb(features[image_key]), features[mask_key], example], (tf.uint8, tf.uint8), stateful=False
+            check,
+            [_as_rgb(features[image_key]), features[mask_key], example],
+            (tf.uint8, tf.uint8),
+            stateful=False,
         )
         return set_pair_shapes(*pair)
 

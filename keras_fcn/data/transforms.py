@@ -23,7 +23,9 @@ def validate_size(size, name):
         and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
     )
     if not valid:
-        raise ValueError(f"`{name}` must be a (height, width) pair of positive ints. Received {name}={size!r}")
+        raise ValueError(
+            f"`{name}` must be a (height, width) pair of positive ints. Received {name}={size!r}"
+        )
     return tuple(size)
 
 
