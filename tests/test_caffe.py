@@ -238,9 +238,10 @@ def np_deconv(x, weight, stride):
     c, h, w = x.shape
     _, out, kh, kw = weight.shape
     y = np.zeros((out, (h - 1) * stride + kh, (w - 1) * stride + kw))
-    for i in range(kh):
-        for j in range(kw):
-            y[:, i : i + stride * h : stride, j : j + stride * w : stride] += np.einsum("chw,co->ohw", x, weight[:, :, i, j])
+    for row in range(h):
+        for col in range(w):
+            patch = np.einsum("c,coij->oij", x[:, row, col], weight)
+            y[:, row * stride : row * stride + kh, col * stride : col * stride + kw] += patch
     return y
 
 

@@ -4,7 +4,6 @@ import re
 
 import keras
 
-from keras_fcn import models
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.layers import InputNormalization
 
@@ -57,6 +56,8 @@ def build(entry):
             f"Zoo entry '{entry.name}' needs architecture '{entry.architecture}', which keras-fcn "
             "cannot build yet; its caffemodel can still be read with keras_fcn.caffe.read_caffemodel."
         )
+    from keras_fcn import models  # here, as keras_fcn.models imports the zoo to resolve `weights`
+
     builder, backbone = call
     model = getattr(models, builder)(entry.num_classes, backbone=backbone, backbone_weights=None)
     if entry.preprocessing.matches(BACKBONES[backbone].normalization):

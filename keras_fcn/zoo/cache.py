@@ -45,10 +45,12 @@ def remove_if_exists(path):
 
 
 def write_json_atomically(path, record):
+    """Writes `record` as JSON under a temporary name, then renames it onto `path`."""
     temporary = temporary_path(path)
     try:
         with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(record, file, indent=1, sort_keys=True)
+            json.dump(record, file, indent=1)
+            file.write("\n")
         os.replace(temporary, path)
     finally:
         remove_if_exists(temporary)

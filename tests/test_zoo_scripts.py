@@ -1,0 +1,96 @@
+"""Tests of the zoo/ command-line scripts: convert, publish, list."""
+
+import hashlib
+import importlib.util
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+import keras_fcn
+from keras_fcn import zoo
+from keras_fcn.zoo import registry
+from test_caffe import caffe_fcn_blobs, protobuf_caffemodel, small_reference  # noqa: F401
+from test_zoo import assert_weights_equal_blobs, keras_home, server  # noqa: F401
+
+SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "zoo"
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(f"zoo_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_convert_script_converts_a_local_caffemodel(small_reference, tmp_path, capsys):
+    blobs = caffe_fcn_blobs(21, 32)
+    caffemodel = tmp_path / "fcn32s.caffemodel"
+    caffemodel.write_bytes(protobuf_caffemodel([(name, kind, arrays) for name, (kind, arrays) in blobs.items()]))
+    output = tmp_path / "voc-fcn32s.weights.h5"
+    assert script("convert_caffemodel").main(["voc-fcn32s", "--caffemodel", str(caffemodel), "--output", str(output)]) == 0
+    assert capsys.readouterr().out.split() == [str(output), "sha256", hashlib.sha256(output.read_bytes()).hexdigest()]
+    model = keras_fcn.FCN32s(21, backbone="vgg16_reference", backbone_weights=None)
+    model.load_weights(str(output))
+    assert_weights_equal_blobs(model, blobs)
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_list_script_marks_published_metrics_as_theirs(capsys):
+    assert script("list_zoo").main(["--architecture", "fcn8s_vgg16_reference"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| voc-fcn8s | voc | fcn8s_vgg16_reference | 21 |")
+    assert "mean IU 65.5 on seg11valid (theirs, fcn.berkeleyvision.org README)" in lines[2]
+    assert "mean IU 35.1 on PASCAL-Context val, 59 classes (theirs, Long, Shelhamer, Darrell, CVPR 2015)" in lines[3]
+
+
+def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, server, keras_home, monkeypatch):
+    manifest = tmp_path / "manifest.json"
+    shutil.copyfile(registry.MANIFEST_PATH, manifest)
+    (tmp_path / "classes.txt").write_text("sky\nground\nthing\n")
+    trained = keras_fcn.FCN32s(3, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None)
+    for layer in trained.layers:
+        layer.set_weights([np.random.default_rng(0).standard_normal(w.shape).astype(w.dtype) for w in layer.get_weights()])
+    weights = tmp_path / "trained.weights.h5"
+    trained.save_weights(str(weights))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    args = [
+        str(weights), "--name", "tiny", "--alias", "demo", "--architecture", "fcn32s_mobilenet",
+        "--classes", str(tmp_path / "classes.txt"), "--dataset", "made up", "--url-base", server.url("/zoo/"),
+        "--metric", "val:mean IU:12.5", "--training-command", "python train.py --tiny", "--licence", "Apache-2.0",
+        "--output-dir", str(tmp_path / "dist"), "--manifest", str(manifest),
+    ]
+    publish = script("publish")
+    monkeypatch.setattr(keras_fcn.models, "FCN32s", _with_alpha(keras_fcn.models.FCN32s))
+    assert publish.main(args) == 0
+    published = tmp_path / "dist" / f"tiny-{digest[:8]}.weights.h5"
+    assert published.read_bytes() == weights.read_bytes()
+    record = json.loads(manifest.read_text())["entries"][-1]
+    assert record["source"] == {"format": "keras", "urls": [server.url(f"/zoo/{published.name}")], "sha256": digest}
+    assert record["metrics"] == [{"split": "val", "metric": "mean IU", "value": 12.5, "measured_by": "keras-fcn", "source": "zoo/publish.py"}]
+    assert record["command"] == "python train.py --tiny"
+    entry = registry.read_manifest(manifest)[-1]
+    assert entry.class_names == ("sky", "ground", "thing")
+    with pytest.raises(ValueError, match="named 'tiny' already exists"):
+        publish.main(args)
+    assert len(json.loads(manifest.read_text())["entries"]) == len(zoo.available()) + 1
+
+    server.add(f"/zoo/{published.name}", published.read_bytes())
+    monkeypatch.setattr(zoo, "REGISTRY", registry.Registry(registry.read_manifest(manifest)))
+    path = zoo.resolve_weights("demo", architecture="fcn32s_mobilenet", num_classes=3)
+    model = keras_fcn.FCN32s(3, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None)
+    model.load_weights(path)
+    for got, want in zip(model.weights, trained.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def _with_alpha(builder):
+    """The builder with MobileNet at width 0.25, so the test model stays small."""
+
+    def build(*args, **kwargs):
+        return builder(*args, backbone_kwargs={"alpha": 0.25}, **kwargs)
+
+    return build
