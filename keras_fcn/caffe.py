@@ -254,7 +254,9 @@ def encode_caffemodel(layers, *, legacy=False, name="net"):
         `bytes`.
     """
     out = [_length_delimited(1, name.encode("utf-8"))]
-    for layer_name, layer_type, blobs in (dataclasses.astuple(layer) if isinstance(layer, CaffeLayer) else layer for layer in layers):
+    for layer_name, layer_type, blobs in (
+        dataclasses.astuple(layer) if isinstance(layer, CaffeLayer) else layer for layer in layers
+    ):
         if legacy:
             if layer_type not in _V1_TYPE_NUMBERS:
                 raise ValueError(
@@ -268,7 +270,10 @@ def encode_caffemodel(layers, *, legacy=False, name="net"):
             fields += [_length_delimited(6, _encode_blob(blob, True)) for blob in blobs]
             out.append(_length_delimited(2, b"".join(fields)))
         else:
-            fields = [_length_delimited(1, layer_name.encode("utf-8")), _length_delimited(2, layer_type.encode("utf-8"))]
+            fields = [
+                _length_delimited(1, layer_name.encode("utf-8")),
+                _length_delimited(2, layer_type.encode("utf-8")),
+            ]
             fields += [_length_delimited(7, _encode_blob(blob, False)) for blob in blobs]
             out.append(_length_delimited(100, b"".join(fields)))
     return b"".join(out)
@@ -367,14 +372,18 @@ def load_caffemodel_weights(model, caffemodel):
         expected = _expected_blob_shapes(layer)
         received = [blob.shape for blob in caffe_layer.blobs]
         if caffe_layer.type != caffe_type:
-            problems.append(f"layer '{name}' needs a Caffe {caffe_type} layer; the caffemodel's is a {caffe_layer.type}")
+            problems.append(
+                f"layer '{name}' needs a Caffe {caffe_type} layer; the caffemodel's is a {caffe_layer.type}"
+            )
         elif len(received) != len(expected) or not all(map(_fits, caffe_layer.blobs, expected)):
             problems.append(f"layer '{name}' needs blobs of shapes {expected}; the caffemodel has {received}")
         else:
             kernel, *bias = (blob.reshape(shape) for blob, shape in zip(caffe_layer.blobs, expected))
             assignments[name] = [kernel.transpose(2, 3, 1, 0), *bias]
     if problems:
-        raise CaffeModelError(f"Cannot load the caffemodel into model '{model.name}': " + "; ".join(problems) + ".")
+        raise CaffeModelError(
+            f"Cannot load the caffemodel into model '{model.name}': " + "; ".join(problems) + "."
+        )
     for name, weights in assignments.items():
         targets[name].set_weights(weights)
     return sorted(assignments)

@@ -48,7 +48,14 @@ def _caffe_schema():
     _field(layer, "blobs", 7, _F.TYPE_MESSAGE, repeated, type_name=".caffe.BlobProto")
     v1 = proto.message_type.add(name="V1LayerParameter")
     layer_type = v1.enum_type.add(name="LayerType")
-    for name, number in (("NONE", 0), ("CONVOLUTION", 4), ("INNER_PRODUCT", 14), ("POOLING", 17), ("RELU", 18), ("DECONVOLUTION", 39)):
+    for name, number in (
+        ("NONE", 0),
+        ("CONVOLUTION", 4),
+        ("INNER_PRODUCT", 14),
+        ("POOLING", 17),
+        ("RELU", 18),
+        ("DECONVOLUTION", 39),
+    ):
         layer_type.value.add(name=name, number=number)
     _field(v1, "bottom", 2, _F.TYPE_STRING, repeated)
     _field(v1, "top", 3, _F.TYPE_STRING, repeated)
@@ -89,7 +96,11 @@ def protobuf_caffemodel(layers, *, legacy=False, double=False):
 def random_layers(seed=0):
     rng = np.random.default_rng(seed)
     return [
-        ("conv", "Convolution", [rng.standard_normal((4, 3, 3, 2)).astype(np.float32), rng.standard_normal(4).astype(np.float32)]),
+        (
+            "conv",
+            "Convolution",
+            [rng.standard_normal((4, 3, 3, 2)).astype(np.float32), rng.standard_normal(4).astype(np.float32)],
+        ),
         ("relu", "ReLU", []),
         ("up", "Deconvolution", [rng.standard_normal((4, 5, 4, 4)).astype(np.float32)]),
     ]
@@ -139,7 +150,9 @@ def test_written_files_parse_with_protobuf(legacy):
         assert layer.type == (V1_TYPES[layer_type] if legacy else layer_type)
         for blob, array in zip(layer.blobs, blobs):
             if legacy:
-                assert (blob.num, blob.channels, blob.height, blob.width) == (1,) * (4 - array.ndim) + array.shape
+                assert (blob.num, blob.channels, blob.height, blob.width) == (1,) * (
+                    4 - array.ndim
+                ) + array.shape
             else:
                 assert tuple(blob.shape.dim) == array.shape
             np.testing.assert_array_equal(np.array(blob.data, np.float32), array.ravel())
@@ -188,10 +201,19 @@ def caffe_fcn_blobs(num_classes, stride, seed=0, scales=False):
     rng = np.random.default_rng(seed)
 
     def conv(out, inp, k):
-        return ("Convolution", [rng.standard_normal((out, inp, k, k)).astype(np.float32) * 0.3, rng.standard_normal(out).astype(np.float32)])
+        return (
+            "Convolution",
+            [
+                rng.standard_normal((out, inp, k, k)).astype(np.float32) * 0.3,
+                rng.standard_normal(out).astype(np.float32),
+            ],
+        )
 
     def deconv(k):
-        return ("Deconvolution", [rng.standard_normal((num_classes, num_classes, k, k)).astype(np.float32) * 0.3])
+        return (
+            "Deconvolution",
+            [rng.standard_normal((num_classes, num_classes, k, k)).astype(np.float32) * 0.3],
+        )
 
     blobs, channels = {}, 3
     for block, count, filters in SMALL_BLOCKS:
@@ -262,7 +284,11 @@ def np_fcn(image_rgb, blobs, stride, scales=None, mean=MEAN_BGR, bgr=True):
     x = np.maximum(np_conv(x, *blobs["fc6"][1], 0), 0)
     x = np.maximum(np_conv(x, *blobs["fc7"][1], 0), 0)
     scores = np_conv(x, *blobs["score_fr"][1], 0)
-    skips = {32: [], 16: [("upscore2", "pool4", 5)], 8: [("upscore2", "pool4", 5), ("upscore_pool4", "pool3", 9)]}[stride]
+    skips = {
+        32: [],
+        16: [("upscore2", "pool4", 5)],
+        8: [("upscore2", "pool4", 5), ("upscore_pool4", "pool3", 9)],
+    }[stride]
     for up_name, pool, offset in skips:
         scores = np_deconv(scores, blobs[up_name][1][0], 2)
         tap = taps[pool] * (scales[pool] if scales else 1.0)
@@ -284,7 +310,9 @@ BUILDERS = {32: keras_fcn.FCN32s, 16: keras_fcn.FCN16s, 8: keras_fcn.FCN8s}
 def test_converted_fcn_matches_blobs_and_numpy_forward(small_reference, tmp_path, stride, at_once, legacy):
     num_classes = 3
     blobs = caffe_fcn_blobs(num_classes, stride, scales=at_once)
-    written = [(name, kind, arrays) for name, (kind, arrays) in blobs.items() if not (legacy and kind == "Scale")]
+    written = [
+        (name, kind, arrays) for name, (kind, arrays) in blobs.items() if not (legacy and kind == "Scale")
+    ]
     path = tmp_path / "net.caffemodel"
     path.write_bytes(protobuf_caffemodel(written, legacy=legacy))
     builder = keras_fcn.FCN8sAtOnce if at_once else BUILDERS[stride]
@@ -323,7 +351,10 @@ def test_conversion_names_unknown_missing_and_misshapen_layers(small_reference):
     message = str(error.value)
     assert "layers the model lacks: ['extra_layer']" in message
     assert "no blobs for the model's layers ['conv2_1']" in message
-    assert "layer 'fc6' needs blobs of shapes [(6, 5, 7, 7), (6,)]; the caffemodel has [(6, 5, 3, 3), (6,)]" in message
+    assert (
+        "layer 'fc6' needs blobs of shapes [(6, 5, 7, 7), (6,)]; the caffemodel has [(6, 5, 3, 3), (6,)]"
+        in message
+    )
     assert "layer 'upscore' needs a Caffe Deconvolution layer; the caffemodel's is a Convolution" in message
     np.testing.assert_array_equal(model.get_layer("conv1_1").get_weights()[0], before)
 

@@ -125,19 +125,35 @@ def test_manifest_lists_the_papers_models_with_their_metadata():
         "pascalcontext-fcn32s": ("fcn32s_vgg16_reference", 60, "pascalcontext-fcn32s-heavy.caffemodel"),
         "pascalcontext-fcn16s": ("fcn16s_vgg16_reference", 60, "pascalcontext-fcn16s-heavy.caffemodel"),
         "pascalcontext-fcn8s": ("fcn8s_vgg16_reference", 60, "pascalcontext-fcn8s-heavy.caffemodel"),
-        "siftflow-fcn32s": ("fcn32s_semantic_geometric_vgg16_reference", 33, "siftflow-fcn32s-heavy.caffemodel"),
-        "siftflow-fcn16s": ("fcn16s_semantic_geometric_vgg16_reference", 33, "siftflow-fcn16s-heavy.caffemodel"),
+        "siftflow-fcn32s": (
+            "fcn32s_semantic_geometric_vgg16_reference",
+            33,
+            "siftflow-fcn32s-heavy.caffemodel",
+        ),
+        "siftflow-fcn16s": (
+            "fcn16s_semantic_geometric_vgg16_reference",
+            33,
+            "siftflow-fcn16s-heavy.caffemodel",
+        ),
         "siftflow-fcn8s": ("fcn8s_semantic_geometric_vgg16_reference", 33, "siftflow-fcn8s-heavy.caffemodel"),
         "nyud-fcn32s-color": ("fcn32s_vgg16_reference", 40, "nyud-fcn32s-color-heavy.caffemodel"),
         "nyud-fcn32s-hha": ("fcn32s_vgg16_reference", 40, "nyud-fcn32s-hha-heavy.caffemodel"),
-        "nyud-fcn32s-color-hha": ("fcn32s_color_hha_vgg16_reference", 40, "nyud-fcn32s-color-hha-heavy.caffemodel"),
+        "nyud-fcn32s-color-hha": (
+            "fcn32s_color_hha_vgg16_reference",
+            40,
+            "nyud-fcn32s-color-hha-heavy.caffemodel",
+        ),
     }
     assert zoo.available() == list(expected)
     for name, (architecture, num_classes, file_name) in expected.items():
         entry = zoo.get(name)
         assert entry.architecture == architecture and entry.num_classes == num_classes
         assert entry.urls == (f"http://dl.caffe.berkeleyvision.org/{file_name}",)
-        assert entry.source_format == "caffemodel" and entry.source_sha256 is None and entry.weights_sha256 is None
+        assert (
+            entry.source_format == "caffemodel"
+            and entry.source_sha256 is None
+            and entry.weights_sha256 is None
+        )
         assert len(entry.class_names) == num_classes == len(entry.palette)
         assert entry.licence and entry.command == f"python zoo/convert_caffemodel.py {name}"
         assert all(metric["measured_by"] == "authors" and metric["source"] for metric in entry.metrics)
@@ -197,16 +213,33 @@ def test_aliases_pick_the_entry_of_the_architecture():
     ]:
         assert zoo.REGISTRY.find("voc", architecture).name == name
     assert zoo.REGISTRY.find("pascalcontext", "fcn16s_vgg16_reference").name == "pascalcontext-fcn16s"
-    with pytest.raises(ValueError, match="Alias 'voc' names weights for other architectures only: 'voc-fcn32s'"):
+    with pytest.raises(
+        ValueError, match="Alias 'voc' names weights for other architectures only: 'voc-fcn32s'"
+    ):
         zoo.resolve_weights("voc", architecture="fcn8s_vgg16", num_classes=21)
 
 
 @pytest.mark.parametrize(
     "weights, architecture, num_classes, message",
     [
-        ("voc-fcn8s", "fcn32s_vgg16_reference", 21, r"'voc-fcn8s' are for architecture 'fcn8s_vgg16_reference', not 'fcn32s_vgg16_reference'. Use keras_fcn.FCN8s\(21, backbone='vgg16_reference', weights='voc-fcn8s'\)"),
-        ("voc", "fcn8s_vgg16_reference", 3, r"'voc-fcn8s' have 21 classes .*received num_classes=3. Pass num_classes=21"),
-        ("nyud-fcn32s-color", "fcn32s_vgg16_reference", 40, r"BGR minus the mean \(116.190, 97.203, 92.318\).*keras_fcn.zoo.load_model\('nyud-fcn32s-color'\)"),
+        (
+            "voc-fcn8s",
+            "fcn32s_vgg16_reference",
+            21,
+            r"'voc-fcn8s' are for architecture 'fcn8s_vgg16_reference', not 'fcn32s_vgg16_reference'. Use keras_fcn.FCN8s\(21, backbone='vgg16_reference', weights='voc-fcn8s'\)",
+        ),
+        (
+            "voc",
+            "fcn8s_vgg16_reference",
+            3,
+            r"'voc-fcn8s' have 21 classes .*received num_classes=3. Pass num_classes=21",
+        ),
+        (
+            "nyud-fcn32s-color",
+            "fcn32s_vgg16_reference",
+            40,
+            r"BGR minus the mean \(116.190, 97.203, 92.318\).*keras_fcn.zoo.load_model\('nyud-fcn32s-color'\)",
+        ),
         ("nyud-fcn32s-hha", "fcn32s_vgg16_reference", 40, r"HHA image.*load_model\('nyud-fcn32s-hha'\)"),
     ],
 )
@@ -383,5 +416,8 @@ def test_load_model_applies_the_entrys_own_preprocessing(small_reference, server
 
 
 def test_architectures_the_package_cannot_build_are_reported():
-    with pytest.raises(NotImplementedError, match="'siftflow-fcn16s' needs architecture 'fcn16s_semantic_geometric_vgg16_reference'"):
+    with pytest.raises(
+        NotImplementedError,
+        match="'siftflow-fcn16s' needs architecture 'fcn16s_semantic_geometric_vgg16_reference'",
+    ):
         zoo.load_model("siftflow-fcn16s")

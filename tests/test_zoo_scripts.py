@@ -28,10 +28,21 @@ def script(name):
 def test_convert_script_converts_a_local_caffemodel(small_reference, tmp_path, capsys):
     blobs = caffe_fcn_blobs(21, 32)
     caffemodel = tmp_path / "fcn32s.caffemodel"
-    caffemodel.write_bytes(protobuf_caffemodel([(name, kind, arrays) for name, (kind, arrays) in blobs.items()]))
+    caffemodel.write_bytes(
+        protobuf_caffemodel([(name, kind, arrays) for name, (kind, arrays) in blobs.items()])
+    )
     output = tmp_path / "voc-fcn32s.weights.h5"
-    assert script("convert_caffemodel").main(["voc-fcn32s", "--caffemodel", str(caffemodel), "--output", str(output)]) == 0
-    assert capsys.readouterr().out.split() == [str(output), "sha256", hashlib.sha256(output.read_bytes()).hexdigest()]
+    assert (
+        script("convert_caffemodel").main(
+            ["voc-fcn32s", "--caffemodel", str(caffemodel), "--output", str(output)]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.split() == [
+        str(output),
+        "sha256",
+        hashlib.sha256(output.read_bytes()).hexdigest(),
+    ]
     model = keras_fcn.FCN32s(21, backbone="vgg16_reference", backbone_weights=None)
     model.load_weights(str(output))
     assert_weights_equal_blobs(model, blobs)
@@ -44,24 +55,50 @@ def test_list_script_marks_published_metrics_as_theirs(capsys):
     assert len(lines) == 4
     assert lines[2].startswith("| voc-fcn8s | voc | fcn8s_vgg16_reference | 21 |")
     assert "mean IU 65.5 on seg11valid (theirs, fcn.berkeleyvision.org README)" in lines[2]
-    assert "mean IU 35.1 on PASCAL-Context val, 59 classes (theirs, Long, Shelhamer, Darrell, CVPR 2015)" in lines[3]
+    assert (
+        "mean IU 35.1 on PASCAL-Context val, 59 classes (theirs, Long, Shelhamer, Darrell, CVPR 2015)"
+        in lines[3]
+    )
 
 
 def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, server, keras_home, monkeypatch):
     manifest = tmp_path / "manifest.json"
     shutil.copyfile(registry.MANIFEST_PATH, manifest)
     (tmp_path / "classes.txt").write_text("sky\nground\nthing\n")
-    trained = keras_fcn.FCN32s(3, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None)
+    trained = keras_fcn.FCN32s(
+        3, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None
+    )
     for layer in trained.layers:
-        layer.set_weights([np.random.default_rng(0).standard_normal(w.shape).astype(w.dtype) for w in layer.get_weights()])
+        layer.set_weights(
+            [np.random.default_rng(0).standard_normal(w.shape).astype(w.dtype) for w in layer.get_weights()]
+        )
     weights = tmp_path / "trained.weights.h5"
     trained.save_weights(str(weights))
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     args = [
-        str(weights), "--name", "tiny", "--alias", "demo", "--architecture", "fcn32s_mobilenet",
-        "--classes", str(tmp_path / "classes.txt"), "--dataset", "made up", "--url-base", server.url("/zoo/"),
-        "--metric", "val:mean IU:12.5", "--training-command", "python train.py --tiny", "--licence", "Apache-2.0",
-        "--output-dir", str(tmp_path / "dist"), "--manifest", str(manifest),
+        str(weights),
+        "--name",
+        "tiny",
+        "--alias",
+        "demo",
+        "--architecture",
+        "fcn32s_mobilenet",
+        "--classes",
+        str(tmp_path / "classes.txt"),
+        "--dataset",
+        "made up",
+        "--url-base",
+        server.url("/zoo/"),
+        "--metric",
+        "val:mean IU:12.5",
+        "--training-command",
+        "python train.py --tiny",
+        "--licence",
+        "Apache-2.0",
+        "--output-dir",
+        str(tmp_path / "dist"),
+        "--manifest",
+        str(manifest),
     ]
     publish = script("publish")
     monkeypatch.setattr(keras_fcn.models, "FCN32s", _with_alpha(keras_fcn.models.FCN32s))
@@ -69,8 +106,20 @@ def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, serv
     published = tmp_path / "dist" / f"tiny-{digest[:8]}.weights.h5"
     assert published.read_bytes() == weights.read_bytes()
     record = json.loads(manifest.read_text())["entries"][-1]
-    assert record["source"] == {"format": "keras", "urls": [server.url(f"/zoo/{published.name}")], "sha256": digest}
-    assert record["metrics"] == [{"split": "val", "metric": "mean IU", "value": 12.5, "measured_by": "keras-fcn", "source": "zoo/publish.py"}]
+    assert record["source"] == {
+        "format": "keras",
+        "urls": [server.url(f"/zoo/{published.name}")],
+        "sha256": digest,
+    }
+    assert record["metrics"] == [
+        {
+            "split": "val",
+            "metric": "mean IU",
+            "value": 12.5,
+            "measured_by": "keras-fcn",
+            "source": "zoo/publish.py",
+        }
+    ]
     assert record["command"] == "python train.py --tiny"
     entry = registry.read_manifest(manifest)[-1]
     assert entry.class_names == ("sky", "ground", "thing")

@@ -18,7 +18,9 @@ from keras_fcn.zoo.cache import sha256_of
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("name", choices=zoo.available(), metavar="NAME", help="zoo entry, e.g. voc-fcn8s")
     parser.add_argument("--caffemodel", help="a local .caffemodel file to convert instead of downloading")
     parser.add_argument("--output", help="where to write the .weights.h5 file (with --caffemodel)")

@@ -27,7 +27,9 @@ def table(names):
     for name in names:
         entry = zoo.get(name)
         classes = " + ".join(str(len(class_names)) for _, class_names in entry.outputs)
-        inputs = ", ".join(f"{input_name}: {pre.description.rsplit(' (', 1)[0]}" for input_name, pre in entry.inputs)
+        inputs = ", ".join(
+            f"{input_name}: {pre.description.rsplit(' (', 1)[0]}" for input_name, pre in entry.inputs
+        )
         metrics = "; ".join(map(format_metric, entry.metrics)) or "none published"
         source = f"[{entry.source_format}]({entry.urls[0]})"
         rows.append(
@@ -37,7 +39,9 @@ def table(names):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--architecture", help="only the entries of this architecture")
     args = parser.parse_args(argv)
     print(table(zoo.available(args.architecture)))

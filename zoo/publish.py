@@ -34,7 +34,13 @@ def parse_metric(text):
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"a metric is 'split:metric:value'; received {text!r}")
     split, metric, value = parts
-    return {"split": split, "metric": metric, "value": float(value), "measured_by": "keras-fcn", "source": "zoo/publish.py"}
+    return {
+        "split": split,
+        "metric": metric,
+        "value": float(value),
+        "measured_by": "keras-fcn",
+        "source": "zoo/publish.py",
+    }
 
 
 def new_record(args, file_name, digest, preprocessing_key, classes_key):
@@ -59,7 +65,9 @@ def publish(args):
     """Validates and writes the file and the manifest entry; returns the published file's path."""
     call = architectures.builder_call(args.architecture)
     if call is None:
-        raise SystemExit(f"--architecture must be one the builders make, e.g. fcn8s_vgg16; received {args.architecture!r}")
+        raise SystemExit(
+            f"--architecture must be one the builders make, e.g. fcn8s_vgg16; received {args.architecture!r}"
+        )
     args.backbone = call[1]
     with open(args.manifest, encoding="utf-8") as file:
         manifest = json.load(file)
@@ -69,12 +77,19 @@ def publish(args):
             manifest["class_names"][args.name] = [line.strip() for line in file if line.strip()]
         classes_key = args.name
     elif args.classes not in manifest["class_names"]:
-        raise SystemExit(f"--classes must be one of {sorted(manifest['class_names'])} or a file; received {args.classes!r}")
+        raise SystemExit(
+            f"--classes must be one of {sorted(manifest['class_names'])} or a file; received {args.classes!r}"
+        )
     preprocessing_key = f"backbone:{args.backbone}"
     mean, std, bgr = BACKBONES[args.backbone].normalization
     manifest["preprocessing"].setdefault(
         preprocessing_key,
-        {"mean": list(mean), "std": list(std), "bgr": bgr, "description": f"the '{args.backbone}' backbone's normalization"},
+        {
+            "mean": list(mean),
+            "std": list(std),
+            "bgr": bgr,
+            "description": f"the '{args.backbone}' backbone's normalization",
+        },
     )
     digest = sha256_of(args.weights)
     file_name = f"{args.name}-{digest[:HASH_PREFIX]}.weights.h5"
@@ -97,15 +112,23 @@ def publish(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("weights", help="the trained model's .weights.h5 file")
     parser.add_argument("--name", required=True)
     parser.add_argument("--alias", action="append", default=[], help="e.g. voc (repeatable)")
-    parser.add_argument("--architecture", required=True, help="the builder's default model name, e.g. fcn8s_vgg16")
-    parser.add_argument("--classes", required=True, help="a class list of the manifest (voc, ...) or a file, one name a line")
+    parser.add_argument(
+        "--architecture", required=True, help="the builder's default model name, e.g. fcn8s_vgg16"
+    )
+    parser.add_argument(
+        "--classes", required=True, help="a class list of the manifest (voc, ...) or a file, one name a line"
+    )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--url-base", required=True, help="where the file will be served, ending in /")
-    parser.add_argument("--metric", action="append", default=[], type=parse_metric, help="split:metric:value (repeatable)")
+    parser.add_argument(
+        "--metric", action="append", default=[], type=parse_metric, help="split:metric:value (repeatable)"
+    )
     parser.add_argument("--training-command", required=True, help="the command that trained the model")
     parser.add_argument("--licence", required=True)
     parser.add_argument("--output-dir", required=True)

@@ -145,7 +145,12 @@ def _fetch_converted(entry):
         )
     write_json_atomically(
         record_path,
-        {"entry": entry.name, "sha256": digest, "source_urls": list(entry.urls), "source_sha256": source_sha256},
+        {
+            "entry": entry.name,
+            "sha256": digest,
+            "source_urls": list(entry.urls),
+            "source_sha256": source_sha256,
+        },
     )
     return target
 
@@ -234,8 +239,16 @@ def resolve_weights(weights, *, architecture, num_classes):
         return download([weights], fname)
     entry = REGISTRY.find(weights, architecture) if isinstance(weights, str) else None
     if entry is None:
-        others = [f"'{e.name}' ({e.architecture})" for e in REGISTRY.with_alias(weights)] if isinstance(weights, str) else []
-        elsewhere = f" Alias '{weights}' names weights for other architectures only: {', '.join(others)}." if others else ""
+        others = (
+            [f"'{e.name}' ({e.architecture})" for e in REGISTRY.with_alias(weights)]
+            if isinstance(weights, str)
+            else []
+        )
+        elsewhere = (
+            f" Alias '{weights}' names weights for other architectures only: {', '.join(others)}."
+            if others
+            else ""
+        )
         raise ValueError(
             "`weights` must be None, the path of an existing weights file, an http(s) URL, or the name or "
             f"alias of a zoo entry. Entries for '{architecture}': {available(architecture)}; all entries: "

@@ -8,7 +8,12 @@ from keras_fcn.backbones import BACKBONES
 from keras_fcn.layers import InputNormalization
 
 _BUILDER_ARCHITECTURE = re.compile(r"fcn(?P<stride>32|16|8)s(?P<at_once>_atonce)?_(?P<backbone>\w+)")
-_BUILDERS = {("32", False): "FCN32s", ("16", False): "FCN16s", ("8", False): "FCN8s", ("8", True): "FCN8sAtOnce"}
+_BUILDERS = {
+    ("32", False): "FCN32s",
+    ("16", False): "FCN16s",
+    ("8", False): "FCN8s",
+    ("8", True): "FCN8sAtOnce",
+}
 
 
 def builder_call(architecture):
@@ -17,7 +22,11 @@ def builder_call(architecture):
     For example `"fcn8s_atonce_vgg16_reference"` -> `("FCN8sAtOnce", "vgg16_reference")`.
     """
     match = _BUILDER_ARCHITECTURE.fullmatch(architecture)
-    if not match or match["backbone"] not in BACKBONES or (match["stride"], bool(match["at_once"])) not in _BUILDERS:
+    if (
+        not match
+        or match["backbone"] not in BACKBONES
+        or (match["stride"], bool(match["at_once"])) not in _BUILDERS
+    ):
         return None
     return _BUILDERS[match["stride"], bool(match["at_once"])], match["backbone"]
 
