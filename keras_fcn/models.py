@@ -9,21 +9,17 @@ from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.heads import fcn_head
 from keras_fcn.layers import InputNormalization, PadToMultiple
 from keras_fcn.reference import keras_vgg16_name, reference_vgg16_trunk
+from keras_fcn.zoo import resolve_weights
 
 FC_FILTERS = 4096
 FC_KERNEL = 7
 DROPOUT_RATE = 0.5
 
 
-def _validate(num_classes, backbone, weights, backbone_weights, input_shape):
+def _validate(num_classes, backbone, backbone_weights, input_shape):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive int. Received num_classes={num_classes!r}")
     get_backbone(backbone)
-    if weights is not None and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
-        raise ValueError(
-            "`weights` must be None (random initialization) or the path to a weights "
-            f"file that exists. Received weights={weights!r}"
-        )
     if backbone_weights not in (None, "imagenet") and not (
         isinstance(backbone_weights, (str, os.PathLike)) and os.path.isfile(backbone_weights)
     ):
@@ -86,7 +82,9 @@ def build_fcn(
     name,
 ):
     """The body shared by the builders: validate, build trunk and head, load weights."""
-    _validate(num_classes, backbone, weights, backbone_weights, input_shape)
+    _validate(num_classes, backbone, backbone_weights, input_shape)
+    default_name = f"fcn{stride}s{'_atonce' if at_once else ''}_{backbone}"
+    weights = resolve_weights(weights, architecture=default_name, num_classes=num_classes)
     spec = get_backbone(backbone)
     if weights is not None:
         backbone_weights = None
@@ -106,7 +104,6 @@ def build_fcn(
         trainable_upsampling=trainable_upsampling,
         at_once=at_once,
     )
-    default_name = f"fcn{stride}s{'_atonce' if at_once else ''}_{backbone}"
     model = keras.Model(inputs, outputs, name=name or default_name)
     if spec.fc6_padding and backbone_weights is not None:
         _load_classifier_weights(model, spec, backbone_weights)
@@ -128,13 +125,17 @@ upsamplings are fixed, as in the paper's reference code.
 Args:
     num_classes: int, the number of classes, background included (21 for
         PASCAL VOC).
-    backbone: str, one of {backbones}. `"vgg16_reference"` is the authors'
-        Caffe VGG16 net layer for layer (conv1_1 padding 100, ceil-mode
-        pooling, fc6 7x7 VALID); the others are Keras Applications
-        classifiers with their skips taken from the stride-8, 16 and 32
-        feature maps.
-    weights: `None` (random score layers on top of `backbone_weights`) or
-        the path to a weights file of this same architecture.
+    backbone: str, one of {backbones}. The default, `"vgg16_reference"`,
+        is the authors' Caffe VGG16 net layer for layer (conv1_1 padding 100,
+        ceil-mode pooling, fc6 7x7 VALID), which their released weights
+        need; the others are Keras Applications classifiers with their
+        skips taken from the stride-8, 16 and 32 feature maps, upsampled in
+        bilinear 2x steps.
+    weights: `None` (random score layers on top of `backbone_weights`),
+        the name or alias of a `keras_fcn.zoo` entry (`"voc"` picks this
+        architecture's PASCAL VOC weights), the path of a weights file of
+        this same architecture, or an http(s) URL of a `.weights.h5` file,
+        downloaded once into `$KERAS_HOME/keras_fcn`.
     backbone_weights: `"imagenet"`, `None` (random initialization), or the
         path to a Keras Applications weights file, used when `weights` is
         `None`. VGG backbones take the classifier's weights
@@ -174,7 +175,7 @@ def _document(function, title, summary, default_name):
 def FCN32s(
     num_classes=21,
     *,
-    backbone="vgg16",
+    backbone="vgg16_reference",
     weights=None,
     backbone_weights="imagenet",
     backbone_kwargs=None,
@@ -199,7 +200,7 @@ def FCN32s(
 def FCN16s(
     num_classes=21,
     *,
-    backbone="vgg16",
+    backbone="vgg16_reference",
     weights=None,
     backbone_weights="imagenet",
     backbone_kwargs=None,
@@ -224,7 +225,7 @@ def FCN16s(
 def FCN8s(
     num_classes=21,
     *,
-    backbone="vgg16",
+    backbone="vgg16_reference",
     weights=None,
     backbone_weights="imagenet",
     backbone_kwargs=None,
@@ -249,7 +250,7 @@ def FCN8s(
 def FCN8sAtOnce(
     num_classes=21,
     *,
-    backbone="vgg16",
+    backbone="vgg16_reference",
     weights=None,
     backbone_weights="imagenet",
     backbone_kwargs=None,

@@ -1,6 +1,6 @@
 """End-to-end: the builders' `weights=` argument takes zoo names and aliases.
 
-`keras_fcn.FCN8s(weights="voc", backbone="vgg16_reference")` downloads the
+`keras_fcn.FCN8s(weights="voc")` (the default backbone is `"vgg16_reference"`) downloads the
 (local, test-made) caffemodel once, converts and caches it, and loads it; a
 second build needs no network. The reference trunk is narrowed (see
 test_caffe.small_reference) so the caffemodel stays small.
@@ -37,7 +37,7 @@ def test_fcn8s_voc_weights_download_convert_cache_and_load(small_reference, serv
     "build, message",
     [
         (
-            lambda: keras_fcn.FCN8s(weights="voc"),
+            lambda: keras_fcn.FCN8s(backbone="vgg16", weights="voc"),
             r"Alias 'voc' names weights for other architectures only: .*'voc-fcn8s' \(fcn8s_vgg16_reference\)",
         ),
         (

@@ -11,7 +11,7 @@ that produced the Keras weights file:
 ('background', 'aeroplane', 'bicycle')
 
 The builders take an entry's name or alias as `weights`:
-`keras_fcn.FCN8s(weights="voc", backbone="vgg16_reference")`. Downloads go
+`keras_fcn.FCN8s(weights="voc")` (the default backbone is `"vgg16_reference"`). Downloads go
 to `$KERAS_HOME/keras_fcn` (default `~/.keras/keras_fcn`). The authors'
 Caffe models are downloaded as `.caffemodel` files, converted once to
 `<name>.weights.h5`, and the converted file's sha256 is recorded beside it
