@@ -22,8 +22,9 @@ def upgrade(model, name=None):
     steps the output is exactly `model`'s. The reference VGG16 nets upsample
     in one step per head (64/32, then 4/2 + 32/16): a 2x step followed by a
     16x step samples the coarse scores a quarter cell off their centres, so
-    its output differs from the FCN-32s's near each coarse cell centre (by a
-    few percent of the scores' range).
+    its output differs from the FCN-32s's near each coarse cell centre (in a
+    test with random scores, by up to a fifth of their range, with 98% of
+    pixels keeping their class).
 
     Args:
         model: an FCN-32s or FCN-16s built by keras-fcn (or loaded from one).

@@ -199,6 +199,21 @@ def test_upgrade_starts_from_exactly_the_previous_stage(rng):
         keras_fcn.upgrade(fcn8s)
 
 
+def test_reference_upgrade_copies_weights_and_stays_close(rng):
+    """The reference heads' 2x + 16x bilinear steps cut the corners of the 32x one (see upgrade())."""
+    fcn32s = keras_fcn.FCN32s(3, backbone="vgg16_reference", backbone_weights=None)
+    _randomize(fcn32s, ["score_fr"], rng, scale=0.5)
+    fcn16s = keras_fcn.upgrade(fcn32s)
+    for layer in fcn32s.layers:
+        if layer.weights and layer.name != "upscore":
+            for old, new in zip(layer.get_weights(), fcn16s.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(old, new)
+    image = rng.uniform(0, 255, size=(1, 75, 101, 3)).astype("float32")
+    before, after = _run(fcn32s, image), _run(fcn16s, image)
+    assert np.abs(after - before).max() < 0.25 * np.abs(before).max()
+    assert np.mean(after.argmax(-1) == before.argmax(-1)) > 0.95
+
+
 def test_upgrade_rejects_other_models():
     inputs = keras.Input((None, None, 3))
     with pytest.raises(ValueError, match="not a keras-fcn FCN"):
