@@ -161,142 +161,67 @@ Example:
 """
 
 
-def _document(function, title, summary, default_name):
-    function.__doc__ = _BUILDER_DOC.format(
+def _builder(function_name, stride, at_once, title, summary):
+    """Makes a public builder: a thin, documented wrapper around `build_fcn`."""
+
+    def builder(
+        num_classes=21,
+        *,
+        backbone="vgg16_reference",
+        weights=None,
+        backbone_weights="imagenet",
+        backbone_kwargs=None,
+        input_shape=(None, None, 3),
+        trainable_upsampling=False,
+        name=None,
+    ):
+        return build_fcn(
+            stride,
+            num_classes=num_classes,
+            backbone=backbone,
+            weights=weights,
+            backbone_weights=backbone_weights,
+            backbone_kwargs=backbone_kwargs,
+            input_shape=input_shape,
+            trainable_upsampling=trainable_upsampling,
+            at_once=at_once,
+            name=name,
+        )
+
+    builder.__name__ = builder.__qualname__ = function_name
+    builder.__doc__ = _BUILDER_DOC.format(
         title=title,
         summary=summary,
-        backbones=", ".join(f'`"{name}"`' for name in BACKBONES),
-        default_name=default_name,
-        function=function.__name__,
+        backbones=", ".join(f'`"{backbone}"`' for backbone in BACKBONES),
+        default_name=f"fcn{stride}s{'_atonce' if at_once else ''}",
+        function=function_name,
     )
-    return function
+    return builder
 
 
-def FCN32s(
-    num_classes=21,
-    *,
-    backbone="vgg16_reference",
-    weights=None,
-    backbone_weights="imagenet",
-    backbone_kwargs=None,
-    input_shape=(None, None, 3),
-    trainable_upsampling=False,
-    name=None,
-):
-    return build_fcn(
-        32,
-        num_classes=num_classes,
-        backbone=backbone,
-        weights=weights,
-        backbone_weights=backbone_weights,
-        backbone_kwargs=backbone_kwargs,
-        input_shape=input_shape,
-        trainable_upsampling=trainable_upsampling,
-        at_once=False,
-        name=name,
-    )
-
-
-def FCN16s(
-    num_classes=21,
-    *,
-    backbone="vgg16_reference",
-    weights=None,
-    backbone_weights="imagenet",
-    backbone_kwargs=None,
-    input_shape=(None, None, 3),
-    trainable_upsampling=False,
-    name=None,
-):
-    return build_fcn(
-        16,
-        num_classes=num_classes,
-        backbone=backbone,
-        weights=weights,
-        backbone_weights=backbone_weights,
-        backbone_kwargs=backbone_kwargs,
-        input_shape=input_shape,
-        trainable_upsampling=trainable_upsampling,
-        at_once=False,
-        name=name,
-    )
-
-
-def FCN8s(
-    num_classes=21,
-    *,
-    backbone="vgg16_reference",
-    weights=None,
-    backbone_weights="imagenet",
-    backbone_kwargs=None,
-    input_shape=(None, None, 3),
-    trainable_upsampling=False,
-    name=None,
-):
-    return build_fcn(
-        8,
-        num_classes=num_classes,
-        backbone=backbone,
-        weights=weights,
-        backbone_weights=backbone_weights,
-        backbone_kwargs=backbone_kwargs,
-        input_shape=input_shape,
-        trainable_upsampling=trainable_upsampling,
-        at_once=False,
-        name=name,
-    )
-
-
-def FCN8sAtOnce(
-    num_classes=21,
-    *,
-    backbone="vgg16_reference",
-    weights=None,
-    backbone_weights="imagenet",
-    backbone_kwargs=None,
-    input_shape=(None, None, 3),
-    trainable_upsampling=False,
-    name=None,
-):
-    return build_fcn(
-        8,
-        num_classes=num_classes,
-        backbone=backbone,
-        weights=weights,
-        backbone_weights=backbone_weights,
-        backbone_kwargs=backbone_kwargs,
-        input_shape=input_shape,
-        trainable_upsampling=trainable_upsampling,
-        at_once=True,
-        name=name,
-    )
-
-
-_document(
-    FCN32s,
-    "FCN-32s",
-    "Scores the stride-32 features and upsamples them 32x in one step.",
-    "fcn32s",
-)
-_document(
-    FCN16s,
+FCN32s = _builder("FCN32s", 32, False, "FCN-32s", "Scores the stride-32 features and upsamples them 32x.")
+FCN16s = _builder(
+    "FCN16s",
+    16,
+    False,
     "FCN-16s",
     "Fuses the 2x-upsampled stride-32 scores with scores of the stride-16 "
     "features (pool4), then upsamples 16x.",
-    "fcn16s",
 )
-_document(
-    FCN8s,
+FCN8s = _builder(
+    "FCN8s",
+    8,
+    False,
     "FCN-8s",
     "Fuses scores of the stride-32, 16 (pool4) and 8 (pool3) features, then "
     "upsamples 8x. Train it in stages with `keras_fcn.upgrade`: "
     "FCN-32s -> FCN-16s -> FCN-8s.",
-    "fcn8s",
 )
-_document(
-    FCN8sAtOnce,
+FCN8sAtOnce = _builder(
+    "FCN8sAtOnce",
+    8,
+    True,
     "the at-once FCN-8s of the reference code",
     "FCN-8s trained in one stage: pool4 and pool3 are scaled by 0.01 and "
     "0.0001 (fixed) before their score layers.",
-    "fcn8s_atonce",
 )
