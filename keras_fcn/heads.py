@@ -44,6 +44,7 @@ def fcn_head(
     stepwise_upsampling=False,
     trainable_upsampling=False,
     at_once=False,
+    suffix="",
 ):
     """Scores coarse features, fuses finer skips, and upsamples to the image.
 
@@ -52,7 +53,10 @@ def fcn_head(
     with the 2x-upsampled coarse scores before a 16x upsampling; FCN-8s does
     the same again with `score_pool3` before an 8x upsampling. With
     `at_once`, pool4 and pool3 are scaled by 0.01 and 0.0001 before scoring,
-    as in the reference at-once FCN-8s. Layer names follow the reference nets.
+    as in the reference at-once FCN-8s. Layer names follow the reference nets,
+    each with `suffix` appended as the SIFT Flow nets append `_sem` and `_geo`
+    to their two heads: `score_fr_sem`, `upscore2_sem`, `score_pool4_sem`,
+    `score_pool4_semc` (the crop), `fuse_pool4_sem`, ..., `score_sem`.
 
     Args:
         image: the model's input `(batch, H, W, 3)`; the output is cropped to
@@ -70,26 +74,63 @@ def fcn_head(
             with zero skip scores equals its FCN-32s exactly.
         trainable_upsampling: bool, whether the bilinear upsamplings learn.
         at_once: bool, whether to scale the skips as the at-once FCN-8s does.
+        suffix: str appended to the name of every layer the head creates
+            (default: none), so that several heads can share one trunk.
 
     Returns:
         Logits `(batch, H, W, num_classes)`, float32.
     """
     taps = dict(zip(("pool3", "pool4"), skips))
     *skip_offsets, final_offset = offsets[stride]
-    scores = _score(num_classes, "score_fr")(features)
+    scores = _score(num_classes, f"score_fr{suffix}")(features)
     for (name, scale), offset, up_name in zip(SKIPS[stride], skip_offsets, SKIP_UPSAMPLING_NAMES):
-        upsampled = _upsample(scores, 2, up_name, trainable_upsampling)
+        upsampled = _upsample(scores, 2, f"{up_name}{suffix}", trainable_upsampling)
         tap = taps[name]
         if at_once:
-            tap = keras.layers.Rescaling(scale, name=f"scale_{name}")(tap)
-        skip = _score(num_classes, f"score_{name}")(tap)
-        skip = CropLike(offset, name=f"score_{name}c")([skip, upsampled])
-        scores = keras.layers.Add(name=f"fuse_{name}")([upsampled, skip])
-    name = FINAL_UPSAMPLING_NAMES[stride]
+            tap = keras.layers.Rescaling(scale, name=f"scale_{name}{suffix}")(tap)
+        skip = _score(num_classes, f"score_{name}{suffix}")(tap)
+        skip = CropLike(offset, name=f"score_{name}{suffix}c")([skip, upsampled])
+        scores = keras.layers.Add(name=f"fuse_{name}{suffix}")([upsampled, skip])
+    return upsample_to_image(
+        scores,
+        image,
+        stride=stride,
+        offset=final_offset,
+        stepwise_upsampling=stepwise_upsampling,
+        trainable_upsampling=trainable_upsampling,
+        suffix=suffix,
+    )
+
+
+def upsample_to_image(
+    scores, image, *, stride, offset, stepwise_upsampling=False, trainable_upsampling=False, suffix=""
+):
+    """The last step of an FCN head: upsamples scores `stride`x and crops them to the image.
+
+    `fcn_head` ends with it; the NYUDv2 colour-HHA late-fusion net applies it
+    to the average of its two streams' `score_fr`.
+
+    Args:
+        scores: tensor `(batch, h, w, num_classes)` at stride `stride`.
+        image: the model's input `(batch, H, W, channels)`; the output is
+            cropped to its height and width.
+        stride: 32, 16 or 8; the final upsampling is named `upscore`,
+            `upscore16` or `upscore8` (then `suffix`).
+        offset: int, the crop offset (the last of the backbone's offsets
+            for `stride`).
+        stepwise_upsampling: bool, see `fcn_head`.
+        trainable_upsampling: bool, whether the bilinear upsampling learns.
+        suffix: str appended to the layer names, see `fcn_head`.
+
+    Returns:
+        Logits `(batch, H, W, num_classes)`, float32, from the crop layer
+        `score` (then `suffix`).
+    """
+    name = f"{FINAL_UPSAMPLING_NAMES[stride]}{suffix}"
     if stepwise_upsampling:
         for step in range(1, stride.bit_length()):
             scores = _upsample(scores, 2, f"{name}_{step}", trainable_upsampling)
         upsampled = scores
     else:
         upsampled = _upsample(scores, stride, name, trainable_upsampling)
-    return CropLike(final_offset, name="score", dtype="float32")([upsampled, image])
+    return CropLike(offset, name=f"score{suffix}", dtype="float32")([upsampled, image])

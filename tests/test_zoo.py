@@ -348,15 +348,23 @@ def test_url_weights_are_downloaded_once(server, keras_home):
 # --- caffemodel entries: download, convert, record, reuse --------------------------------
 
 
-def serve_caffemodel_entry(server, monkeypatch, name, num_classes, stride, legacy=False):
-    """Serves random blobs as entry `name`'s caffemodel, its URL first in the entry's list."""
-    blobs = caffe_fcn_blobs(num_classes, stride)
+def serve_blobs(server, monkeypatch, name, blobs, legacy=False):
+    """Serves `blobs` (name -> (type, arrays)) as entry `name`'s caffemodel, its URL first in the entry's."""
     data = protobuf_caffemodel([(key, kind, arrays) for key, (kind, arrays) in blobs.items()], legacy=legacy)
     url = server.add(f"/{name}.caffemodel", data)
     entries = [zoo.get(other) for other in zoo.available()]
     served = [dataclasses.replace(e, urls=(url,) + e.urls) if e.name == name else e for e in entries]
     monkeypatch.setattr(zoo, "REGISTRY", registry.Registry(served))
     return blobs
+
+
+def serve_caffemodel_entry(server, monkeypatch, name, num_classes, stride, legacy=False):
+    """Serves random blobs of the reference FCN as entry `name`'s caffemodel."""
+    return serve_blobs(server, monkeypatch, name, caffe_fcn_blobs(num_classes, stride), legacy)
+
+
+def assert_close(got, expected):
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 def assert_weights_equal_blobs(model, blobs):
@@ -411,13 +419,77 @@ def test_load_model_applies_the_entrys_own_preprocessing(small_reference, server
         assert_weights_equal_blobs(model, blobs)
         image = np.random.default_rng(2).uniform(0, 255, (9, 12, 3)).astype(np.float32)
         expected = np_fcn(image, blobs, 32, mean=np.array(mean), bgr=bgr)
-        got = np.asarray(model(image[None]))[0]
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+        assert_close(np.asarray(model(image[None]))[0], expected)
 
 
-def test_architectures_the_package_cannot_build_are_reported():
-    with pytest.raises(
-        NotImplementedError,
-        match="'siftflow-fcn16s' needs architecture 'fcn16s_semantic_geometric_vgg16_reference'",
-    ):
-        zoo.load_model("siftflow-fcn16s")
+def assert_loads_exactly(model, blobs):
+    """Every layer with weights took the blobs of its name, exactly, and no blob was left over."""
+    assert sorted(layer.name for layer in model.layers if layer.weights) == sorted(blobs)
+    assert_weights_equal_blobs(model, blobs)
+
+
+SIFTFLOW_MEAN = (114.578, 115.294, 108.353)
+# Weighted layers of the two heads, as the authors' siftflow-fcn{32,16,8}s/net.py name them.
+SIFTFLOW_HEADS = {
+    32: ["score_fr_sem", "upscore_sem", "score_fr_geo", "upscore_geo"],
+    16: ["score_fr_sem", "upscore2_sem", "score_pool4_sem", "upscore16_sem"]
+    + ["score_fr_geo", "upscore2_geo", "score_pool4_geo", "upscore16_geo"],
+    8: ["score_fr_sem", "upscore2_sem", "score_pool4_sem", "upscore_pool4_sem", "score_pool3_sem"]
+    + ["upscore8_sem", "score_fr_geo", "upscore2_geo", "score_pool4_geo", "upscore_pool4_geo"]
+    + ["score_pool3_geo", "upscore8_geo"],
+}
+
+
+@pytest.mark.parametrize("stride", [32, 16, 8])
+def test_siftflow_two_heads_convert_load_and_match_numpy(
+    small_reference, server, keras_home, monkeypatch, stride
+):
+    semantic, geometric = caffe_fcn_blobs(33, stride, seed=0), caffe_fcn_blobs(3, stride, seed=1)
+    trunk = {name: blob for name, blob in semantic.items() if name.startswith(("conv", "fc"))}
+    heads = {"_sem": semantic, "_geo": geometric}
+    blobs = dict(trunk)
+    for suffix, head in heads.items():
+        blobs.update({f"{name}{suffix}": blob for name, blob in head.items() if name not in trunk})
+    assert sorted(set(blobs) - set(trunk)) == sorted(SIFTFLOW_HEADS[stride])
+    serve_blobs(server, monkeypatch, f"siftflow-fcn{stride}s", blobs)
+    model = zoo.load_model(f"siftflow-fcn{stride}s")
+    assert model.name == f"fcn{stride}s_semantic_geometric_vgg16_reference"
+    assert_loads_exactly(model, blobs)
+    image = np.random.default_rng(4).uniform(0, 255, (10, 13, 3)).astype(np.float32)
+    got = model(image[None])
+    assert sorted(got) == ["score_geo", "score_sem"]
+    for suffix, head in heads.items():
+        expected = np_fcn(image, {**head, **trunk}, stride, mean=np.array(SIFTFLOW_MEAN))
+        assert_close(np.asarray(got[f"score{suffix}"])[0], expected)
+    assert got["score_sem"].shape == (1, 10, 13, 33) and got["score_geo"].shape == (1, 10, 13, 3)
+
+
+def test_nyud_color_hha_late_fusion_converts_loads_and_matches_numpy(
+    small_reference, server, keras_home, monkeypatch
+):
+    streams = {"color": caffe_fcn_blobs(40, 32, seed=0), "hha": caffe_fcn_blobs(40, 32, seed=1)}
+    upscore = streams["color"]["upscore"]
+    blobs = {"upscore": upscore}
+    for modality, stream in streams.items():
+        blobs.update({f"{name}{modality}": blob for name, blob in stream.items() if name != "upscore"})
+    assert {"conv1_1color", "fc6color", "score_frcolor", "conv5_3hha", "fc7hha", "score_frhha"} <= set(blobs)
+    serve_blobs(server, monkeypatch, "nyud-fcn32s-color-hha", blobs)
+    model = zoo.load_model("nyud-fcn32s-color-hha")
+    assert model.name == "fcn32s_color_hha_vgg16_reference"
+    assert_loads_exactly(model, blobs)
+    rng = np.random.default_rng(5)
+    color, hha = (rng.uniform(0, 255, (9, 12, 3)).astype(np.float32) for _ in range(2))
+    got = np.asarray(model({"color": color[None], "hha": hha[None]}))[0]
+    # score_fused = 0.5 score_frcolor + 0.5 score_frhha before upscore and the crop, which are
+    # linear, so the output is the average of the two streams' FCN-32s outputs with that upscore.
+    expected_color = np_fcn(color, streams["color"], 32, mean=np.array((116.190, 97.203, 92.318)))
+    hha_stream = {**streams["hha"], "upscore": upscore}
+    expected_hha = np_fcn(hha, hha_stream, 32, mean=np.array((132.431, 94.076, 118.477)), bgr=False)
+    assert_close(got, 0.5 * expected_color + 0.5 * expected_hha)
+
+
+def test_architectures_the_package_cannot_build_are_reported(fresh_registry):
+    fcn4s = "fcn4s_vgg16_reference"
+    zoo.register(dataclasses.replace(zoo.get("voc-fcn8s"), name="voc-fcn4s", aliases=(), architecture=fcn4s))
+    with pytest.raises(NotImplementedError, match="'voc-fcn4s' needs architecture 'fcn4s_vgg16_reference'"):
+        zoo.load_model("voc-fcn4s")

@@ -263,14 +263,21 @@ def load_model(name):
 
     The model includes the entry's own input preprocessing, so this also
     serves the entries the builders cannot take because their inputs are
-    normalized differently (NYUDv2 colour and HHA).
+    normalized differently (NYUDv2 colour and HHA) or their nets differ
+    (SIFT Flow's two heads, NYUDv2's colour-HHA late fusion).
 
     Args:
         name: str, an entry's name.
 
     Returns:
         A `keras.Model` mapping `(batch, H, W, 3)` inputs in `[0, 255]` to
-        `(batch, H, W, num_classes)` float32 logits.
+        `(batch, H, W, num_classes)` float32 logits. An entry with several
+        outputs gives a dict of logits keyed by output name, e.g.
+        `model(images)["score_geo"]` for `"siftflow-fcn8s"` (`(batch, H, W,
+        33)` under `"score_sem"`, `(batch, H, W, 3)` under `"score_geo"`);
+        one with several inputs takes a dict of images keyed by input name,
+        e.g. `model({"color": rgb, "hha": hha})` for
+        `"nyud-fcn32s-color-hha"`.
     """
     entry = get(name)
     model = architectures.build(entry)
