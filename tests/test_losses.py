@@ -206,11 +206,17 @@ def test_fit_with_sampling_draws_a_new_mask_each_step(batch):
     assert not np.array_equal(_value(loss.seed_generator.state), state)
 
 
-def test_sampling_without_tracked_seed_is_refused_under_jax(batch):
-    if keras.backend.backend() != "jax":
-        pytest.skip("only stateless (JAX) training steps lose untracked seed updates")
+def test_sampling_with_an_untracked_seed_advances_it_or_is_refused_under_jax(batch):
+    """Stateless (JAX) training steps would lose the seed's updates, so they refuse; TensorFlow keeps them."""
     labels, _ = batch
     model = _tiny_model()
-    model.compile(optimizer="sgd", loss=SegmentationCrossEntropy(keep_probability=0.5))
-    with pytest.raises(RuntimeError, match="model.loss_seed_generator = loss.seed_generator"):
-        model.fit(np.zeros(labels.shape + (3,), "float32"), labels, verbose=0)
+    loss = SegmentationCrossEntropy(keep_probability=0.5, seed=1)
+    model.compile(optimizer="sgd", loss=loss)
+    images = np.zeros(labels.shape + (3,), "float32")
+    if keras.backend.backend() == "jax":
+        with pytest.raises(RuntimeError, match="model.loss_seed_generator = loss.seed_generator"):
+            model.fit(images, labels, verbose=0)
+    else:
+        state = _value(loss.seed_generator.state).copy()
+        model.fit(images, labels, batch_size=1, epochs=1, verbose=0)
+        assert not np.array_equal(_value(loss.seed_generator.state), state)
