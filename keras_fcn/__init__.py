@@ -4,7 +4,7 @@ Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (arXiv 1411.4038).
 """
 
-from keras_fcn import data, layers, losses, metrics, zoo
+from keras_fcn import data, dense, layers, losses, metrics, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.inference import evaluate, predict
@@ -23,6 +23,7 @@ __all__ = [
     "FCN32s",
     "convolutionalize",
     "data",
+    "dense",
     "evaluate",
     "layers",
     "losses",
