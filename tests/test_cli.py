@@ -1,0 +1,172 @@
+"""The keras-fcn command line: evaluate, predict, export, zoo, help, and one-line errors."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import keras_fcn
+from keras_fcn import cli
+from test_training_support import NUM_CLASSES, TINY_MODEL, run_python, write_pairs
+
+NAMES = ["sky", "road", "car"]
+# The PASCAL VOC colours of classes 0, 1, 2 (VOCdevkit labelcolormap).
+VOC_COLOURS = np.array([(0, 0, 0), (128, 0, 0), (0, 128, 0)])
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A tiny FCN-8s with random score layers, saved with its class names as `keras-fcn train` saves them."""
+    folder = tmp_path_factory.mktemp("model")
+    rng = np.random.default_rng(0)
+    model = keras_fcn.FCN8s(NUM_CLASSES, **TINY_MODEL)
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        layer = model.get_layer(name)
+        layer.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in layer.get_weights()])
+    model.save(folder / "best.keras")
+    (folder / "classes.json").write_text(json.dumps({"class_names": NAMES}))
+    return model, str(folder / "best.keras")
+
+
+def read_rgb(path):
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_evaluate_prints_and_writes_the_paper_figures(saved_model, tmp_path, capsys):
+    model, path = saved_model
+    data = write_pairs(tmp_path / "val", 3, size=(40, 48))
+    assert cli.main(["evaluate", path, data, "--json", str(tmp_path / "figures.json")]) == 0
+    confusion = np.zeros((3, 3))
+    for index in range(3):
+        image = read_rgb(f"{data}/images/{index:03d}.png")[None].astype("float32")
+        labels = np.asarray(Image.open(f"{data}/masks/{index:03d}.png"))
+        predicted = model.predict(image, verbose=0)[0].argmax(-1)
+        np.add.at(confusion, (labels.ravel(), predicted.ravel()), 1)
+    diagonal, truth, predicted_counts = np.diag(confusion), confusion.sum(1), confusion.sum(0)
+    iou = diagonal / (truth + predicted_counts - diagonal)
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["pixel_accuracy"] == pytest.approx(diagonal.sum() / confusion.sum())
+    assert figures["mean_accuracy"] == pytest.approx(np.mean(diagonal / truth))
+    assert figures["mean_iou"] == pytest.approx(np.mean(iou))
+    assert figures["frequency_weighted_iou"] == pytest.approx((truth * iou).sum() / truth.sum())
+    assert list(figures["per_class_iou"]) == NAMES
+    assert [figures["per_class_iou"][n] for n in NAMES] == pytest.approx(iou)
+    out = capsys.readouterr().out
+    assert re.search(rf"^mean IU\s+{np.mean(iou):.4f}$", out, re.MULTILINE)
+    for name, value in zip(NAMES, iou):
+        assert re.search(rf"^{name}\s+{value:.4f}$", out, re.MULTILINE)
+
+
+def test_predict_writes_class_index_pngs_and_overlays_with_a_legend(saved_model, tmp_path, capsys):
+    model, path = saved_model
+    data = write_pairs(tmp_path / "photos", 2, size=(40, 56))
+    out = tmp_path / "out"
+    assert cli.main(["predict", path, f"{data}/images", "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for index in range(2):
+        image = read_rgb(f"{data}/images/{index:03d}.png")
+        expected = model.predict(image[None].astype("float32"), verbose=0)[0].argmax(-1)
+        labels = Image.open(out / f"{index:03d}.png")
+        assert labels.mode == "P"
+        np.testing.assert_array_equal(np.asarray(labels), expected)
+        assert labels.getpalette()[:9] == VOC_COLOURS.ravel().tolist()
+        overlay = read_rgb(out / f"{index:03d}_overlay.png")
+        assert overlay.shape[0] >= 40 and overlay.shape[1] > 56
+        blend = np.round(0.5 * image + 0.5 * VOC_COLOURS[expected])
+        np.testing.assert_allclose(overlay[:40, :56], blend, atol=1)
+        legend = overlay[:, 56:]
+        for c in np.unique(expected):
+            # Each predicted class has a swatch of its colour in the legend.
+            assert (legend == VOC_COLOURS[c]).all(-1).sum() >= 100
+        shares = np.bincount(expected.ravel(), minlength=3) / expected.size
+        line = next(l for l in printed.splitlines() if l.startswith(f"{data}/images/{index:03d}.png"))
+        for c in np.flatnonzero(shares):
+            assert f"{NAMES[c]} {100 * shares[c]:.1f}%" in line
+
+
+def test_export_tflite_matches_the_model_and_savedmodel_serves_any_size(saved_model, tmp_path):
+    model, path = saved_model
+    assert cli.main(["export", path, str(tmp_path / "fcn.tflite"), "--input-size", "40x48"]) == 0
+    interpreter = tf.lite.Interpreter(str(tmp_path / "fcn.tflite"))
+    interpreter.allocate_tensors()
+    images = np.random.default_rng(1).uniform(0, 255, (1, 40, 48, 3)).astype("float32")
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(output, model.predict(images, verbose=0), atol=1e-3)
+
+    assert cli.main(["export", path, str(tmp_path / "saved")]) == 0
+    served = tf.saved_model.load(str(tmp_path / "saved"))
+    other = np.random.default_rng(2).uniform(0, 255, (2, 33, 70, 3)).astype("float32")
+    np.testing.assert_allclose(served.serve(other).numpy(), model.predict(other, verbose=0), atol=1e-4)
+
+
+def test_zoo_list_prints_every_entry(capsys):
+    assert cli.main(["zoo", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0].rstrip(":") for line in lines] == keras_fcn.zoo.available()
+    voc8s = next(line for line in lines if line.startswith("voc-fcn8s"))
+    assert "fcn8s_vgg16_reference, 21 classes" in voc8s
+
+
+@pytest.mark.parametrize("verb", ["train", "evaluate", "predict", "export", "zoo"])
+def test_each_verb_has_help_with_examples(verb, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main([verb, "--help"])
+    assert exit.value.code == 0
+    assert f"keras-fcn {verb}" in capsys.readouterr().out.split("examples:")[1]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "d", "--output-dir", "o", "--optimizer", "rmsprop"],
+         "argument --optimizer: invalid choice: 'rmsprop' (choose from 'adam', 'paper', 'sgd')"),
+        (["train", "d", "--output-dir", "o", "--crop-size", "360"],
+         "argument --crop-size: must be HEIGHTxWIDTH in pixels, e.g. 360x480, not '360'"),
+        (["train", "d", "--output-dir", "o", "--strategy", "tpu"],
+         "argument --strategy: invalid choice: 'tpu' (choose from 'default', 'mirrored', 'multi-worker')"),
+        (["train", "d", "--output-dir", "o", "--backbone-kwargs", "alpha"],
+         "argument --backbone-kwargs: must be KEY=VALUE, e.g. alpha=0.25, not 'alpha'"),
+        (["train", "d", "--output-dir", "o", "--backbone-weights", "nowhere.h5"],
+         "argument --backbone-weights: must be 'imagenet', 'none' or an existing weights file, not 'nowhere.h5'"),
+        (["train", "d", "--output-dir", "o", "--epochs", "0"], "argument --epochs: must be a positive integer, not '0'"),
+        (["export", "m.keras", "out", "--format", "coreml"],
+         "argument --format: invalid choice: 'coreml' (choose from 'savedmodel', 'tflite', 'onnx')"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_naming_them(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"keras-fcn {argv[0]}: error: {message}"
+
+
+def test_errors_found_while_running_are_one_line(saved_model, tmp_path, capsys):
+    _, path = saved_model
+    cases = [
+        (["predict", "nowhere.keras", path, "--output-dir", str(tmp_path)],
+         "keras-fcn predict: error: argument model: must be a saved model file (.keras) or a zoo entry, one of voc-fcn32s"),
+        (["export", path, str(tmp_path / "fcn.tflite")],
+         "keras-fcn export: error: argument --input-size: required for tflite, e.g. --input-size 360x480"),
+        (["export", path, str(tmp_path / "fcn.onnx")],
+         "keras-fcn export: error: ONNX export needs the packages tf2onnx, onnx, which are not installed: "
+         "pip install tf2onnx onnx"),
+        (["evaluate", path, str(tmp_path / "missing")],
+         "keras-fcn evaluate: error: `dataset` must be one of ['camvid', 'voc', 'sbd', 'oxford_iiit_pet', "
+         "'scene_parse150'], a folder holding images/ and masks/"),
+    ]
+    for argv, start in cases:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(start) and "\n" not in err
+
+
+def test_python_m_keras_fcn_reports_errors_without_a_traceback(tmp_path):
+    result = run_python(["-m", "keras_fcn", "train", str(tmp_path / "missing"), "--output-dir", str(tmp_path)], 120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("keras-fcn train: error: `dataset` must be one of")

@@ -1,0 +1,114 @@
+"""keras_fcn.train: run folder, checkpoints, presets, staged training, mixed precision, argument errors."""
+
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_fcn
+from keras_fcn import training
+from test_training_support import NUM_CLASSES, TINY_MODEL, write_pairs
+
+
+def read_log(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_train_writes_logs_checkpoints_and_classes(tmp_path):
+    data = write_pairs(tmp_path / "train", 4)
+    val = write_pairs(tmp_path / "val", 2, seed=1)
+    run = tmp_path / "run"
+    model, history = training.train(
+        data, run, validation=val, class_names=["a", "b", "c"], **TINY_MODEL,
+        crop_size=(32, 32), batch_size=2, epochs=2, seed=0, verbose=0,
+    )
+    rows = read_log(run / "log.csv")
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert [float(row["val_mean_iou"]) for row in rows] == pytest.approx(history.history["val_mean_iou"])
+    best = json.loads((run / "best.keras.json").read_text())
+    assert best["monitor"] == "val_mean_iou"
+    assert best["value"] == pytest.approx(max(float(row["val_mean_iou"]) for row in rows))
+    assert json.loads((run / "classes.json").read_text()) == {"class_names": ["a", "b", "c"]}
+    assert any(files for _, _, files in os.walk(run / "tensorboard"))
+    images = np.random.default_rng(0).uniform(0, 255, (1, 40, 48, 3)).astype("float32")
+    last = keras.saving.load_model(run / "last.keras")
+    np.testing.assert_allclose(last.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
+    assert keras.saving.load_model(run / "best.keras").output_shape[-1] == NUM_CLASSES
+    # Two epochs of two batches of two pairs: four steps.
+    assert int(model.optimizer.iterations) == 4
+
+
+def test_paper_preset_staged_from_fcn32s_in_mixed_bfloat16(tmp_path, rng):
+    data = write_pairs(tmp_path / "train", 2)
+    fcn32s = keras_fcn.FCN32s(NUM_CLASSES, **TINY_MODEL)
+    score = fcn32s.get_layer("score_fr")
+    score.set_weights([rng.normal(scale=0.1, size=w.shape).astype("float32") for w in score.get_weights()])
+    fcn32s.save(tmp_path / "fcn32s.keras")
+    model, _ = training.train(
+        data, tmp_path / "run", model="fcn16s", init_from=str(tmp_path / "fcn32s.keras"), num_classes=NUM_CLASSES,
+        optimizer="paper", mixed_precision="mixed_bfloat16", crop_size=(32, 32), batch_size=2, epochs=1, verbose=0,
+    )
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert model.get_layer("score_pool4").compute_dtype == "bfloat16"
+    assert model.get_layer("score_pool4").variable_dtype == "float32"
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert float(optimizer.momentum) == pytest.approx(0.99)
+    assert float(optimizer.learning_rate) == pytest.approx(1e-12)
+    assert model.loss.reduction == "sum"
+    # Caffe's weight decay 5e-4: 5e-4 / 2 * sum of the squared trainable kernels, added to the loss.
+    kernels = [layer.kernel for layer in model.layers if getattr(layer, "kernel", None) is not None and layer.kernel.trainable]
+    expected = 5e-4 / 2 * sum(float(np.sum(np.square(k.numpy()))) for k in kernels)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(expected, rel=1e-4)
+    # At 1e-12 one step changes nothing visible: the FCN-16s still predicts what the FCN-32s did (paper, 4.2).
+    images = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0).astype("float32"), fcn32s.predict(images, verbose=0), atol=0.05, rtol=0.05
+    )
+
+
+def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
+    data = write_pairs(tmp_path / "train", 2)
+    keras_fcn.FCN8s(NUM_CLASSES, **TINY_MODEL).save(tmp_path / "fcn8s.keras")
+    with pytest.raises(ValueError, match=r"FCN-8s .*cannot start an FCN-16s \(model='fcn16s'\)"):
+        training.train(data, tmp_path / "run", model="fcn16s", init_from=str(tmp_path / "fcn8s.keras"), num_classes=3, batch_size=2)
+    with pytest.raises(ValueError, match="fcn8s_atonce is trained in one stage"):
+        training.train(data, tmp_path / "run", model="fcn8s_atonce", init_from=str(tmp_path / "fcn8s.keras"), num_classes=3, batch_size=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"model": "fcn4s"}, r"`model` must be one of \['fcn16s', 'fcn32s', 'fcn8s', 'fcn8s_atonce'\]"),
+        ({"optimizer": "rmsprop"}, r"`optimizer` must be one of \['adam', 'paper', 'sgd'\]"),
+        ({"strategy": "tpu"}, r"`strategy` must be one of \('default', 'mirrored', 'multi-worker'\)"),
+        ({"mixed_precision": "fp8"}, r"`mixed_precision` must be one of \('auto', "),
+        ({"epochs": 0}, r"`epochs` must be a positive int. Received epochs=0"),
+        ({"crop_size": (32,)}, r"`crop_size` must be a \(height, width\) pair"),
+        ({"num_classes": None}, r"A folder dataset needs `num_classes`"),
+        ({"class_names": ["a", "b"], "num_classes": 3}, r"`class_names` must name every class, 3 names"),
+    ],
+)
+def test_bad_arguments_name_the_argument(tmp_path, kwargs, message):
+    data = write_pairs(tmp_path / "train", 1)
+    with pytest.raises(ValueError, match=message):
+        training.train(data, tmp_path / "run", **{"num_classes": 3, **kwargs})
+
+
+def test_named_datasets_need_their_root_and_class_count(tmp_path):
+    with pytest.raises(ValueError, match="Dataset 'camvid' needs `data_root`"):
+        training.load_dataset("camvid")
+    with pytest.raises(ValueError, match="`dataset` must be one of .*'camvid', 'voc', 'sbd'"):
+        training.load_dataset(str(tmp_path / "missing"), num_classes=3)
+    camvid = tmp_path / "camvid"
+    write_pairs(camvid / "train", 1)
+    write_pairs(camvid / "val", 1)
+    splits = training.load_dataset("camvid", data_root=str(camvid))
+    assert splits.num_classes == 11 and splits.class_names[0] == "sky" and splits.validation is not None
+    with pytest.raises(ValueError, match="Dataset 'camvid' has 11 classes. Received num_classes=3"):
+        training.load_dataset("camvid", data_root=str(camvid), num_classes=3)
+
