@@ -26,6 +26,19 @@ REFERENCE_OFFSETS = {32: (19,), 16: (5, 27), 8: (5, 9, 31)}
 # pool3 cell r at r + 3 (offset -3), and after five steps coarse cell i lands
 # at 32i + 46.5, the centre 32i + 15.5 of its 32x32 pixel cell (offset 31).
 PADDED_OFFSETS = {32: (31,), 16: (-1, 31), 8: (-1, -3, 31)}
+# InceptionV3: its stem and reduction blocks are VALID 3x3 convolutions and
+# poolings, so the cells of its stride-8, 16 and 32 maps are centred on
+# pixels 8i + 13, 16i + 21 and 32i + 37 of its input, which has 32m + 43 rows
+# for m cells at stride 32 (4m + 3 at stride 8, 2m + 1 at stride 16). The
+# image, padded to 32m rows, gets 21 more rows at the top and 22 at the
+# bottom (`INCEPTION_PADDING`), which puts the cells at 8i - 8, 16i and
+# 32i + 16 of the image, 32i + 16 being the centre, up to half a pixel, of
+# the 32x32 block i. A 2x step with kernel 3 (odd kernels, see
+# `keras_fcn.heads.fcn_head`) puts cell i on index 2i + 1, the next map's
+# cell 2i + 1 (skip offsets 0), and five such steps put it on 32i + 31, so
+# the final crop starts at 15.
+INCEPTION_PADDING = ((21, 22), (21, 22))
+INCEPTION_OFFSETS = {32: (15,), 16: (0, 15), 8: (0, 0, 15)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +64,11 @@ class Backbone:
             a multiple of 32, or a function building the trunk layer by layer
             on the normalized input (the reference VGG16).
         application_kwargs: fixed keyword arguments for `application`.
+        input_padding: `((top, bottom), (left, right))` zeros added around
+            the input once it is padded to a multiple of 32 (see
+            `INCEPTION_OFFSETS`).
+        odd_upsampling_kernels: whether the heads' upsamplings have odd
+            kernels `2f - 1` (see `keras_fcn.heads.fcn_head`).
     """
 
     application: Callable
@@ -61,6 +79,8 @@ class Backbone:
     stepwise_upsampling: bool = True
     trunk: Optional[Callable] = None
     application_kwargs: dict = dataclasses.field(default_factory=dict)
+    input_padding: tuple = ((0, 0), (0, 0))
+    odd_upsampling_kernels: bool = False
 
 
 _apps = keras.applications
@@ -109,6 +129,14 @@ BACKBONES = {
         ),
         TORCH,
         application_kwargs=_NO_PREPROCESSING,
+    ),
+    "inceptionv3": Backbone(
+        _apps.InceptionV3,
+        ("mixed2", "mixed7", "mixed10"),
+        TF,
+        offsets=INCEPTION_OFFSETS,
+        input_padding=INCEPTION_PADDING,
+        odd_upsampling_kernels=True,
     ),
 }
 

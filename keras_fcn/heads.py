@@ -19,11 +19,11 @@ def _score(num_classes, name):
     )
 
 
-def _upsample(x, factor, name, trainable):
-    """A bilinear `factor`x transposed convolution without bias (kernel 2*factor, stride factor)."""
+def _upsample(x, factor, name, trainable, odd_kernel=False):
+    """A bilinear `factor`x transposed convolution without bias (kernel 2*factor, or 2*factor - 1, stride factor)."""
     return keras.layers.Conv2DTranspose(
         x.shape[-1],
-        kernel_size=2 * factor,
+        kernel_size=2 * factor - odd_kernel,
         strides=factor,
         padding="valid",
         use_bias=False,
@@ -45,6 +45,7 @@ def fcn_head(
     trainable_upsampling=False,
     at_once=False,
     suffix="",
+    odd_kernels=False,
 ):
     """Scores coarse features, fuses finer skips, and upsamples to the image.
 
@@ -76,6 +77,13 @@ def fcn_head(
         at_once: bool, whether to scale the skips as the at-once FCN-8s does.
         suffix: str appended to the name of every layer the head creates
             (default: none), so that several heads can share one trunk.
+        odd_kernels: bool. If False, an `f`x upsampling has kernel `2f`
+            and puts input cell `i` at output index `f * i + f - 0.5`,
+            between two pixels, the centre of a cell of `f` pixels (the
+            paper's kernels). If True, kernel `2f - 1` puts it at
+            `f * i + f - 1`, on a pixel, for backbones whose cells are
+            centred on pixels (all kernels odd and VALID: AlexNet's 63/32,
+            InceptionV3's 3/2 steps).
 
     Returns:
         Logits `(batch, H, W, num_classes)`, float32.
@@ -84,7 +92,7 @@ def fcn_head(
     *skip_offsets, final_offset = offsets[stride]
     scores = _score(num_classes, f"score_fr{suffix}")(features)
     for (name, scale), offset, up_name in zip(SKIPS[stride], skip_offsets, SKIP_UPSAMPLING_NAMES):
-        upsampled = _upsample(scores, 2, f"{up_name}{suffix}", trainable_upsampling)
+        upsampled = _upsample(scores, 2, f"{up_name}{suffix}", trainable_upsampling, odd_kernels)
         tap = taps[name]
         if at_once:
             tap = keras.layers.Rescaling(scale, name=f"scale_{name}{suffix}")(tap)
@@ -99,11 +107,20 @@ def fcn_head(
         stepwise_upsampling=stepwise_upsampling,
         trainable_upsampling=trainable_upsampling,
         suffix=suffix,
+        odd_kernels=odd_kernels,
     )
 
 
 def upsample_to_image(
-    scores, image, *, stride, offset, stepwise_upsampling=False, trainable_upsampling=False, suffix=""
+    scores,
+    image,
+    *,
+    stride,
+    offset,
+    stepwise_upsampling=False,
+    trainable_upsampling=False,
+    suffix="",
+    odd_kernels=False,
 ):
     """The last step of an FCN head: upsamples scores `stride`x and crops them to the image.
 
@@ -121,6 +138,7 @@ def upsample_to_image(
         stepwise_upsampling: bool, see `fcn_head`.
         trainable_upsampling: bool, whether the bilinear upsampling learns.
         suffix: str appended to the layer names, see `fcn_head`.
+        odd_kernels: bool, see `fcn_head`.
 
     Returns:
         Logits `(batch, H, W, num_classes)`, float32, from the crop layer
@@ -129,8 +147,8 @@ def upsample_to_image(
     name = f"{FINAL_UPSAMPLING_NAMES[stride]}{suffix}"
     if stepwise_upsampling:
         for step in range(1, stride.bit_length()):
-            scores = _upsample(scores, 2, f"{name}_{step}", trainable_upsampling)
+            scores = _upsample(scores, 2, f"{name}_{step}", trainable_upsampling, odd_kernels)
         upsampled = scores
     else:
-        upsampled = _upsample(scores, stride, name, trainable_upsampling)
+        upsampled = _upsample(scores, stride, name, trainable_upsampling, odd_kernels)
     return CropLike(offset, name=f"score{suffix}", dtype="float32")([upsampled, image])

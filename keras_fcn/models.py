@@ -59,6 +59,8 @@ def _trunk(inputs, spec, backbone_weights, backbone_kwargs):
     if spec.trunk is not None:
         return keras.Model(inputs, spec.trunk(x))
     x = PadToMultiple(32, name="pad_to_multiple")(x)
+    if spec.input_padding != ((0, 0), (0, 0)):
+        x = keras.layers.ZeroPadding2D(spec.input_padding, name="input_padding")(x)
     return spec.application(
         include_top=False,
         weights=None if spec.fc6_padding else backbone_weights,
@@ -101,6 +103,7 @@ def build_fcn(
         stride=stride,
         offsets=spec.offsets,
         stepwise_upsampling=spec.stepwise_upsampling,
+        odd_kernels=spec.odd_upsampling_kernels,
         trainable_upsampling=trainable_upsampling,
         at_once=at_once,
     )

@@ -54,6 +54,7 @@ def upgrade(model, name=None):
         stride=stride // 2,
         offsets=backbone.offsets,
         stepwise_upsampling=backbone.stepwise_upsampling,
+        odd_kernels=backbone.odd_upsampling_kernels,
         trainable_upsampling=any(
             layer.trainable for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)
         ),

@@ -95,6 +95,7 @@ def _semantic_geometric(entry, stride, backbone):
             stride=stride,
             offsets=spec.offsets,
             stepwise_upsampling=spec.stepwise_upsampling,
+            odd_kernels=spec.odd_upsampling_kernels,
             suffix=name.removeprefix("score"),
         )
         for name, classes in entry.outputs
@@ -131,6 +132,7 @@ def _color_hha(entry, backbone):
         stride=32,
         offset=spec.offsets[32][-1],
         stepwise_upsampling=spec.stepwise_upsampling,
+        odd_kernels=spec.odd_upsampling_kernels,
     )
     return keras.Model(inputs, output, name=entry.architecture)
 
