@@ -2,13 +2,10 @@ import keras
 import numpy as np
 import pytest
 
+from _backend import run as _predict
 from keras_fcn import convolutionalize
 
 pytestmark = pytest.mark.backend_agnostic
-
-
-def _predict(model, x):
-    return keras.ops.convert_to_numpy(model(x, training=False))
 
 
 @pytest.mark.parametrize(
