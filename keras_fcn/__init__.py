@@ -4,12 +4,13 @@ Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (arXiv 1411.4038).
 """
 
-from keras_fcn import data, dense, layers, losses, metrics, zoo
+from keras_fcn import callbacks, data, dense, export, layers, losses, metrics, training, visualize, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.inference import evaluate, predict
 from keras_fcn.initializers import BilinearUpsampling
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from keras_fcn.training import train
 from keras_fcn.upgrade import upgrade
 
 __version__ = "0.1.0.dev0"
@@ -21,14 +22,19 @@ __all__ = [
     "FCN8sAtOnce",
     "FCN16s",
     "FCN32s",
+    "callbacks",
     "convolutionalize",
     "data",
     "dense",
     "evaluate",
+    "export",
     "layers",
     "losses",
     "metrics",
     "predict",
+    "train",
+    "training",
     "upgrade",
+    "visualize",
     "zoo",
 ]

@@ -9,6 +9,9 @@ from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
+# Divides by the number of replicas under a tf.distribute strategy, as Keras's own losses do.
+from keras.src.losses.loss import scale_loss_for_distribution
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -157,7 +160,7 @@ class SegmentationCrossEntropy(keras.losses.Loss):
             if self.reduction == "sum":
                 return total
             weight = ops.sum(weights)
-            return total / ops.where(weight > 0, weight, 1.0)
+            return scale_loss_for_distribution(total / ops.where(weight > 0, weight, 1.0))
 
     def _draw(self, shape):
         """Uniform [0, 1) noise from the seed generator, refusing to run where its update would be lost."""
