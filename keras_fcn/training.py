@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from keras_fcn import data as fcn_data
 from keras_fcn.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, ResumableCSVLogger
+from keras_fcn.distribute import MultiWorkerMirroredStrategy
 from keras_fcn.losses import SegmentationCrossEntropy
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
@@ -208,8 +209,9 @@ def get_strategy(strategy=None):
         strategy: None or `"default"` (the current strategy, usually one
             device), `"mirrored"` (`tf.distribute.MirroredStrategy`, every
             local GPU, else the CPU), `"multi-worker"`
-            (`tf.distribute.MultiWorkerMirroredStrategy`, configured by the
-            `TF_CONFIG` environment variable), or a strategy, returned as is.
+            (`keras_fcn.distribute.MultiWorkerMirroredStrategy`, configured
+            by the `TF_CONFIG` environment variable), or a strategy,
+            returned as is.
 
     Returns:
         A `tf.distribute.Strategy`.
@@ -227,7 +229,7 @@ def get_strategy(strategy=None):
         )
     if strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return MultiWorkerMirroredStrategy()
 
 
 def dtype_policy(mixed_precision):

@@ -1,0 +1,35 @@
+"""A multi-worker strategy that Keras 3's `model.fit` can use."""
+
+import tensorflow as tf
+
+# Dtypes that TensorFlow's collective all-reduce accepts.
+_COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
+
+
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`tf.distribute.MultiWorkerMirroredStrategy` with a `reduce` that Keras 3's trainer can call.
+
+    Keras 3 (up to at least 3.15) cannot `fit` under the plain strategy
+    (keras-team/keras#20585): to build the model it reduces a whole
+    `(images, masks)` batch in one `reduce` call, which the collective
+    implementation accepts only for a single value of a float or int32/int64
+    dtype, and it reduces scalar logs with `axis=0`. This subclass reduces
+    each value of a structure on its own, other dtypes (uint8 masks) through
+    float32, and scalars without an axis. Everything else is TensorFlow's
+    strategy, configured by the `TF_CONFIG` environment variable.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+
+        def reduce_one(item):
+            local = tf.convert_to_tensor(
+                item.values[0] if isinstance(item, tf.distribute.DistributedValues) else item
+            )
+            item_axis = axis if local.shape.rank else None
+            if local.dtype in _COLLECTIVE_DTYPES:
+                return parent.reduce(reduce_op, item, item_axis)
+            as_float = self.run(tf.cast, args=(item, tf.float32))
+            return tf.cast(parent.reduce(reduce_op, as_float, item_axis), local.dtype)
+
+        return tf.nest.map_structure(reduce_one, value)
