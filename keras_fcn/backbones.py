@@ -5,6 +5,7 @@ from typing import Callable, Optional
 
 import keras
 
+from keras_fcn.alexnet import reference_alexnet_trunk
 from keras_fcn.reference import reference_vgg16_trunk
 
 # Input conversions from RGB in [0, 255], as (mean, std, bgr).
@@ -19,6 +20,14 @@ FCN_REFERENCE = ((104.00699, 116.66877, 122.67892), (1.0, 1.0, 1.0), True)
 # head has).
 # "reference": the Caffe nets (conv1_1 padding 100, one final upsampling).
 REFERENCE_OFFSETS = {32: (19,), 16: (5, 27), 8: (5, 9, 31)}
+# The reference FCN-AlexNet (conv1 padding 100, VALID 3x3 stride-2 poolings,
+# fc6 6x6 VALID): pool1, pool2 and fc6 cells are centred on pixels 8i - 91,
+# 16i - 83 and 32i + 13 (Caffe's coordinate maps). Its one 63/32 upsampling
+# (odd kernel) puts fc6 cell i on index 32i + 31: crop 18, as in the authors'
+# net. The FCN-16s and FCN-8s, which the authors did not release, upsample
+# 3/2 then 31/16 (or 3/2, 3/2, 15/8): upsampled index u lands on pool2 cell
+# u + 5, then on pool1 cell u + 10, and the final crop is again 18.
+ALEXNET_OFFSETS = {32: (18,), 16: (5, 18), 8: (5, 10, 18)}
 # "padded": backbones whose input is padded to a multiple of 32, so every
 # stride-s map has exactly size/s cells, upsampled by bilinear 2x steps. A 2x
 # step (kernel 4, stride 2) puts input cell i at output index 2i + 1.5, the
@@ -47,7 +56,9 @@ class Backbone:
 
     Attributes:
         application: the Keras Applications constructor of the classifier
-            (its trunk, or for VGG its weights, fill the FCN).
+            (its trunk, or for VGG its weights, fill the FCN), or `None`
+            for a trunk that Keras Applications lacks (AlexNet), which
+            then has no ImageNet weights.
         features: names of the layers giving the stride-8, stride-16 and
             stride-32 feature maps (the paper's pool3, pool4 and pool5).
         normalization: `(mean, std, bgr)` turning RGB in `[0, 255]` into the
@@ -56,6 +67,8 @@ class Backbone:
             FCN drops with its last layer (global-pooling heads); for VGG the
             padding ("same" or "valid") of fc6, the 7x7 convolution that
             fc6 (7x7, 4096) and fc7 (1x1, 4096) keep from the classifier.
+        fc6_kernel: int, fc6's kernel size: the size of the last feature
+            map the classifier saw (7 for VGG, 6 for AlexNet).
         offsets: crop offsets of the heads, see `PADDED_OFFSETS`.
         stepwise_upsampling: whether the heads upsample in bilinear 2x steps
             (see `keras_fcn.heads.fcn_head`) rather than in one step as the
@@ -71,10 +84,11 @@ class Backbone:
             kernels `2f - 1` (see `keras_fcn.heads.fcn_head`).
     """
 
-    application: Callable
+    application: Optional[Callable]
     features: tuple
     normalization: tuple
     fc6_padding: Optional[str] = None
+    fc6_kernel: int = 7
     offsets: dict = dataclasses.field(default_factory=lambda: PADDED_OFFSETS)
     stepwise_upsampling: bool = True
     trunk: Optional[Callable] = None
@@ -95,6 +109,17 @@ BACKBONES = {
         offsets=REFERENCE_OFFSETS,
         stepwise_upsampling=False,
         trunk=reference_vgg16_trunk,
+    ),
+    "alexnet_reference": Backbone(
+        None,
+        ("pool1", "pool2", "pool5"),
+        FCN_REFERENCE,
+        fc6_padding="valid",
+        fc6_kernel=6,
+        offsets=ALEXNET_OFFSETS,
+        stepwise_upsampling=False,
+        trunk=reference_alexnet_trunk,
+        odd_upsampling_kernels=True,
     ),
     "vgg16": Backbone(
         _apps.VGG16, ("block3_pool", "block4_pool", "block5_pool"), CAFFE, fc6_padding="same"

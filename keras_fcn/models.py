@@ -12,7 +12,6 @@ from keras_fcn.reference import keras_vgg16_name, reference_vgg16_trunk
 from keras_fcn.zoo import resolve_weights
 
 FC_FILTERS = 4096
-FC_KERNEL = 7
 DROPOUT_RATE = 0.5
 
 
@@ -34,9 +33,9 @@ def _validate(num_classes, backbone, backbone_weights, input_shape):
         )
 
 
-def _fully_connected(x, padding):
-    """fc6 (7x7, 4096) and fc7 (1x1, 4096), each followed by ReLU and dropout 0.5."""
-    x = keras.layers.Conv2D(FC_FILTERS, FC_KERNEL, padding=padding, activation="relu", name="fc6")(x)
+def _fully_connected(x, padding, kernel):
+    """fc6 (kernel x kernel, 4096) and fc7 (1x1, 4096), each followed by ReLU and dropout 0.5."""
+    x = keras.layers.Conv2D(FC_FILTERS, kernel, padding=padding, activation="relu", name="fc6")(x)
     x = keras.layers.Dropout(DROPOUT_RATE, name="drop6")(x)
     x = keras.layers.Conv2D(FC_FILTERS, 1, activation="relu", name="fc7")(x)
     return keras.layers.Dropout(DROPOUT_RATE, name="drop7")(x)
@@ -90,11 +89,17 @@ def build_fcn(
     spec = get_backbone(backbone)
     if weights is not None:
         backbone_weights = None
+    if spec.application is None and backbone_weights is not None:
+        raise ValueError(
+            f"Backbone {backbone!r} has no Keras Applications (ImageNet) weights: pass "
+            "backbone_weights=None, or FCN weights as weights=. "
+            f"Received backbone_weights={backbone_weights!r}"
+        )
     inputs = keras.Input(shape=input_shape, name="image")
     trunk = _trunk(inputs, spec, backbone_weights, backbone_kwargs)
     pool3, pool4, features = (trunk.get_layer(name).output for name in spec.features)
     if spec.fc6_padding:
-        features = _fully_connected(features, spec.fc6_padding)
+        features = _fully_connected(features, spec.fc6_padding, spec.fc6_kernel)
     outputs = fcn_head(
         inputs,
         (pool3, pool4),

@@ -19,12 +19,13 @@ def _randomize(model, layer_names, rng, scale):
         layer.set_weights([rng.normal(scale=scale, size=w.shape).astype("float32") for w in layer.get_weights()])
 
 
-def _centre(model, layer_name):
+def layer_centre(model, layer_name):
     """(first, step): cell i of the layer's map is centred on input pixel first + step * i.
 
     Follows the first input of each layer back to the model's input, through
-    convolutions and poolings, from their configs: a window of k taps at
-    stride s, padded by p at the top, centres output i on (k - 1) / 2 - p + s * i.
+    zero paddings, convolutions and poolings, from their configs: a window of
+    k taps at stride s, padded by p at the top, centres output i on
+    (k - 1) / 2 - p + s * i of its input.
     """
     layer, chain = model.get_layer(layer_name), []
     while not isinstance(layer, keras.layers.InputLayer):
@@ -32,7 +33,9 @@ def _centre(model, layer_name):
         layer = keras.tree.flatten(layer.input)[0]._keras_history.operation
     first, step = 0.0, 1
     for layer in reversed(chain):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        if isinstance(layer, keras.layers.ZeroPadding2D):
+            first -= step * layer.padding[0][0]
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
             k = layer.kernel_size[0] if isinstance(layer, keras.layers.Conv2D) else layer.pool_size[0]
             s = layer.strides[0]
             assert layer.padding == "valid" or s == 1 and k % 2 == 1
@@ -43,7 +46,7 @@ def _centre(model, layer_name):
 
 def test_inception_cells_are_centred_on_pixels():
     trunk = keras.applications.InceptionV3(include_top=False, weights=None)
-    assert [_centre(trunk, name) for name in ["mixed2", "mixed7", "mixed10"]] == [(13, 8), (21, 16), (37, 32)]
+    assert [layer_centre(trunk, name) for name in ["mixed2", "mixed7", "mixed10"]] == [(13, 8), (21, 16), (37, 32)]
 
 
 @pytest.mark.parametrize("size", [(1, 1), (32, 33), (75, 101)])

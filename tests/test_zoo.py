@@ -122,6 +122,7 @@ def test_manifest_lists_the_papers_models_with_their_metadata():
         "voc-fcn16s": ("fcn16s_vgg16_reference", 21, "fcn16s-heavy-pascal.caffemodel"),
         "voc-fcn8s": ("fcn8s_vgg16_reference", 21, "fcn8s-heavy-pascal.caffemodel"),
         "voc-fcn8s-atonce": ("fcn8s_atonce_vgg16_reference", 21, "fcn8s-atonce-pascal.caffemodel"),
+        "voc-fcn-alexnet": ("fcn32s_alexnet_reference", 21, "fcn-alexnet-pascal.caffemodel"),
         "pascalcontext-fcn32s": ("fcn32s_vgg16_reference", 60, "pascalcontext-fcn32s-heavy.caffemodel"),
         "pascalcontext-fcn16s": ("fcn16s_vgg16_reference", 60, "pascalcontext-fcn16s-heavy.caffemodel"),
         "pascalcontext-fcn8s": ("fcn8s_vgg16_reference", 60, "pascalcontext-fcn8s-heavy.caffemodel"),
