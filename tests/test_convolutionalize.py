@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from _backend import run as _predict
+from _helpers import run as _predict
 from keras_fcn import convolutionalize
 
 pytestmark = pytest.mark.backend_agnostic

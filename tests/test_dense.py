@@ -4,12 +4,9 @@ import pytest
 
 import keras_fcn
 from keras_fcn import dense
+from _helpers import run as _run
 
 pytestmark = pytest.mark.backend_agnostic
-
-
-def _run(model, x):
-    return keras.ops.convert_to_numpy(model(x, training=False))
 
 
 def _small_valid_net(rng):

@@ -3,20 +3,14 @@ import numpy as np
 import pytest
 
 import keras_fcn
+from _helpers import randomize as _randomize
+from _helpers import run as _run
 
 pytestmark = pytest.mark.backend_agnostic
 
 INCEPTION = {"backbone": "inceptionv3", "backbone_weights": None}
 
 
-def _run(model, x):
-    return keras.ops.convert_to_numpy(model(x, training=False))
-
-
-def _randomize(model, layer_names, rng, scale):
-    for name in layer_names:
-        layer = model.get_layer(name)
-        layer.set_weights([rng.normal(scale=scale, size=w.shape).astype("float32") for w in layer.get_weights()])
 
 
 def layer_centre(model, layer_name):
@@ -101,19 +95,3 @@ def test_fcn8s_head_equals_numpy_upsample_crop_and_sum(rng):
     np.testing.assert_allclose(_run(model, image)[0], fused[15 : 15 + 45, 15 : 15 + 70], rtol=1e-4, atol=1e-4)
     kernels = {layer.name: layer.kernel_size for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)}
     assert kernels == {name: (3, 3) for name in ["upscore2", "upscore_pool4", "upscore8_1", "upscore8_2", "upscore8_3"]}
-
-
-def test_upgrade_starts_from_exactly_the_previous_stage(rng):
-    fcn32s = keras_fcn.FCN32s(3, **INCEPTION)
-    _randomize(fcn32s, ["score_fr"], rng, scale=0.5)
-    image = rng.uniform(0, 255, size=(2, 75, 101, 3)).astype("float32")
-    expected = _run(fcn32s, image)
-    assert np.abs(expected).max() > 0.1
-    fcn16s = keras_fcn.upgrade(fcn32s)
-    assert fcn16s.name == "fcn16s_inceptionv3"
-    np.testing.assert_allclose(_run(fcn16s, image), expected, rtol=1e-5, atol=1e-4)
-    _randomize(fcn16s, ["score_pool4"], rng, scale=0.05)
-    trained_16s = _run(fcn16s, image)
-    assert np.abs(trained_16s - expected).max() > 0.01
-    fcn8s = keras_fcn.upgrade(fcn16s)
-    np.testing.assert_allclose(_run(fcn8s, image), trained_16s, rtol=1e-5, atol=1e-4)

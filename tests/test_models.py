@@ -3,19 +3,16 @@ import numpy as np
 import pytest
 
 import keras_fcn
-from _backend import run as _run
+from _helpers import randomize as _randomize
+from _helpers import run as _run
 
 pytestmark = pytest.mark.backend_agnostic
 
 BUILDERS = {"32s": keras_fcn.FCN32s, "16s": keras_fcn.FCN16s, "8s": keras_fcn.FCN8s}
 SMALL = {"backbone": "mobilenet", "backbone_weights": None, "backbone_kwargs": {"alpha": 0.25}}
+SMALL_KWARGS = {"mobilenet": {"alpha": 0.25}}
 
 
-def _randomize(model, layer_names, rng, scale=1.0):
-    """Gives layers random weights, as training would (score layers start at zero)."""
-    for name in layer_names:
-        layer = model.get_layer(name)
-        layer.set_weights([rng.normal(scale=scale, size=w.shape).astype("float32") for w in layer.get_weights()])
 
 
 @pytest.mark.parametrize("backbone", sorted(keras_fcn.BACKBONES))
@@ -171,9 +168,9 @@ def test_padded_heads_centre_the_scores_on_their_cells(builder):
     assert np.abs(out[48, 64] - out[48, 64, 0] * np.array([1.0, -2.0])).max() < 1e-5 and out[48, 64, 0] > 0.9
 
 
-def test_upgrade_starts_from_exactly_the_previous_stage(rng):
-    backbone = "mobilenet"
-    fcn32s = keras_fcn.FCN32s(3, **SMALL)
+@pytest.mark.parametrize("backbone", ["mobilenet", "inceptionv3"])
+def test_upgrade_starts_from_exactly_the_previous_stage(rng, backbone):
+    fcn32s = keras_fcn.FCN32s(3, **{**SMALL, "backbone": backbone, "backbone_kwargs": SMALL_KWARGS.get(backbone)})
     _randomize(fcn32s, ["score_fr"], rng, scale=0.5)
     image = rng.uniform(0, 255, size=(2, 75, 101, 3)).astype("float32")
     expected = _run(fcn32s, image)
