@@ -16,7 +16,7 @@ from test_zoo import assert_weights_equal_blobs, keras_home, serve_caffemodel_en
 
 def test_fcn8s_voc_weights_download_convert_cache_and_load(small_reference, server, keras_home, monkeypatch):
     blobs = serve_caffemodel_entry(server, monkeypatch, "voc-fcn8s", 21, 8)
-    model = keras_fcn.FCN8s(21, backbone="vgg16_reference", weights="voc")
+    model = keras_fcn.FCN8s(weights="voc")
     assert_weights_equal_blobs(model, blobs)
     image = np.random.default_rng(3).uniform(0, 255, (10, 13, 3)).astype(np.float32)
     expected = np_fcn(image, blobs, 8)
