@@ -221,7 +221,12 @@ def _load_model(name):
         if not os.path.isfile(classes):
             return model, None, None
         with open(classes, encoding="utf-8") as file:
-            return model, json.load(file)["class_names"], None
+            try:
+                return model, list(json.load(file)["class_names"]), None
+            except (ValueError, TypeError, KeyError) as error:
+                raise CommandError(
+                    f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
+                ) from None
     if name in zoo.available():
         entry = zoo.get(name)
         return zoo.load_model(name), entry.class_names, entry.palette

@@ -165,6 +165,17 @@ def test_errors_found_while_running_are_one_line(saved_model, tmp_path, capsys):
         assert err.startswith(start) and "\n" not in err
 
 
+def test_malformed_class_names_file_is_named(saved_model, tmp_path, capsys):
+    model, _ = saved_model
+    model.save(tmp_path / "best.keras")
+    (tmp_path / "classes.json").write_text('["background", "cat"]')
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(image)
+    assert cli.main(["predict", str(tmp_path / "best.keras"), str(image), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"keras-fcn predict: error: {tmp_path / 'classes.json'}: expected JSON") and "\n" not in err
+
+
 def test_python_m_keras_fcn_reports_errors_without_a_traceback(tmp_path):
     result = run_python(["-m", "keras_fcn", "train", str(tmp_path / "missing"), "--output-dir", str(tmp_path)], 120)
     assert result.returncode == 2
