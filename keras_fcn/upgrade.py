@@ -21,10 +21,10 @@ def upgrade(model, name=None):
     (the paper, section 4.2). For the backbones that upsample in bilinear 2x
     steps the output is exactly `model`'s. The reference VGG16 nets upsample
     in one step per head (64/32, then 4/2 + 32/16): a 2x step followed by a
-    16x step samples the coarse scores a quarter cell off their centres, so
-    its output differs from the FCN-32s's near each coarse cell centre (in a
-    test with random scores, by up to a fifth of their range, with 98% of
-    pixels keeping their class).
+    16x step samples the coarse scores a quarter cell either side of their
+    centres, so near each centre its output cuts the corner of the FCN-32s's
+    linear interpolation, by at most 1/8 of the coarse scores' second
+    difference along each axis.
 
     Args:
         model: an FCN-32s or FCN-16s built by keras-fcn (or loaded from one).

@@ -193,8 +193,15 @@ def test_upgrade_starts_from_exactly_the_previous_stage(rng, backbone):
         keras_fcn.upgrade(fcn8s)
 
 
-def test_reference_upgrade_copies_weights_and_stays_close(rng):
-    """The reference heads' 2x + 16x bilinear steps cut the corners of the 32x one (see upgrade())."""
+def test_reference_upgrade_copies_weights_and_cuts_only_the_corners(rng):
+    """The reference heads' 2x + 16x bilinear steps cut the corners of the 32x one (see upgrade()).
+
+    Both interpolate the coarse scores linearly; the 2x step samples them a
+    quarter cell either side of each cell centre, so along one axis the two
+    differ only near the centres, by at most 1/8 of the scores' second
+    difference there (zero scores beyond the edges), and in 2-D by at most the
+    sum of that bound along both axes.
+    """
     fcn32s = keras_fcn.FCN32s(3, backbone="vgg16_reference", backbone_weights=None)
     _randomize(fcn32s, ["score_fr"], rng, scale=0.5)
     fcn16s = keras_fcn.upgrade(fcn32s)
@@ -204,8 +211,12 @@ def test_reference_upgrade_copies_weights_and_stays_close(rng):
                 np.testing.assert_array_equal(old, new)
     image = rng.uniform(0, 255, size=(1, 75, 101, 3)).astype("float32")
     before, after = _run(fcn32s, image), _run(fcn16s, image)
-    assert np.abs(after - before).max() < 0.25 * np.abs(before).max()
-    assert np.mean(after.argmax(-1) == before.argmax(-1)) > 0.95
+    coarse = _run(keras.Model(fcn32s.input, fcn32s.get_layer("score_fr").output), image)[0]
+    padded = np.pad(coarse, ((1, 1), (1, 1), (0, 0)))
+    second_y = np.abs(padded[:-2, 1:-1] - 2 * padded[1:-1, 1:-1] + padded[2:, 1:-1]).max()
+    second_x = np.abs(padded[1:-1, :-2] - 2 * padded[1:-1, 1:-1] + padded[1:-1, 2:]).max()
+    difference = np.abs(after - before).max()
+    assert 0.01 * (second_y + second_x) < difference <= (second_y + second_x) / 8 + 1e-5
 
 
 def test_upgrade_rejects_other_models():
