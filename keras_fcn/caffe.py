@@ -21,7 +21,6 @@ same names, transposing kernels to Keras' layout and checking every shape.
 """
 
 import dataclasses
-import struct
 
 import keras
 import numpy as np

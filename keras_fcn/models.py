@@ -8,10 +8,11 @@ from keras_fcn.backbones import BACKBONES, get_backbone
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.heads import fcn_head
 from keras_fcn.layers import InputNormalization, PadToMultiple
-from keras_fcn.reference import keras_vgg16_name, reference_vgg16_trunk
-from keras_fcn.zoo import resolve_weights
+from keras_fcn.reference import keras_vgg16_name
+from keras_fcn.zoo import entry_for, resolve_weights
 
 FC_FILTERS = 4096
+DEFAULT_NUM_CLASSES = 21  # PASCAL VOC: 20 classes and background
 DROPOUT_RATE = 0.5
 
 
@@ -83,9 +84,16 @@ def build_fcn(
     name,
 ):
     """The body shared by the builders: validate, build trunk and head, load weights."""
-    _validate(num_classes, backbone, backbone_weights, input_shape)
     default_name = f"fcn{stride}s{'_atonce' if at_once else ''}_{backbone}"
-    weights = resolve_weights(weights, architecture=default_name, num_classes=num_classes)
+    entry = entry_for(weights, default_name)
+    if num_classes is None:
+        num_classes = DEFAULT_NUM_CLASSES if entry is None else entry.num_classes
+    if backbone_kwargs is None and entry is not None:
+        backbone_kwargs = entry.backbone_kwargs or None
+    _validate(num_classes, backbone, backbone_weights, input_shape)
+    weights = resolve_weights(
+        weights, architecture=default_name, num_classes=num_classes, backbone_kwargs=backbone_kwargs
+    )
     spec = get_backbone(backbone)
     if weights is not None:
         backbone_weights = None
@@ -132,7 +140,8 @@ upsamplings are fixed, as in the paper's reference code.
 
 Args:
     num_classes: int, the number of classes, background included (21 for
-        PASCAL VOC).
+        PASCAL VOC). Defaults to that of the zoo entry named by `weights`,
+        else 21.
     backbone: str, one of {backbones}. The default, `"vgg16_reference"`,
         is the authors' Caffe VGG16 net layer for layer (conv1_1 padding 100,
         ceil-mode pooling, fc6 7x7 VALID), which their released weights
@@ -143,7 +152,8 @@ Args:
         the name or alias of a `keras_fcn.zoo` entry (`"voc"` picks this
         architecture's PASCAL VOC weights), the path of a weights file of
         this same architecture, or an http(s) URL of a `.weights.h5` file,
-        downloaded once into `$KERAS_HOME/keras_fcn`.
+        downloaded once into `$KERAS_HOME/keras_fcn`. `"camvid"` (11
+        CamVid classes, `backbone="mobilenet"`) ships with the package.
     backbone_weights: `"imagenet"`, `None` (random initialization), or the
         path to a Keras Applications weights file, used when `weights` is
         `None`. VGG backbones take the classifier's weights
@@ -151,6 +161,7 @@ Args:
         `include_top=False` file.
     backbone_kwargs: dict, extra keyword arguments for the Keras
         Applications constructor, e.g. `{{"alpha": 0.25}}` for MobileNet.
+        Defaults to those of the zoo entry named by `weights`.
     input_shape: tuple `(height, width, 3)`; `None` sizes vary per batch.
     trainable_upsampling: bool, whether the bilinear upsampling kernels
         are learned (default: fixed, as in the reference code).
@@ -173,7 +184,7 @@ def _builder(function_name, stride, at_once, title, summary):
     """Makes a public builder: a thin, documented wrapper around `build_fcn`."""
 
     def builder(
-        num_classes=21,
+        num_classes=None,
         *,
         backbone="vgg16_reference",
         weights=None,

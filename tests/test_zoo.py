@@ -227,7 +227,7 @@ def test_aliases_pick_the_entry_of_the_architecture():
             "voc-fcn8s",
             "fcn32s_vgg16_reference",
             21,
-            r"'voc-fcn8s' are for architecture 'fcn8s_vgg16_reference', not 'fcn32s_vgg16_reference'. Use keras_fcn.FCN8s\(21, backbone='vgg16_reference', weights='voc-fcn8s'\)",
+            r"'voc-fcn8s' are for architecture 'fcn8s_vgg16_reference', not 'fcn32s_vgg16_reference'. Use keras_fcn.FCN8s\(backbone='vgg16_reference', weights='voc-fcn8s'\)",
         ),
         (
             "voc",
@@ -247,6 +247,15 @@ def test_aliases_pick_the_entry_of_the_architecture():
 def test_weights_that_do_not_fit_say_why(weights, architecture, num_classes, message):
     with pytest.raises(ValueError, match=message):
         zoo.resolve_weights(weights, architecture=architecture, num_classes=num_classes)
+
+
+def test_camvid_classes_and_colours_are_the_segnet_release():
+    with open(registry.MANIFEST_PATH, encoding="utf-8") as file:
+        manifest = json.load(file)
+    assert tuple(manifest["class_names"]["camvid"]) == keras_fcn.data.CAMVID_CLASSES
+    colours = manifest["palettes"]["camvid"]
+    assert colours[0] == [128, 128, 128] and colours[3] == [128, 64, 128] and colours[8] == [64, 0, 128]
+    assert len({tuple(colour) for colour in colours}) == 11
 
 
 def test_none_and_local_paths_pass_through(tmp_path):
@@ -494,3 +503,81 @@ def test_architectures_the_package_cannot_build_are_reported(fresh_registry):
     zoo.register(dataclasses.replace(zoo.get("voc-fcn8s"), name="voc-fcn4s", aliases=(), architecture=fcn4s))
     with pytest.raises(NotImplementedError, match="'voc-fcn4s' needs architecture 'fcn4s_vgg16_reference'"):
         zoo.load_model("voc-fcn4s")
+
+
+# --- weights shipped inside the package ----------------------------------------------------
+
+
+def tiny_bundled_entry(directory, trained):
+    """A bundled entry, 'tiny', for `trained` (an FCN-32s, MobileNet alpha 0.25) saved into `directory`."""
+    path = directory / "tiny-0.weights.h5"
+    trained.save_weights(str(path))
+    digest = sha256(path.read_bytes())
+    entry = dataclasses.replace(
+        zoo.get("voc-fcn8s"),
+        name="tiny",
+        aliases=(),
+        urls=(),
+        source_format="keras",
+        source_sha256=digest,
+        weights_sha256=digest,
+        architecture="fcn32s_mobilenet",
+        backbone="mobilenet",
+        outputs=(("score", ("sky", "road", "car")),),
+        inputs=(("image", zoo.Preprocessing((127.5,) * 3, (127.5,) * 3, False, "[-1, 1]")),),
+        palette=((128, 128, 128), (128, 64, 128), (64, 0, 128)),
+        backbone_kwargs={"alpha": 0.25},
+        bundled_file=path.name,
+    )
+    return entry, path
+
+
+@pytest.fixture
+def bundled(tmp_path, monkeypatch, fresh_registry):
+    """A 3-class FCN-32s with random weights, registered as the bundled entry 'tiny'."""
+    monkeypatch.setattr(registry, "BUNDLED_WEIGHTS_DIR", str(tmp_path))
+    trained = keras_fcn.FCN32s(3, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None)
+    rng = np.random.default_rng(5)
+    for weight in trained.weights:
+        weight.assign(rng.standard_normal(weight.shape).astype(weight.dtype))
+    entry, path = tiny_bundled_entry(tmp_path, trained)
+    zoo.register(entry)
+    return trained, path
+
+
+def test_bundled_weights_load_without_network_with_the_entrys_classes_and_backbone(bundled, keras_home):
+    trained, path = bundled
+    model = keras_fcn.FCN32s(backbone="mobilenet", weights="tiny")
+    assert model.output_shape[-1] == 3
+    assert model.get_layer("conv1").kernel.shape[-1] == 8  # MobileNet alpha 0.25: 32 * 0.25 filters
+    for got, want in zip(model.weights, trained.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert zoo.fetch("tiny") == str(path)
+    assert not keras_home.exists()  # nothing downloaded or cached
+
+
+def test_damaged_or_missing_bundled_weights_say_so(bundled):
+    _, path = bundled
+    path.write_bytes(path.read_bytes()[:-1] + b"x")
+    with pytest.raises(zoo.WeightsDownloadError, match=rf"shipped in the package as {path}, has sha256 .* reinstall"):
+        zoo.fetch("tiny")
+    path.unlink()
+    with pytest.raises(zoo.WeightsDownloadError, match="is missing"):
+        keras_fcn.FCN32s(backbone="mobilenet", weights="tiny")
+
+
+def test_bundled_weights_need_their_backbone_arguments(bundled):
+    with pytest.raises(ValueError, match=r"built with backbone_kwargs=\{'alpha': 0.25\}; received backbone_kwargs=\{'alpha': 0.5\}"):
+        keras_fcn.FCN32s(backbone="mobilenet", weights="tiny", backbone_kwargs={"alpha": 0.5})
+    with pytest.raises(ValueError, match="'tiny' have 3 classes"):
+        keras_fcn.FCN32s(4, backbone="mobilenet", weights="tiny")
+
+
+def test_bundled_entries_need_a_sha256_and_a_plain_file_name():
+    entry = keras_entry("x", ("https://example.org/x.weights.h5",), "0" * 64)
+    with pytest.raises(ValueError, match="urls must be one or more http"):
+        dataclasses.replace(entry, urls=())
+    with pytest.raises(ValueError, match="plain file name of 'keras' weights with a sha256"):
+        dataclasses.replace(entry, urls=(), bundled_file="../x.weights.h5")
+    with pytest.raises(ValueError, match="plain file name of 'keras' weights with a sha256"):
+        dataclasses.replace(entry, urls=(), bundled_file="x.weights.h5", source_sha256=None, weights_sha256=None)

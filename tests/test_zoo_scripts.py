@@ -83,6 +83,8 @@ def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, serv
         "demo",
         "--architecture",
         "fcn32s_mobilenet",
+        "--backbone-kwargs",
+        "alpha=0.25",
         "--classes",
         str(tmp_path / "classes.txt"),
         "--dataset",
@@ -101,7 +103,6 @@ def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, serv
         str(manifest),
     ]
     publish = script("publish")
-    monkeypatch.setattr(keras_fcn.models, "FCN32s", _with_alpha(keras_fcn.models.FCN32s))
     assert publish.main(args) == 0
     published = tmp_path / "dist" / f"tiny-{digest[:8]}.weights.h5"
     assert published.read_bytes() == weights.read_bytes()
@@ -121,6 +122,7 @@ def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, serv
         }
     ]
     assert record["command"] == "python train.py --tiny"
+    assert record["backbone_kwargs"] == {"alpha": 0.25}
     entry = registry.read_manifest(manifest)[-1]
     assert entry.class_names == ("sky", "ground", "thing")
     with pytest.raises(ValueError, match="named 'tiny' already exists"):
@@ -129,17 +131,52 @@ def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, serv
 
     server.add(f"/zoo/{published.name}", published.read_bytes())
     monkeypatch.setattr(zoo, "REGISTRY", registry.Registry(registry.read_manifest(manifest)))
-    path = zoo.resolve_weights("demo", architecture="fcn32s_mobilenet", num_classes=3)
-    model = keras_fcn.FCN32s(3, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None)
-    model.load_weights(path)
+    model = keras_fcn.FCN32s(backbone="mobilenet", weights="demo")
     for got, want in zip(model.weights, trained.weights):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
-def _with_alpha(builder):
-    """The builder with MobileNet at width 0.25, so the test model stays small."""
+def test_publish_bundles_the_file_with_the_figures_of_an_evaluation(tmp_path, monkeypatch, capsys):
+    manifest = tmp_path / "manifest.json"
+    shutil.copyfile(registry.MANIFEST_PATH, manifest)
+    monkeypatch.setattr(registry, "BUNDLED_WEIGHTS_DIR", str(tmp_path / "package"))
+    trained = keras_fcn.FCN8s(11, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None)
+    weights = tmp_path / "best.weights.h5"
+    trained.save_weights(str(weights))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    per_class = dict(zip(keras_fcn.data.CAMVID_CLASSES, [0.9, 0.8, 0.1, 0.95, 0.7, 0.75, 0.2, 0.3, 0.8, 0.3, None]))
+    figures = {"pixel_accuracy": 0.91234, "mean_accuracy": 0.6, "mean_iou": 0.55556, "frequency_weighted_iou": 0.8}
+    (tmp_path / "val.json").write_text(json.dumps({"model": "best.keras", **figures, "per_class_iou": per_class}))
+    args = [str(weights), "--name", "street", "--architecture", "fcn8s_mobilenet", "--backbone-kwargs", "alpha=0.25"]
+    args += ["--classes", "camvid", "--palette", "camvid", "--dataset", "CamVid train", "--bundle"]
+    args += ["--metrics-json", str(tmp_path / "val.json"), "--training-command", "bash zoo/train_camvid.sh"]
+    args += ["--licence", "CC-BY-NC-4.0", "--manifest", str(manifest)]
+    assert script("publish").main(args) == 0
+    bundled = tmp_path / "package" / f"street-{digest[:8]}.weights.h5"
+    assert capsys.readouterr().out.strip() == str(bundled)
+    assert bundled.read_bytes() == weights.read_bytes()
+    record = json.loads(manifest.read_text())["entries"][-1]
+    assert record["source"] == {"format": "keras", "urls": [], "sha256": digest, "bundled_file": bundled.name}
+    values = {metric["metric"]: metric["value"] for metric in record["metrics"]}
+    assert values == {
+        "pixel accuracy": 91.23,
+        "mean accuracy": 60.0,
+        "mean IU": 55.56,
+        "f.w. IU": 80.0,
+        **{f"IU {name}": round(100 * iou, 2) for name, iou in per_class.items() if iou is not None},
+    }
+    assert {metric["split"] for metric in record["metrics"]} == {"val"}
+    entry = registry.read_manifest(manifest)[-1]
+    assert entry.palette[4] == (60, 40, 222) and entry.class_names[4] == "pavement"
+    monkeypatch.setattr(zoo, "REGISTRY", registry.Registry(registry.read_manifest(manifest)))
+    model = keras_fcn.FCN8s(backbone="mobilenet", weights="street")
+    for got, want in zip(model.weights, trained.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
 
-    def build(*args, **kwargs):
-        return builder(*args, backbone_kwargs={"alpha": 0.25}, **kwargs)
 
-    return build
+def test_publish_refuses_a_file_that_is_not_an_evaluation(tmp_path, monkeypatch):
+    (tmp_path / "val.json").write_text('{"mean_iou": 0.5}')
+    args = ["x.weights.h5", "--name", "x", "--architecture", "fcn8s_mobilenet", "--classes", "camvid", "--bundle"]
+    args += ["--dataset", "d", "--metrics-json", str(tmp_path / "val.json"), "--training-command", "c", "--licence", "l"]
+    with pytest.raises(SystemExit, match=r"--metrics-json: .*val.json: expected the JSON that `keras-fcn evaluate --json` writes"):
+        script("publish").main(args)

@@ -1,18 +1,27 @@
 """Publishes a trained model to the zoo: names the file by its hash and adds its manifest entry.
 
-Usage:
+Usage (weights served from a URL):
     python zoo/publish.py trained.weights.h5 --name voc-fcn8s-mobilenet \
         --architecture fcn8s_mobilenet --classes voc --dataset "PASCAL VOC 2011 + SBD train" \
         --url-base https://example.org/keras-fcn/ --metric "seg11valid:mean IU:61.2" \
         --training-command "python examples/train_voc.py --backbone mobilenet" \
         --licence Apache-2.0 --output-dir dist/
 
+Usage (weights shipped inside the package, figures from `keras-fcn evaluate --json`):
+    python zoo/publish.py best.weights.h5 --name camvid --architecture fcn8s_mobilenet \
+        --backbone-kwargs alpha=0.25 --classes camvid --palette camvid --dataset "CamVid train" \
+        --bundle --metrics-json val.json --metrics-split val \
+        --training-command "bash zoo/train_camvid.sh ..." --licence CC-BY-NC-4.0
+
 This checks that the weights load into the architecture (built with random
-weights), copies them to `<output-dir>/<name>-<first 8 hex digits of their
-sha256>.weights.h5`, and appends an entry to the manifest (by default
-keras_fcn/zoo/manifest.json) with the file's URL (`--url-base` + file name),
-sha256, metrics (marked as measured by keras-fcn) and the training command.
-Upload the file to that URL before releasing the manifest.
+weights and the given backbone arguments), copies them to `<name>-<first 8
+hex digits of their sha256>.weights.h5` in `--output-dir` (with
+`--bundle`: into the package, `keras_fcn/zoo/weights/`, where the builders
+find them without any download), and appends an entry to the manifest (by
+default keras_fcn/zoo/manifest.json) with the file's URL (`--url-base` + file
+name) or bundled file name, sha256, metrics (marked as measured by
+keras-fcn) and the training command. Upload a served file to its URL before
+releasing the manifest.
 """
 
 import argparse
@@ -26,6 +35,18 @@ from keras_fcn.zoo import architectures, registry
 from keras_fcn.zoo.cache import sha256_of, temporary_path, write_json_atomically
 
 HASH_PREFIX = 8
+# `keras-fcn evaluate --json` keys -> the manifest's metric names (the paper's section 5 figures).
+EVALUATION_FIGURES = {
+    "pixel_accuracy": "pixel accuracy",
+    "mean_accuracy": "mean accuracy",
+    "mean_iou": "mean IU",
+    "frequency_weighted_iou": "f.w. IU",
+}
+
+
+def measured(split, metric, value, source):
+    """A manifest metric measured by keras-fcn."""
+    return {"split": split, "metric": metric, "value": value, "measured_by": "keras-fcn", "source": source}
 
 
 def parse_metric(text):
@@ -34,17 +55,42 @@ def parse_metric(text):
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"a metric is 'split:metric:value'; received {text!r}")
     split, metric, value = parts
-    return {
-        "split": split,
-        "metric": metric,
-        "value": float(value),
-        "measured_by": "keras-fcn",
-        "source": "zoo/publish.py",
-    }
+    return measured(split, metric, float(value), "zoo/publish.py")
+
+
+def parse_keyword(text):
+    """`"alpha=0.25"` -> `("alpha", 0.25)`, the value read as JSON when it can be (numbers, booleans)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE; received {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def evaluation_metrics(path, split):
+    """The figures of a `keras-fcn evaluate --json` file as manifest metrics, in percent to 2 decimals.
+
+    Gives the paper's four figures and one `"IU <class>"` metric per class
+    (classes absent from the split, null in the file, are left out).
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            figures = json.load(file)
+        items = [(name, figures[key]) for key, name in EVALUATION_FIGURES.items()]
+        items += [(f"IU {name}", value) for name, value in figures["per_class_iou"].items() if value is not None]
+    except (OSError, ValueError, KeyError, AttributeError) as error:
+        raise SystemExit(f"--metrics-json: {path}: expected the JSON that `keras-fcn evaluate --json` writes ({error!r})")
+    source = f"keras-fcn evaluate --json ({os.path.basename(path)})"
+    return [measured(split, name, round(100 * value, 2), source) for name, value in items]
 
 
 def new_record(args, file_name, digest, preprocessing_key, classes_key):
-    return {
+    source = {"format": "keras", "urls": [] if args.bundle else [args.url_base + file_name], "sha256": digest}
+    if args.bundle:
+        source["bundled_file"] = file_name
+    record = {
         "name": args.name,
         "aliases": args.alias,
         "architecture": args.architecture,
@@ -52,13 +98,16 @@ def new_record(args, file_name, digest, preprocessing_key, classes_key):
         "dataset": args.dataset,
         "outputs": [{"name": "score", "classes": classes_key}],
         "inputs": [{"name": "image", "preprocessing": preprocessing_key}],
-        "palette": "voc",
-        "source": {"format": "keras", "urls": [args.url_base + file_name], "sha256": digest},
+        "palette": args.palette,
+        "source": source,
         "weights_sha256": digest,
         "licence": args.licence,
         "metrics": args.metric,
         "command": args.training_command,
     }
+    if args.backbone_kwargs:
+        record["backbone_kwargs"] = dict(args.backbone_kwargs)
+    return record
 
 
 def publish(args):
@@ -68,6 +117,10 @@ def publish(args):
         raise SystemExit(
             f"--architecture must be one the builders make, e.g. fcn8s_vgg16; received {args.architecture!r}"
         )
+    if args.bundle == (args.url_base is not None):
+        raise SystemExit("give exactly one of --url-base (a served file) and --bundle (a file in the package)")
+    if args.metrics_json:
+        args.metric += evaluation_metrics(args.metrics_json, args.metrics_split)
     args.backbone = call[1]
     with open(args.manifest, encoding="utf-8") as file:
         manifest = json.load(file)
@@ -93,20 +146,16 @@ def publish(args):
     )
     digest = sha256_of(args.weights)
     file_name = f"{args.name}-{digest[:HASH_PREFIX]}.weights.h5"
-    record = new_record(args, file_name, digest, preprocessing_key, classes_key)
-    preprocessing = {
-        key: registry.Preprocessing(tuple(v["mean"]), tuple(v["std"]), v["bgr"], v["description"])
-        for key, v in manifest["preprocessing"].items()
-    }
-    entry = registry.entry_from_dict(record, manifest["class_names"], preprocessing)
-    registry.Registry(registry.read_manifest(args.manifest)).register(entry)
-    architectures.build(entry).load_weights(args.weights)
-    os.makedirs(args.output_dir, exist_ok=True)
-    output = os.path.join(args.output_dir, file_name)
+    manifest["entries"].append(new_record(args, file_name, digest, preprocessing_key, classes_key))
+    entries = registry.parse_manifest(manifest)
+    registry.Registry(entries)
+    architectures.build(entries[-1]).load_weights(args.weights)
+    output_dir = registry.BUNDLED_WEIGHTS_DIR if args.bundle else args.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    output = os.path.join(output_dir, file_name)
     temporary = temporary_path(output, ".weights.h5")
     shutil.copyfile(args.weights, temporary)
     os.replace(temporary, output)
-    manifest["entries"].append(record)
     write_json_atomically(args.manifest, manifest)
     return output
 
@@ -122,19 +171,29 @@ def main(argv=None):
         "--architecture", required=True, help="the builder's default model name, e.g. fcn8s_vgg16"
     )
     parser.add_argument(
-        "--classes", required=True, help="a class list of the manifest (voc, ...) or a file, one name a line"
+        "--backbone-kwargs", nargs="+", default=[], type=parse_keyword, metavar="KEY=VALUE",
+        help="the backbone arguments the model was built with, e.g. alpha=0.25",
     )
+    parser.add_argument(
+        "--classes", required=True, help="a class list of the manifest (voc, camvid, ...) or a file, one name a line"
+    )
+    parser.add_argument("--palette", default="voc", help="voc (default) or a palette of the manifest, e.g. camvid")
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--url-base", required=True, help="where the file will be served, ending in /")
+    parser.add_argument("--url-base", help="where the file will be served, ending in /")
+    parser.add_argument("--bundle", action="store_true", help="ship the file inside the package instead")
     parser.add_argument(
         "--metric", action="append", default=[], type=parse_metric, help="split:metric:value (repeatable)"
     )
+    parser.add_argument("--metrics-json", help="figures written by `keras-fcn evaluate --json`")
+    parser.add_argument("--metrics-split", default="val", help="the split --metrics-json measured (default: val)")
     parser.add_argument("--training-command", required=True, help="the command that trained the model")
     parser.add_argument("--licence", required=True)
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--output-dir", help="where to write a served file")
     parser.add_argument("--manifest", default=registry.MANIFEST_PATH)
-    output = publish(parser.parse_args(argv))
-    print(output)
+    args = parser.parse_args(argv)
+    if args.url_base is not None and args.output_dir is None:
+        parser.error("--url-base needs --output-dir")
+    print(publish(args))
     return 0
 
 

@@ -32,6 +32,7 @@ from keras_fcn.backbones import BACKBONES
 from keras_fcn.zoo import architectures
 from keras_fcn.zoo.cache import WeightsDownloadError, cache_dir, download, remove_if_exists, sha256_of
 from keras_fcn.zoo.cache import temporary_path, write_json_atomically
+from keras_fcn.zoo import registry
 from keras_fcn.zoo.registry import REGISTRY, Preprocessing, ZooEntry, read_manifest, voc_palette
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "available",
     "cache_dir",
     "convert_caffemodel",
+    "entry_for",
     "fetch",
     "get",
     "load_model",
@@ -155,21 +157,40 @@ def _fetch_converted(entry):
     return target
 
 
+def _bundled(entry):
+    """The verified path of weights shipped inside the package."""
+    path = os.path.join(registry.BUNDLED_WEIGHTS_DIR, entry.bundled_file)
+    digest = sha256_of(path) if os.path.isfile(path) else None
+    if digest != entry.weights_sha256:
+        found = "is missing" if digest is None else f"has sha256 {digest}"
+        raise WeightsDownloadError(
+            f"The weights of zoo entry '{entry.name}', shipped in the package as {path}, {found}, not the "
+            f"published {entry.weights_sha256}: the installation is damaged; reinstall keras-fcn."
+        )
+    return path
+
+
 def fetch(name):
     """The local path of an entry's Keras weights file, downloading (and converting) it once.
+
+    Weights shipped inside the package (`entry.bundled_file`) need no
+    download; their sha256 is checked on every call.
 
     Args:
         name: str, an entry's name (see `available()`).
 
     Returns:
-        The path of a verified `.weights.h5` file in `cache_dir()`.
+        The path of a verified `.weights.h5` file in `cache_dir()` or in the
+        package.
 
     Raises:
-        WeightsDownloadError: when no URL gives a valid file; the message
+        WeightsDownloadError: when no URL gives a valid file (the message
             names the URLs and the path where a file downloaded by hand can
-            be put.
+            be put), or a bundled file is missing or damaged.
     """
     entry = get(name)
+    if entry.bundled_file is not None:
+        return _bundled(entry)
     if entry.source_format == "caffemodel":
         return _fetch_converted(entry)
     return download(entry.urls, f"{entry.name}.weights.h5", entry.weights_sha256)
@@ -179,10 +200,10 @@ def _builder_hint(entry):
     call = architectures.builder_call(entry.architecture)
     if call is None or not entry.preprocessing.matches(BACKBONES[call[1]].normalization):
         return f"keras_fcn.zoo.load_model({entry.name!r})"
-    return f"keras_fcn.{call[0]}({entry.num_classes}, backbone={call[1]!r}, weights={entry.name!r})"
+    return f"keras_fcn.{call[0]}(backbone={call[1]!r}, weights={entry.name!r})"
 
 
-def _check_fits(entry, architecture, num_classes):
+def _check_fits(entry, architecture, num_classes, backbone_kwargs):
     if entry.architecture != architecture:
         raise ValueError(
             f"Weights '{entry.name}' are for architecture '{entry.architecture}', not '{architecture}'. "
@@ -191,7 +212,12 @@ def _check_fits(entry, architecture, num_classes):
     if num_classes != entry.num_classes:
         raise ValueError(
             f"Weights '{entry.name}' have {entry.num_classes} classes ({entry.dataset}); "
-            f"received num_classes={num_classes!r}. Pass num_classes={entry.num_classes}."
+            f"received num_classes={num_classes!r}. Pass num_classes={entry.num_classes}, or leave it out."
+        )
+    if dict(backbone_kwargs or {}) != entry.backbone_kwargs:
+        raise ValueError(
+            f"Weights '{entry.name}' fit a '{entry.backbone}' backbone built with backbone_kwargs="
+            f"{entry.backbone_kwargs!r}; received backbone_kwargs={backbone_kwargs!r}. Leave backbone_kwargs out."
         )
     backbone = BACKBONES[entry.backbone]
     if not entry.preprocessing.matches(backbone.normalization):
@@ -203,7 +229,23 @@ def _check_fits(entry, architecture, num_classes):
         )
 
 
-def resolve_weights(weights, *, architecture, num_classes):
+def entry_for(weights, architecture):
+    """The zoo entry a builder's `weights` argument names, or None (for None, paths and URLs).
+
+    Args:
+        weights: a builder's `weights` argument.
+        architecture: str, the builder's default model name; picks among
+            the entries of an alias.
+
+    Returns:
+        A `ZooEntry` or None.
+    """
+    if not isinstance(weights, str) or os.path.isfile(weights) or weights.startswith(_URL_SCHEMES):
+        return None
+    return REGISTRY.find(weights, architecture)
+
+
+def resolve_weights(weights, *, architecture, num_classes, backbone_kwargs=None):
     """Turns a builder's `weights` argument into a local weights file.
 
     Args:
@@ -215,14 +257,17 @@ def resolve_weights(weights, *, architecture, num_classes):
         architecture: str, the builder's default model name, e.g.
             `"fcn8s_vgg16_reference"`.
         num_classes: int, the builder's number of classes.
+        backbone_kwargs: None or dict, the builder's backbone arguments; a
+            zoo entry's weights need those they were trained with.
 
     Returns:
         A path, or `None` when `weights` is `None`.
 
     Raises:
         ValueError: for an unknown name (listing the valid ones), or zoo
-            weights of another architecture, class count or input
-            preprocessing (saying which and what to call instead).
+            weights of another architecture, class count, backbone
+            arguments or input preprocessing (saying which and what to
+            call instead).
         WeightsDownloadError: when a download fails.
     """
     if weights is None:
@@ -237,7 +282,7 @@ def resolve_weights(weights, *, architecture, num_classes):
                 f"zoo/convert_caffemodel.py first). Received weights={weights!r}"
             )
         return download([weights], fname)
-    entry = REGISTRY.find(weights, architecture) if isinstance(weights, str) else None
+    entry = entry_for(weights, architecture)
     if entry is None:
         others = (
             [f"'{e.name}' ({e.architecture})" for e in REGISTRY.with_alias(weights)]
@@ -254,7 +299,7 @@ def resolve_weights(weights, *, architecture, num_classes):
             f"alias of a zoo entry. Entries for '{architecture}': {available(architecture)}; all entries: "
             f"{available()}.{elsewhere} Received weights={weights!r}"
         )
-    _check_fits(entry, architecture, num_classes)
+    _check_fits(entry, architecture, num_classes, backbone_kwargs)
     return fetch(entry.name)
 
 

@@ -62,11 +62,13 @@ def _copy(model, preprocessing, *, input_name=None, suffix=""):
     return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
 
 
-def _random_fcn(builder, num_classes, backbone):
-    """`keras_fcn.<builder>(num_classes, backbone=backbone)`, random weights, the backbone's normalization."""
+def _random_fcn(builder, num_classes, backbone, backbone_kwargs=None):
+    """`keras_fcn.<builder>(num_classes, backbone=backbone, ...)`, random weights, the backbone's normalization."""
     from keras_fcn import models  # here, as keras_fcn.models imports the zoo to resolve `weights`
 
-    return getattr(models, builder)(num_classes, backbone=backbone, backbone_weights=None)
+    return getattr(models, builder)(
+        num_classes, backbone=backbone, backbone_weights=None, backbone_kwargs=backbone_kwargs or None
+    )
 
 
 def _semantic_geometric(entry, stride, backbone):
@@ -171,7 +173,7 @@ def build(entry):
             "cannot build yet; its caffemodel can still be read with keras_fcn.caffe.read_caffemodel."
         )
     builder, backbone = call
-    model = _random_fcn(builder, entry.num_classes, backbone)
+    model = _random_fcn(builder, entry.num_classes, backbone, entry.backbone_kwargs)
     if entry.preprocessing.matches(BACKBONES[backbone].normalization):
         return model
     return _copy(model, entry.preprocessing)

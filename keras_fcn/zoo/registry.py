@@ -7,6 +7,7 @@ import re
 from typing import Optional
 
 MANIFEST_PATH = os.path.join(os.path.dirname(__file__), "manifest.json")
+BUNDLED_WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 SOURCE_FORMATS = ("caffemodel", "keras")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -75,7 +76,7 @@ class ZooEntry:
         palette: tuple of `(r, g, b)`, one colour per class of the first
             output.
         urls: tuple of str, where to download the source file, mirrors
-            after the first.
+            after the first; empty for bundled weights.
         source_format: `"caffemodel"` (converted on first use) or
             `"keras"` (a `.weights.h5` file).
         source_sha256: str or None, the sha256 of the file at `urls`.
@@ -87,6 +88,11 @@ class ZooEntry:
             for ours) and `source`.
         command: str, the command that produced the Keras weights file.
         notes: str.
+        backbone_kwargs: dict, the backbone constructor's extra arguments
+            the weights were trained with, e.g. `{"alpha": 0.25}`.
+        bundled_file: str or None, the name of a `"keras"` weights file
+            shipped inside the package (in `BUNDLED_WEIGHTS_DIR`), used
+            without any download.
     """
 
     name: str
@@ -105,6 +111,8 @@ class ZooEntry:
     metrics: tuple
     command: str
     notes: str = ""
+    backbone_kwargs: dict = dataclasses.field(default_factory=dict)
+    bundled_file: Optional[str] = None
 
     @property
     def num_classes(self):
@@ -125,8 +133,16 @@ class ZooEntry:
         problems = []
         if self.source_format not in SOURCE_FORMATS:
             problems.append(f"source format {self.source_format!r} is not one of {SOURCE_FORMATS}")
-        if not self.urls or not all(url.startswith(("http://", "https://")) for url in self.urls):
-            problems.append(f"urls must be one or more http(s) URLs, not {self.urls!r}")
+        if not all(url.startswith(("http://", "https://")) for url in self.urls) or not (
+            self.urls or self.bundled_file
+        ):
+            problems.append(f"urls must be one or more http(s) URLs (or none, for bundled weights), not {self.urls!r}")
+        if self.bundled_file is not None and (
+            self.source_format != "keras" or self.weights_sha256 is None or os.path.basename(self.bundled_file) != self.bundled_file
+        ):
+            problems.append(
+                f"a bundled file must be a plain file name of 'keras' weights with a sha256, not {self.bundled_file!r}"
+            )
         for field in ("source_sha256", "weights_sha256"):
             value = getattr(self, field)
             if value is not None and not _SHA256.fullmatch(value):
@@ -139,11 +155,20 @@ class ZooEntry:
             raise ValueError(f"Invalid zoo entry '{self.name}': " + "; ".join(problems) + ".")
 
 
-def entry_from_dict(record, class_names, preprocessing):
-    """Builds a `ZooEntry` from its manifest record, resolving shared class lists and preprocessings."""
+def _palette(record, palettes, num_classes):
+    """The colours a record names: `"voc"` (the VOC colour map) or a key of the manifest's `palettes`."""
+    if record["palette"] == "voc":
+        return voc_palette(num_classes)
+    if record["palette"] not in palettes:
+        raise ValueError(
+            f"Entry '{record['name']}': unknown palette {record['palette']!r}; expected 'voc' or one of {sorted(palettes)}."
+        )
+    return tuple(tuple(colour) for colour in palettes[record["palette"]])
+
+
+def entry_from_dict(record, class_names, preprocessing, palettes):
+    """Builds a `ZooEntry` from its manifest record, resolving shared class lists, preprocessings and palettes."""
     outputs = tuple((output["name"], tuple(class_names[output["classes"]])) for output in record["outputs"])
-    if record["palette"] != "voc":
-        raise ValueError(f"Entry '{record['name']}': unknown palette {record['palette']!r}; expected 'voc'.")
     source = record["source"]
     return ZooEntry(
         name=record["name"],
@@ -153,7 +178,7 @@ def entry_from_dict(record, class_names, preprocessing):
         dataset=record["dataset"],
         outputs=outputs,
         inputs=tuple((item["name"], preprocessing[item["preprocessing"]]) for item in record["inputs"]),
-        palette=voc_palette(len(outputs[0][1])),
+        palette=_palette(record, palettes, len(outputs[0][1])),
         urls=tuple(source["urls"]),
         source_format=source["format"],
         source_sha256=source["sha256"],
@@ -162,18 +187,27 @@ def entry_from_dict(record, class_names, preprocessing):
         metrics=tuple(record["metrics"]),
         command=record["command"],
         notes=record.get("notes", ""),
+        backbone_kwargs=dict(record.get("backbone_kwargs", {})),
+        bundled_file=source.get("bundled_file"),
     )
 
 
 def read_manifest(path=MANIFEST_PATH):
     """Reads a manifest file into a list of `ZooEntry`, in file order."""
     with open(path, encoding="utf-8") as file:
-        manifest = json.load(file)
+        return parse_manifest(json.load(file))
+
+
+def parse_manifest(manifest):
+    """The `ZooEntry` list, in order, of a manifest's JSON object (as in `manifest.json`)."""
     preprocessing = {
         key: Preprocessing(tuple(value["mean"]), tuple(value["std"]), value["bgr"], value["description"])
         for key, value in manifest["preprocessing"].items()
     }
-    return [entry_from_dict(record, manifest["class_names"], preprocessing) for record in manifest["entries"]]
+    palettes = manifest.get("palettes", {})
+    return [
+        entry_from_dict(record, manifest["class_names"], preprocessing, palettes) for record in manifest["entries"]
+    ]
 
 
 class Registry:
