@@ -7,7 +7,7 @@ Segmentation", CVPR 2015 (arXiv 1411.4038).
 from keras_fcn import callbacks, data, dense, export, layers, losses, metrics, training, visualize, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
-from keras_fcn.inference import evaluate, predict
+from keras_fcn.inference import evaluate, inference_function, predict
 from keras_fcn.initializers import BilinearUpsampling
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from keras_fcn.training import train
@@ -28,6 +28,7 @@ __all__ = [
     "dense",
     "evaluate",
     "export",
+    "inference_function",
     "layers",
     "losses",
     "metrics",

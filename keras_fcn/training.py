@@ -27,6 +27,7 @@ from keras_fcn.distribute import MultiWorkerMirroredStrategy
 from keras_fcn.losses import SegmentationCrossEntropy
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from keras_fcn.precision import with_dtype_policy
 from keras_fcn.upgrade import _output_stride, upgrade
 from keras_fcn.zoo.cache import write_json_atomically
 
@@ -284,25 +285,6 @@ def _load_stage(path, source_model, **builder_kwargs):
     return model
 
 
-def _rebuilt(model, policy, synchronized):
-    """A copy of `model`, with the same weights, computing under dtype `policy`.
-
-    With `synchronized`, its batch normalization layers compute their batch
-    statistics over the global batch, across replicas, so that a step on `N`
-    replicas is the step one device takes on the whole batch.
-    """
-
-    def clone(layer):
-        config = {**layer.get_config(), "dtype": policy}
-        if synchronized and isinstance(layer, keras.layers.BatchNormalization):
-            config["synchronized"] = True
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def _staged_model(name, init_from, init_from_model, builder_kwargs):
     """Upgrades the model saved at `init_from` (a coarser stage) until it is a `name`."""
     target = STRIDES[name]
@@ -525,7 +507,7 @@ def train(
                 net = MODELS[model](**builder_kwargs, backbone_weights=backbone_weights, weights=weights)
             synchronized = strategy.num_replicas_in_sync > 1
             if synchronized or init_from is not None:
-                net = _rebuilt(net, policy, synchronized)
+                net = with_dtype_policy(net, policy, synchronized_batch_norm=synchronized)
             if preset.coupled_decay and weight_decay:
                 _add_l2(net, weight_decay)
             net.compile(

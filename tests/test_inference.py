@@ -101,3 +101,66 @@ def test_predict_and_evaluate_fcn8s_on_odd_sizes():
     assert all(m.dtype == np.uint8 and m.max() < NUM_CLASSES for m in label_maps)
     figures = evaluate(model, [(image[None], label_map[None]) for image, label_map in zip(images, label_maps)], verbose=0)
     assert figures["pixel_accuracy"] == 1.0 and figures["mean_accuracy"] == 1.0
+
+
+class CountingIdentity(keras.layers.Layer):
+    """Passes its input through and counts the Python calls of `call`: one per trace in a compiled function."""
+
+    calls = 0
+
+    def call(self, x):
+        CountingIdentity.calls += 1
+        return x
+
+
+def test_inference_function_is_traced_once_for_every_size_and_batch():
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, RedChannelOneHot()(CountingIdentity()(inputs)))
+    CountingIdentity.calls = 0  # building the model called it once
+    for freeze in (False, True):
+        run = keras_fcn.inference_function(model, freeze=freeze)
+        for shape in [(1, 5, 7), (2, 5, 7), (1, 9, 4), (3, 2, 2)]:
+            labels = np.random.default_rng(sum(shape)).integers(0, NUM_CLASSES, shape)
+            logits = run(_images(labels))
+            assert logits.dtype == np.float32
+            np.testing.assert_array_equal(logits, 10.0 * np.eye(NUM_CLASSES)[labels])
+    assert CountingIdentity.calls == 2  # one trace per function (freezing reuses its trace)
+
+
+def test_bfloat16_inference_is_close_to_float32():
+    model = keras_fcn.FCN8s(
+        num_classes=NUM_CLASSES, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25}
+    )
+    rng = np.random.default_rng(1)
+    for layer in ("score_fr", "score_pool4", "score_pool3"):
+        kernel, bias = model.get_layer(layer).get_weights()
+        model.get_layer(layer).set_weights([rng.normal(size=kernel.shape).astype("float32"), bias])
+    images = rng.uniform(0, 255, (2, 64, 96, 3)).astype("float32")
+    exact = keras_fcn.inference_function(model)(images)
+    for freeze in (False, True):
+        approximate = keras_fcn.inference_function(model, precision="bfloat16", freeze=freeze)(images)
+        assert approximate.dtype == np.float32
+        # bfloat16 keeps 8 significant bits: logits within a few percent of their range.
+        assert np.abs(approximate - exact).max() < 0.05 * np.abs(exact).max()
+        assert np.mean(approximate.argmax(-1) == exact.argmax(-1)) > 0.95
+    assert model.dtype_policy.name == "float32"  # the model itself is left as it was
+
+
+def test_frozen_function_keeps_the_weights_it_was_made_with():
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="ones")(inputs))
+    frozen = keras_fcn.inference_function(model, freeze=True)
+    live = keras_fcn.inference_function(model)
+    model.layers[-1].kernel.assign(np.full((1, 1, 3, 2), 2.0, "float32"))
+    image = np.ones((1, 2, 2, 3), "float32")
+    np.testing.assert_array_equal(frozen(image), np.full((1, 2, 2, 2), 3.0))
+    np.testing.assert_array_equal(live(image), np.full((1, 2, 2, 2), 6.0))
+
+
+@pytest.mark.backend_agnostic
+def test_inference_function_checks_its_arguments():
+    with pytest.raises(ValueError, match=r"`precision` must be one of \['bfloat16', 'float16', 'float32'\]. Received precision='int8'"):
+        keras_fcn.inference_function(_oracle(), precision="int8")
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(ValueError, match="`freeze=True` needs the TensorFlow backend"):
+            keras_fcn.inference_function(_oracle(), freeze=True)

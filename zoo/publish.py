@@ -14,7 +14,9 @@ Usage (weights shipped inside the package, figures from `keras-fcn evaluate --js
         --training-command "bash zoo/train_camvid.sh ..." --licence CC-BY-NC-4.0
 
 This checks that the weights load into the architecture (built with random
-weights and the given backbone arguments), copies them to `<name>-<first 8
+weights and the given backbone arguments) and, given a `.keras` model, that
+the built model then computes what that model computes; it writes the
+weights to `<name>-<first 8
 hex digits of their sha256>.weights.h5` in `--output-dir` (with
 `--bundle`: into the package, `keras_fcn/zoo/weights/`, where the builders
 find them without any download), and appends an entry to the manifest (by
@@ -29,12 +31,19 @@ import json
 import os
 import shutil
 import sys
+import tempfile
+
+import keras
+import numpy as np
 
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.zoo import architectures, registry
 from keras_fcn.zoo.cache import sha256_of, temporary_path, write_json_atomically
 
 HASH_PREFIX = 8
+# A `.keras` model and the zoo architecture holding its weights must agree on this image to this tolerance.
+CHECK_IMAGE_SIZE = (64, 96)
+CHECK_TOLERANCE = 1e-4
 # `keras-fcn evaluate --json` keys -> the manifest's metric names (the paper's section 5 figures).
 EVALUATION_FIGURES = {
     "pixel_accuracy": "pixel accuracy",
@@ -84,6 +93,27 @@ def evaluation_metrics(path, split):
         raise SystemExit(f"--metrics-json: {path}: expected the JSON that `keras-fcn evaluate --json` writes ({error!r})")
     source = f"keras-fcn evaluate --json ({os.path.basename(path)})"
     return [measured(split, name, round(100 * value, 2), source) for name, value in items]
+
+
+def weights_file(model_path, directory):
+    """The path of a `.weights.h5` file of the model at `model_path` (saved into `directory` for a `.keras` file)."""
+    if not model_path.endswith(".keras"):
+        return model_path
+    path = os.path.join(directory, "weights.weights.h5")
+    keras.saving.load_model(model_path, compile=False).save_weights(path)
+    return path
+
+
+def check_same_outputs(model_path, built):
+    """Exits unless `built` (the zoo architecture with the published weights) computes what the `.keras` model does."""
+    if not model_path.endswith(".keras"):
+        return
+    model = keras.saving.load_model(model_path, compile=False)
+    image = np.random.default_rng(0).uniform(0, 255, (1, *CHECK_IMAGE_SIZE, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(image, training=False))
+    difference = np.abs(keras.ops.convert_to_numpy(built(image, training=False)) - expected).max()
+    if not difference <= CHECK_TOLERANCE * max(1.0, np.abs(expected).max()):
+        raise SystemExit(f"{model_path}: the zoo architecture with these weights computes other outputs (max abs difference {difference})")
 
 
 def new_record(args, file_name, digest, preprocessing_key, classes_key):
@@ -144,18 +174,22 @@ def publish(args):
             "description": f"the '{args.backbone}' backbone's normalization",
         },
     )
-    digest = sha256_of(args.weights)
-    file_name = f"{args.name}-{digest[:HASH_PREFIX]}.weights.h5"
-    manifest["entries"].append(new_record(args, file_name, digest, preprocessing_key, classes_key))
-    entries = registry.parse_manifest(manifest)
-    registry.Registry(entries)
-    architectures.build(entries[-1]).load_weights(args.weights)
-    output_dir = registry.BUNDLED_WEIGHTS_DIR if args.bundle else args.output_dir
-    os.makedirs(output_dir, exist_ok=True)
-    output = os.path.join(output_dir, file_name)
-    temporary = temporary_path(output, ".weights.h5")
-    shutil.copyfile(args.weights, temporary)
-    os.replace(temporary, output)
+    with tempfile.TemporaryDirectory() as directory:
+        weights = weights_file(args.weights, directory)
+        digest = sha256_of(weights)
+        file_name = f"{args.name}-{digest[:HASH_PREFIX]}.weights.h5"
+        manifest["entries"].append(new_record(args, file_name, digest, preprocessing_key, classes_key))
+        entries = registry.parse_manifest(manifest)
+        registry.Registry(entries)
+        built = architectures.build(entries[-1])
+        built.load_weights(weights)
+        check_same_outputs(args.weights, built)
+        output_dir = registry.BUNDLED_WEIGHTS_DIR if args.bundle else args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        output = os.path.join(output_dir, file_name)
+        temporary = temporary_path(output, ".weights.h5")
+        shutil.copyfile(weights, temporary)
+        os.replace(temporary, output)
     write_json_atomically(args.manifest, manifest)
     return output
 
@@ -164,7 +198,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("weights", help="the trained model's .weights.h5 file")
+    parser.add_argument("weights", help="the trained model: a .keras file, or its .weights.h5 file")
     parser.add_argument("--name", required=True)
     parser.add_argument("--alias", action="append", default=[], help="e.g. voc (repeatable)")
     parser.add_argument(
