@@ -9,17 +9,19 @@ counted from the layer shapes: 2 x multiply-adds of every convolution) and
 the achieved GFLOP/s against a matmul peak measured in the same run with
 `tf.linalg.matmul`. The Keras variants:
 
-- `keras_fp32_predict_on_batch`: `model.predict_on_batch`, what a user calls;
-- `keras_{fp32,bf16}_function`: `model(x)` in a `tf.function` whose input
-  signature has `None` height and width, traced once for every image size;
-- `keras_{fp32,bf16}_xla`: the same with `jit_compile=True` (traced once;
-  XLA compiles once per input shape);
-- `keras_{fp32,bf16}_constants`: that function with its weights folded into
-  constants (`convert_variables_to_constants_v2`), which lets oneDNN
-  prepare them once;
+- `keras_fp32_predict_on_batch`: Keras's `model.predict_on_batch`;
+- `keras_{fp32,bf16}_function`: `keras_fcn.inference_function(model,
+  precision=...)`, what `keras_fcn.predict`, `keras_fcn.evaluate` and the
+  CLI run: a `tf.function` whose input signature has `None` batch, height
+  and width, traced once for every image size;
+- `keras_{fp32,bf16}_xla`: `model(x)` in such a function with
+  `jit_compile=True` (traced once; XLA compiles once per input shape);
+- `keras_{fp32,bf16}_constants`: `keras_fcn.inference_function(model,
+  precision=..., freeze=True)`, the weights folded into constants, which
+  lets oneDNN prepare them once;
 
-`bf16` is the same model built under the `mixed_bfloat16` policy (AMX on
-CPUs that have it). With torch installed, the same VGG16 net in PyTorch
+`bf16` is the model copied under the `mixed_bfloat16` policy (AMX on CPUs
+that have it). With torch installed, the same VGG16 net in PyTorch
 (`torch_fcn.py`, weights copied from the Keras model) runs fp32 (NCHW and
 channels_last) and bfloat16 autocast (channels_last) with as many threads as
 there are cores; its largest difference from the Keras fp32 output on the
@@ -52,9 +54,9 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 import keras_fcn
+from keras_fcn.precision import with_dtype_policy
 
 NUM_CLASSES = 21
 SIZES = {"vgg16_reference": (500, 500), "mobilenetv2": (512, 512)}
@@ -66,6 +68,8 @@ QUICK_MATMUL_SIZE = 2048
 QUICK_CONSTANTS_MAX_PARAMS = 10_000_000
 TORCH_AVAILABLE = importlib.util.find_spec("torch") is not None
 PRECISIONS = ("fp32", "bf16")
+# Benchmark precision names -> `keras_fcn.inference_function`'s.
+PACKAGE_PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 
 
 @dataclasses.dataclass
@@ -84,12 +88,8 @@ class Variant:
 
 def build(backbone, policy="float32", seed=0):
     """A keras-fcn FCN-8s on `backbone` with random weights from `seed` (the same for every `policy`)."""
-    keras.config.set_dtype_policy(policy)
-    try:
-        model = keras_fcn.FCN8s(NUM_CLASSES, backbone=backbone, backbone_weights=None)
-    finally:
-        keras.config.set_dtype_policy("float32")
-    return randomize(model, seed)
+    model = randomize(keras_fcn.FCN8s(NUM_CLASSES, backbone=backbone, backbone_weights=None), seed)
+    return model if policy == "float32" else with_dtype_policy(model, policy)
 
 
 def randomize(model, seed):
@@ -148,42 +148,41 @@ def matmul_peak(size, repeats):
     return peaks
 
 
-def keras_variants(models, constants=True):
-    """The Keras ways of running `models` (`{"fp32": model, "bf16": model}`), by name.
+def keras_variants(model, constants=True):
+    """The Keras ways of running the float32 `model`, by name.
 
-    With `constants`, also the frozen-constants variants; their `setup_s` is
-    the time the conversion takes.
+    With `constants`, also the frozen-weights variants; their `setup_s` is
+    the time `keras_fcn.inference_function(..., freeze=True)` takes.
     """
     signature = [tf.TensorSpec((None, None, None, 3), tf.float32)]
 
-    def tensor_call(function):
+    def package_call(run):
+        return lambda images: lambda: run(images)
+
+    def xla_call(function):
         def prepare(images):
             tensor = tf.constant(images)
             return lambda: function(tensor).numpy()
 
         return prepare
 
-    def model_function(model, jit_compile):
-        return tf.function(lambda x: model(x, training=False), input_signature=signature, jit_compile=jit_compile)
-
-    fp32 = models["fp32"]
     variants = {
         "keras_fp32_predict_on_batch": Variant(
-            "keras", "fp32", lambda images: lambda: fp32.predict_on_batch(images)
+            "keras", "fp32", lambda images: lambda: model.predict_on_batch(images)
         )
     }
-    for precision, model in models.items():
-        for suffix, jit_compile in (("function", False), ("xla", True)):
-            function = model_function(model, jit_compile)
-            variants[f"keras_{precision}_{suffix}"] = Variant("keras", precision, tensor_call(function), function)
+    for precision, name in PACKAGE_PRECISIONS.items():
+        variants[f"keras_{precision}_function"] = Variant(
+            "keras", precision, package_call(keras_fcn.inference_function(model, precision=name))
+        )
+        compute = with_dtype_policy(model, keras_fcn.inference.PRECISION_POLICIES[name])
+        xla = tf.function(lambda x, compute=compute: compute(x, training=False), input_signature=signature, jit_compile=True)
+        variants[f"keras_{precision}_xla"] = Variant("keras", precision, xla_call(xla), xla)
         if constants:
             start = time.perf_counter()
-            frozen = convert_variables_to_constants_v2(model_function(model, False).get_concrete_function())
+            frozen = keras_fcn.inference_function(model, precision=name, freeze=True)
             variants[f"keras_{precision}_constants"] = Variant(
-                "keras",
-                precision,
-                tensor_call(lambda x, frozen=frozen: frozen(x)[0]),
-                setup_s=time.perf_counter() - start,
+                "keras", precision, package_call(frozen), setup_s=time.perf_counter() - start
             )
     return variants
 
@@ -253,11 +252,11 @@ def benchmark_model(backbone, size, *, repeats, batch, constants_max_params=None
     The frozen-constants variants run only for models with at most
     `constants_max_params` weights (None: always).
     """
-    models = {p: build(backbone, policy) for p, policy in zip(PRECISIONS, ("float32", "mixed_bfloat16"))}
-    parameters = models["fp32"].count_params()
-    variants = keras_variants(models, constants_max_params is None or parameters <= constants_max_params)
+    model = build(backbone)
+    parameters = model.count_params()
+    variants = keras_variants(model, constants_max_params is None or parameters <= constants_max_params)
     if TORCH_AVAILABLE and backbone == "vgg16_reference":
-        variants.update(torch_variants(models["fp32"]))
+        variants.update(torch_variants(model))
     rng = np.random.default_rng(1)
     images = rng.uniform(0, 255, (batch or 1, *size, 3)).astype("float32")
     results = run_in_turns(variants, images[:1], repeats)
@@ -265,7 +264,7 @@ def benchmark_model(backbone, size, *, repeats, batch, constants_max_params=None
     for variant in variants.values():
         if variant.function is not None:
             variant.prepare(small)()
-    work = gflop_per_image(models["fp32"], *size)
+    work = gflop_per_image(model, *size)
     reference = results["keras_fp32_function"][2]
     latencies = {name: statistics.median(times) for name, (_, times, _) in results.items()}
     report = {

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from keras_fcn import data, training, zoo
+from keras_fcn import assets, data, training, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.data.decode import IMAGE_EXTENSIONS
 from keras_fcn.export import FORMATS, export
@@ -45,8 +45,9 @@ EVALUATE_EXAMPLES = """examples:
   keras-fcn evaluate runs/camvid/best.keras camvid --data-root data/camvid
   keras-fcn evaluate voc-fcn8s voc --data-root VOCdevkit"""
 PREDICT_EXAMPLES = """examples:
-  keras-fcn predict runs/fcn8s/best.keras photos/ --output-dir predictions
-  keras-fcn predict voc-fcn8s cat.jpg dog.jpg --output-dir predictions
+  keras-fcn predict camvid                 # the bundled street scene, into predictions/
+  keras-fcn predict runs/fcn8s/best.keras photos/ --output-dir segmented
+  keras-fcn predict voc-fcn8s cat.jpg dog.jpg
 writes <stem>.png (class ids, shown in the palette's colours) and <stem>_overlay.png per image."""
 EXPORT_EXAMPLES = """examples:
   keras-fcn export runs/fcn8s/best.keras exported/fcn8s            # SavedModel, any input size
@@ -296,13 +297,14 @@ def _predict_parser(verbs):
     parser = verbs.add_parser(
         "predict",
         help="segment images: class-index PNGs and colour overlays with a legend",
-        description="Segment image files (or every image in folders), each at its own size.",
+        description="Segment image files (or every image in folders), each at its own size; with no images, "
+        "a street scene that ships with keras-fcn (a drawing in the style of CamVid, 360x480).",
         epilog=PREDICT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a .keras file (class names from classes.json beside it) or a zoo entry")
-    parser.add_argument("inputs", nargs="+", help="image files or folders of images")
-    parser.add_argument("--output-dir", required=True, help="where to write the PNGs")
+    parser.add_argument("inputs", nargs="*", help="image files or folders of images (default: the bundled street scene)")
+    parser.add_argument("--output-dir", default="predictions", help="where to write the PNGs (default: predictions)")
     parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
     parser.add_argument("--alpha", type=_non_negative_float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
     parser.set_defaults(run=_predict)
@@ -329,7 +331,11 @@ def _image_files(inputs):
 def _predict(args):
     if args.alpha > 1:
         raise CommandError(f"argument --alpha: must be in [0, 1]; received {args.alpha}")
-    files = _image_files(args.inputs)
+    if args.inputs:
+        files = _image_files(args.inputs)
+    else:
+        files = [assets.sample_image_path()]
+        print(f"No images given: segmenting the bundled sample street scene {files[0]}")
     model, known, palette = _load_model(args.model)
     names = _class_names(args, model, known)
     palette = palette or zoo.voc_palette(len(names))

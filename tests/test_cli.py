@@ -1,6 +1,9 @@
 """The keras-fcn command line: evaluate, predict, export, zoo, help, and one-line errors."""
 
+import importlib.util
 import json
+import os
+import pathlib
 import re
 
 import numpy as np
@@ -10,11 +13,13 @@ from PIL import Image
 
 import keras_fcn
 from keras_fcn import cli
+from keras_fcn.assets import sample_image_path
 from test_training_support import NUM_CLASSES, TINY_MODEL, run_python, write_pairs
 
 NAMES = ["sky", "road", "car"]
 # The PASCAL VOC colours of classes 0, 1, 2 (VOCdevkit labelcolormap).
 VOC_COLOURS = np.array([(0, 0, 0), (128, 0, 0), (0, 128, 0)])
+DRAW_STREET = pathlib.Path(__file__).resolve().parent.parent / "examples" / "draw_street.py"
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +90,38 @@ def test_predict_writes_class_index_pngs_and_overlays_with_a_legend(saved_model,
         line = next(l for l in printed.splitlines() if l.startswith(f"{data}/images/{index:03d}.png"))
         for c in np.flatnonzero(shares):
             assert f"{NAMES[c]} {100 * shares[c]:.1f}%" in line
+
+
+def test_predict_without_inputs_segments_the_bundled_street_into_predictions(saved_model, tmp_path, monkeypatch, capsys):
+    _, path = saved_model
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["predict", path]) == 0
+    printed = capsys.readouterr().out
+    labels = Image.open(tmp_path / "predictions" / "street.png")
+    assert labels.mode == "P" and labels.size == (480, 360)
+    assert np.asarray(labels).max() < NUM_CLASSES
+    overlay = read_rgb(tmp_path / "predictions" / "street_overlay.png")
+    assert overlay.shape[0] >= 360 and overlay.shape[1] > 480
+    assert f"bundled sample street scene {sample_image_path()}" in printed
+    shares = next(line for line in printed.splitlines() if line.startswith(f"{sample_image_path()}: "))
+    assert shares.endswith("%") and any(name in shares for name in NAMES)
+
+
+def test_sample_image_is_a_360x480_rgb_street_in_the_package():
+    path = sample_image_path()
+    assert os.path.isabs(path) and pathlib.Path(path).parent == pathlib.Path(keras_fcn.__file__).parent / "assets"
+    image = Image.open(path)
+    assert image.format == "JPEG" and image.mode == "RGB" and image.size == (480, 360)
+
+
+def test_sample_image_is_the_one_examples_draw_street_draws(tmp_path):
+    spec = importlib.util.spec_from_file_location("draw_street", DRAW_STREET)
+    draw_street = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(draw_street)
+    draw_street.draw(tmp_path / "street.jpg")
+    # JPEG decoders may round differently across versions: compare pixels, not bytes.
+    difference = read_rgb(tmp_path / "street.jpg").astype(float) - read_rgb(sample_image_path())
+    assert np.abs(difference).mean() < 1
 
 
 def test_export_tflite_matches_the_model_and_savedmodel_serves_any_size(saved_model, tmp_path):
