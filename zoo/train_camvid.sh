@@ -10,7 +10,7 @@
 # logs and each stage's validation figures (val-fcn32s.json, ...) go to RUN_DIR. Interrupted? Run it again: each
 # stage resumes after its last finished epoch, and finished stages are not trained again. The last step writes
 # the weights into keras_fcn/zoo/weights/ and their entry into keras_fcn/zoo/manifest.json.
-# On the 2-core CPU of keras-fcn's development machine an epoch takes about 65 s (float32).
+# On a 2-core CPU (AVX-512) an epoch takes 65 to 80 s (float32): about 100 minutes in all.
 set -euo pipefail
 if [ $# -ne 3 ]; then
     echo "usage: bash zoo/train_camvid.sh DATA_ROOT BACKBONE_WEIGHTS RUN_DIR" >&2
@@ -22,9 +22,9 @@ common=(camvid --data-root "$data_root" --backbone mobilenet --backbone-kwargs a
 
 keras-fcn train "${common[@]}" --model fcn32s --backbone-weights "$backbone_weights" --epochs 30 \
     --output-dir "$run_dir/fcn32s"
-keras-fcn train "${common[@]}" --model fcn16s --init-from "$run_dir/fcn32s/best.keras" --epochs 25 \
+keras-fcn train "${common[@]}" --model fcn16s --init-from "$run_dir/fcn32s/best.keras" --epochs 20 \
     --learning-rate 3e-4 --output-dir "$run_dir/fcn16s"
-keras-fcn train "${common[@]}" --model fcn8s --init-from "$run_dir/fcn16s/best.keras" --epochs 40 \
+keras-fcn train "${common[@]}" --model fcn8s --init-from "$run_dir/fcn16s/best.keras" --epochs 30 \
     --learning-rate 3e-4 --output-dir "$run_dir/fcn8s"
 
 for stage in fcn32s fcn16s fcn8s; do
