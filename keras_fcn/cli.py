@@ -19,7 +19,7 @@ from keras_fcn import assets, data, training, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.data.decode import IMAGE_EXTENSIONS
 from keras_fcn.export import FORMATS, export
-from keras_fcn.inference import evaluate, predict
+from keras_fcn.inference import PRECISION_POLICIES, evaluate, predict
 from keras_fcn.metrics import FIGURES
 from keras_fcn.visualize import class_shares, label_image, overlay
 
@@ -246,6 +246,20 @@ def _class_names(args, model, known):
     return list(names)
 
 
+def _add_speed_arguments(parser):
+    parser.add_argument(
+        "--precision",
+        choices=sorted(PRECISION_POLICIES),
+        default="float32",
+        help="float32 (default, exact), bfloat16 (faster on CPUs with AMX) or float16 (GPUs)",
+    )
+    parser.add_argument(
+        "--freeze",
+        action="store_true",
+        help="fold the weights into the compiled graph: slower to start, faster per image (big nets, bfloat16)",
+    )
+
+
 def _evaluate_parser(verbs):
     parser = verbs.add_parser(
         "evaluate",
@@ -261,6 +275,7 @@ def _evaluate_parser(verbs):
     parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
     parser.add_argument("--batch-size", type=_positive_int, default=1, help="images per batch (default: 1)")
     parser.add_argument("--json", help="write the figures to this JSON file")
+    _add_speed_arguments(parser)
     parser.set_defaults(run=_evaluate)
 
 
@@ -285,7 +300,9 @@ def _evaluate(args):
     names = _class_names(args, model, known)
     splits = training.load_dataset(args.dataset, data_root=args.data_root, num_classes=len(names))
     pairs = splits.validation if splits.validation is not None else splits.train
-    figures = evaluate(model, data.batch(pairs, args.batch_size), class_names=names, verbose=1)
+    figures = evaluate(
+        model, data.batch(pairs, args.batch_size), class_names=names, precision=args.precision, freeze=args.freeze
+    )
     print(_figures_table(figures))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
@@ -307,6 +324,7 @@ def _predict_parser(verbs):
     parser.add_argument("--output-dir", default="predictions", help="where to write the PNGs (default: predictions)")
     parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
     parser.add_argument("--alpha", type=_non_negative_float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
+    _add_speed_arguments(parser)
     parser.set_defaults(run=_predict)
 
 
@@ -341,7 +359,7 @@ def _predict(args):
     palette = palette or zoo.voc_palette(len(names))
     images = [np.asarray(Image.open(path).convert("RGB")) for path in files]
     os.makedirs(args.output_dir, exist_ok=True)
-    for path, image, labels in zip(files, images, predict(model, images)):
+    for path, image, labels in zip(files, images, predict(model, images, precision=args.precision, freeze=args.freeze)):
         stem = os.path.splitext(os.path.basename(path))[0]
         label_image(labels, palette).save(os.path.join(args.output_dir, f"{stem}.png"))
         overlay(image, labels, palette, names, alpha=args.alpha).save(os.path.join(args.output_dir, f"{stem}_overlay.png"))

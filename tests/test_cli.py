@@ -107,6 +107,22 @@ def test_predict_without_inputs_segments_the_bundled_street_into_predictions(sav
     assert shares.endswith("%") and any(name in shares for name in NAMES)
 
 
+def test_predict_and_evaluate_in_bfloat16_with_frozen_weights(saved_model, tmp_path, capsys):
+    model, path = saved_model
+    data = write_pairs(tmp_path / "photos", 1, size=(40, 56))
+    out = tmp_path / "out"
+    assert cli.main(["predict", path, f"{data}/images", "--output-dir", str(out), "--precision", "bfloat16", "--freeze"]) == 0
+    expected = model.predict(read_rgb(f"{data}/images/000.png")[None].astype("float32"), verbose=0)[0].argmax(-1)
+    # bfloat16 may flip near-ties; most pixels keep their class.
+    assert np.mean(np.asarray(Image.open(out / "000.png")) == expected) > 0.9
+    assert cli.main(["evaluate", path, str(data), "--precision", "bfloat16"]) == 0
+    assert "mean IU" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as error:
+        cli.main(["predict", path, "--precision", "int8"])
+    assert error.value.code == 2
+    assert "argument --precision: invalid choice: 'int8'" in capsys.readouterr().err
+
+
 def test_sample_image_is_a_360x480_rgb_street_in_the_package():
     path = sample_image_path()
     assert os.path.isabs(path) and pathlib.Path(path).parent == pathlib.Path(keras_fcn.__file__).parent / "assets"
