@@ -14,8 +14,8 @@ the achieved GFLOP/s against a matmul peak measured in the same run with
   precision=...)`, what `keras_fcn.predict`, `keras_fcn.evaluate` and the
   CLI run: a `tf.function` whose input signature has `None` batch, height
   and width, traced once for every image size;
-- `keras_{fp32,bf16}_xla`: `model(x)` in such a function with
-  `jit_compile=True` (traced once; XLA compiles once per input shape);
+- `keras_{fp32,bf16}_xla`: the same with `jit_compile=True` (traced once;
+  XLA compiles once per input shape);
 - `keras_{fp32,bf16}_constants`: `keras_fcn.inference_function(model,
   precision=..., freeze=True)`, the weights folded into constants, which
   lets oneDNN prepare them once;
@@ -61,8 +61,6 @@ from keras_fcn.precision import with_dtype_policy
 NUM_CLASSES = 21
 SIZES = {"vgg16_reference": (500, 500), "mobilenetv2": (512, 512)}
 QUICK_SIZE = (128, 128)
-# A second image size each tf.function is called at, to count its traces.
-RETRACE_SIZE = (64, 96)
 MATMUL_SIZE = 4096
 QUICK_MATMUL_SIZE = 2048
 QUICK_CONSTANTS_MAX_PARAMS = 10_000_000
@@ -82,7 +80,6 @@ class Variant:
     framework: str
     precision: str
     prepare: Callable
-    function: object = None
     setup_s: float = 0.0
 
 
@@ -154,17 +151,9 @@ def keras_variants(model, constants=True):
     With `constants`, also the frozen-weights variants; their `setup_s` is
     the time `keras_fcn.inference_function(..., freeze=True)` takes.
     """
-    signature = [tf.TensorSpec((None, None, None, 3), tf.float32)]
 
     def package_call(run):
         return lambda images: lambda: run(images)
-
-    def xla_call(function):
-        def prepare(images):
-            tensor = tf.constant(images)
-            return lambda: function(tensor).numpy()
-
-        return prepare
 
     variants = {
         "keras_fp32_predict_on_batch": Variant(
@@ -175,9 +164,9 @@ def keras_variants(model, constants=True):
         variants[f"keras_{precision}_function"] = Variant(
             "keras", precision, package_call(keras_fcn.inference_function(model, precision=name))
         )
-        compute = with_dtype_policy(model, keras_fcn.inference.PRECISION_POLICIES[name])
-        xla = tf.function(lambda x, compute=compute: compute(x, training=False), input_signature=signature, jit_compile=True)
-        variants[f"keras_{precision}_xla"] = Variant("keras", precision, xla_call(xla), xla)
+        variants[f"keras_{precision}_xla"] = Variant(
+            "keras", precision, package_call(keras_fcn.inference_function(model, precision=name, jit_compile=True))
+        )
         if constants:
             start = time.perf_counter()
             frozen = keras_fcn.inference_function(model, precision=name, freeze=True)
@@ -260,10 +249,6 @@ def benchmark_model(backbone, size, *, repeats, batch, constants_max_params=None
     rng = np.random.default_rng(1)
     images = rng.uniform(0, 255, (batch or 1, *size, 3)).astype("float32")
     results = run_in_turns(variants, images[:1], repeats)
-    small = rng.uniform(0, 255, (1, *RETRACE_SIZE, 3)).astype("float32")
-    for variant in variants.values():
-        if variant.function is not None:
-            variant.prepare(small)()
     work = gflop_per_image(model, *size)
     reference = results["keras_fp32_function"][2]
     latencies = {name: statistics.median(times) for name, (_, times, _) in results.items()}
@@ -276,7 +261,6 @@ def benchmark_model(backbone, size, *, repeats, batch, constants_max_params=None
             "latencies_s": results[name][1],
             "gflop_per_s": work / latencies[name],
             "max_abs_diff_vs_keras_fp32": float(np.max(np.abs(results[name][2] - reference))),
-            **({"traces": variant.function.experimental_get_tracing_count()} if variant.function else {}),
         }
         for name, variant in variants.items()
     }

@@ -13,7 +13,7 @@ MAX_UINT8_CLASSES = 256
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def inference_function(model, *, precision="float32", freeze=False):
+def inference_function(model, *, precision="float32", freeze=False, jit_compile=False):
     """A function that runs `model` on batches of images of any size, compiled once.
 
     Under the TensorFlow backend the model runs in a `tf.function` whose
@@ -36,6 +36,10 @@ def inference_function(model, *, precision="float32", freeze=False):
             of seconds (about 50 s and 10 GB for the 134 million weights of
             the reference VGG16 on 2 cores). The function keeps the weights
             `model` had when it was made.
+        jit_compile: bool, TensorFlow backend only: compile with XLA (once
+            per input shape). On a 2-core AVX-512 CPU it made the float32
+            reference VGG16 FCN-8s about 15% faster and MobileNetV2 nets
+            several times slower; see `benchmarks/inference.py`.
 
     Returns:
         A function from a `(batch, H, W, 3)` array (any real dtype, as the
@@ -50,22 +54,26 @@ def inference_function(model, *, precision="float32", freeze=False):
     """
     if precision not in PRECISION_POLICIES:
         raise ValueError(f"`precision` must be one of {sorted(PRECISION_POLICIES)}. Received precision={precision!r}")
-    if freeze and keras.backend.backend() != "tensorflow":
-        raise ValueError(f"`freeze=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
+    for name, value in (("freeze", freeze), ("jit_compile", jit_compile)):
+        if value and keras.backend.backend() != "tensorflow":
+            raise ValueError(f"`{name}=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
     if PRECISION_POLICIES[precision] != model.dtype_policy.name:
         model = with_dtype_policy(model, PRECISION_POLICIES[precision])
     if keras.backend.backend() != "tensorflow":
         return lambda images: keras.tree.map_structure(
             lambda x: np.asarray(x, dtype="float32"), model.predict_on_batch(np.asarray(images, dtype="float32"))
         )
-    return _tensorflow_function(model, freeze)
+    return _tensorflow_function(model, freeze, jit_compile)
 
 
-def _tensorflow_function(model, freeze):
+def _tensorflow_function(model, freeze, jit_compile):
     """`inference_function` under the TensorFlow backend: one `tf.function` for every batch and image size."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, model.input.shape[-1]), tf.float32)])
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, None, None, model.input.shape[-1]), tf.float32)],
+        jit_compile=jit_compile,
+    )
     def logits(images):
         return keras.tree.map_structure(lambda x: tf.cast(x, tf.float32), model(images, training=False))
 

@@ -117,14 +117,14 @@ def test_inference_function_is_traced_once_for_every_size_and_batch():
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, RedChannelOneHot()(CountingIdentity()(inputs)))
     CountingIdentity.calls = 0  # building the model called it once
-    for freeze in (False, True):
-        run = keras_fcn.inference_function(model, freeze=freeze)
+    for options in ({}, {"freeze": True}, {"jit_compile": True}):
+        run = keras_fcn.inference_function(model, **options)
         for shape in [(1, 5, 7), (2, 5, 7), (1, 9, 4), (3, 2, 2)]:
             labels = np.random.default_rng(sum(shape)).integers(0, NUM_CLASSES, shape)
             logits = run(_images(labels))
             assert logits.dtype == np.float32
             np.testing.assert_array_equal(logits, 10.0 * np.eye(NUM_CLASSES)[labels])
-    assert CountingIdentity.calls == 2  # one trace per function (freezing reuses its trace)
+    assert CountingIdentity.calls == 3  # one trace per function (freezing reuses its trace)
 
 
 def test_bfloat16_inference_is_close_to_float32():
@@ -164,3 +164,5 @@ def test_inference_function_checks_its_arguments():
     if keras.backend.backend() != "tensorflow":
         with pytest.raises(ValueError, match="`freeze=True` needs the TensorFlow backend"):
             keras_fcn.inference_function(_oracle(), freeze=True)
+        with pytest.raises(ValueError, match="`jit_compile=True` needs the TensorFlow backend"):
+            keras_fcn.inference_function(_oracle(), jit_compile=True)
