@@ -533,5 +533,6 @@ def train(
         validation_data=val_data,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; fit cannot shuffle a dataset and warns if asked to
     )
     return net, history
