@@ -4,7 +4,7 @@ Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (arXiv 1411.4038).
 """
 
-from keras_fcn import callbacks, data, dense, export, layers, losses, metrics, training, visualize, zoo
+from keras_fcn import assets, callbacks, data, dense, export, layers, losses, metrics, optimizers, training, visualize, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.inference import evaluate, inference_function, predict
@@ -22,6 +22,7 @@ __all__ = [
     "FCN8sAtOnce",
     "FCN16s",
     "FCN32s",
+    "assets",
     "callbacks",
     "convolutionalize",
     "data",
@@ -32,6 +33,7 @@ __all__ = [
     "layers",
     "losses",
     "metrics",
+    "optimizers",
     "predict",
     "train",
     "training",

@@ -27,6 +27,7 @@ from keras_fcn.distribute import MultiWorkerMirroredStrategy
 from keras_fcn.losses import SegmentationCrossEntropy
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from keras_fcn.optimizers import CaffeSGD
 from keras_fcn.precision import with_dtype_policy
 from keras_fcn.upgrade import _output_stride, upgrade
 from keras_fcn.zoo.cache import write_json_atomically
@@ -60,6 +61,9 @@ class Preset:
         poly_decay: bool, whether the learning rate follows
             `keras.optimizers.schedules.PolynomialDecay` (power 0.9) to 0
             over the run.
+        bias_learning_rate_multiplier: float, the biases' learning rate
+            relative to the kernels' (2 in the reference solvers; SGD only,
+            through `keras_fcn.optimizers.CaffeSGD`).
     """
 
     optimizer: str
@@ -69,6 +73,7 @@ class Preset:
     weight_decay: float
     coupled_decay: bool
     poly_decay: bool
+    bias_learning_rate_multiplier: float = 1.0
 
 
 def _same_rate(rate):
@@ -76,7 +81,7 @@ def _same_rate(rate):
 
 
 PRESETS = {
-    # The reference code's "heavy" nets: unnormalized loss, momentum 0.99, fixed tiny learning rates.
+    # The reference code's "heavy" nets: unnormalized loss, momentum 0.99, fixed tiny learning rates, biases at 2x.
     "paper": Preset(
         "sgd",
         0.99,
@@ -85,6 +90,7 @@ PRESETS = {
         5e-4,
         True,
         False,
+        2.0,
     ),
     "sgd": Preset("sgd", 0.9, _same_rate(1e-2), "mean", 1e-4, False, True),
     "adam": Preset("adam", 0.0, _same_rate(1e-3), "mean", 1e-4, False, True),
@@ -317,7 +323,12 @@ def _optimizer(preset, learning_rate, weight_decay, total_steps):
     )
     decoupled = None if preset.coupled_decay or not weight_decay else weight_decay
     if preset.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(schedule, momentum=preset.momentum, weight_decay=decoupled)
+        optimizer = CaffeSGD(
+            schedule,
+            momentum=preset.momentum,
+            weight_decay=decoupled,
+            bias_learning_rate_multiplier=preset.bias_learning_rate_multiplier,
+        )
     else:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=decoupled) if decoupled else keras.optimizers.Adam(schedule)
     if decoupled:

@@ -10,6 +10,7 @@ import pytest
 
 import keras_fcn
 from keras_fcn import training
+from keras_fcn.optimizers import CaffeSGD
 from test_training_support import NUM_CLASSES, TINY_MODEL, write_pairs
 
 
@@ -56,7 +57,7 @@ def test_paper_preset_staged_from_fcn32s_in_mixed_bfloat16(tmp_path, rng):
     assert model.get_layer("score_pool4").compute_dtype == "bfloat16"
     assert model.get_layer("score_pool4").variable_dtype == "float32"
     optimizer = model.optimizer
-    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert isinstance(optimizer, CaffeSGD) and optimizer.bias_learning_rate_multiplier == 2.0  # Caffe's lr_mult 2
     assert float(optimizer.momentum) == pytest.approx(0.99)
     assert float(optimizer.learning_rate) == pytest.approx(1e-12)
     assert model.loss.reduction == "sum"
