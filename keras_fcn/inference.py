@@ -11,6 +11,8 @@ from keras_fcn.precision import with_dtype_policy
 MAX_UINT8_CLASSES = 256
 # `precision` argument -> the Keras dtype policy the model computes under.
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# The model attribute holding its float32 inference functions, by `jit_compile`.
+LIVE_FUNCTIONS_ATTRIBUTE = "_keras_fcn_inference_functions"
 
 
 def inference_function(model, *, precision="float32", freeze=False, jit_compile=False):
@@ -19,9 +21,14 @@ def inference_function(model, *, precision="float32", freeze=False, jit_compile=
     Under the TensorFlow backend the model runs in a `tf.function` whose
     input signature leaves batch, height and width open, so it is traced
     once for every image size (Keras's `predict_on_batch` traces per shape
-    until it relaxes, and runs slower: see `benchmarks/inference.py`).
-    Under other backends it is `model.predict_on_batch` (compiled by the
-    backend per shape).
+    until it relaxes). Under other backends it is `model.predict_on_batch`
+    (compiled by the backend per shape).
+
+    A float32 function of a float32 model without `freeze` reads the
+    model's weights as they are at each call, and is made once per model
+    and kept on it: calling `keras_fcn.predict` again does not trace again.
+    Other precisions and `freeze` work on a copy of the weights taken now:
+    make the function once and call it for every batch.
 
     Args:
         model: a single-input Keras model taking `(batch, H, W, 3)` images.
@@ -33,13 +40,12 @@ def inference_function(model, *, precision="float32", freeze=False, jit_compile=
             the compiled graph as constants, which lets oneDNN lay them out
             once instead of at every call: with `"bfloat16"` the fastest way
             to run a big net on a CPU, at a one-time cost of seconds to tens
-            of seconds (about 50 s and 10 GB for the 134 million weights of
-            the reference VGG16 on 2 cores). The function keeps the weights
-            `model` had when it was made.
+            of seconds (about 75 s and 10 GB for the 134 million weights of
+            the reference VGG16 on 2 cores).
         jit_compile: bool, TensorFlow backend only: compile with XLA (once
             per input shape). On a 2-core AVX-512 CPU it made the float32
-            reference VGG16 FCN-8s about 15% faster and MobileNetV2 nets
-            several times slower; see `benchmarks/inference.py`.
+            reference VGG16 FCN-8s 1.2 to 1.8 times faster and MobileNetV2
+            nets ten times slower; see `benchmarks/inference.py`.
 
     Returns:
         A function from a `(batch, H, W, 3)` array (any real dtype, as the
@@ -57,13 +63,29 @@ def inference_function(model, *, precision="float32", freeze=False, jit_compile=
     for name, value in (("freeze", freeze), ("jit_compile", jit_compile)):
         if value and keras.backend.backend() != "tensorflow":
             raise ValueError(f"`{name}=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
-    if PRECISION_POLICIES[precision] != model.dtype_policy.name:
-        model = with_dtype_policy(model, PRECISION_POLICIES[precision])
-    if keras.backend.backend() != "tensorflow":
-        return lambda images: keras.tree.map_structure(
-            lambda x: np.asarray(x, dtype="float32"), model.predict_on_batch(np.asarray(images, dtype="float32"))
-        )
-    return _tensorflow_function(model, freeze, jit_compile)
+    same_precision = PRECISION_POLICIES[precision] == model.dtype_policy.name
+    live = same_precision and not freeze
+    if live and jit_compile in getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}):
+        return getattr(model, LIVE_FUNCTIONS_ATTRIBUTE)[jit_compile]
+    compute = model if same_precision else with_dtype_policy(model, PRECISION_POLICIES[precision])
+    if keras.backend.backend() == "tensorflow":
+        run = _tensorflow_function(compute, freeze, jit_compile)
+    else:
+        run = _backend_function(compute)
+    if live:
+        # Kept on the model, as Keras keeps `predict_function`; plain attribute setting would track it as state.
+        object.__setattr__(model, LIVE_FUNCTIONS_ATTRIBUTE, {**getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}), jit_compile: run})
+    return run
+
+
+def _backend_function(model):
+    """`inference_function` under backends other than TensorFlow: `predict_on_batch`, outputs as float32 numpy."""
+
+    def run(images):
+        outputs = model.predict_on_batch(np.asarray(images, dtype="float32"))
+        return keras.tree.map_structure(lambda x: np.asarray(x, dtype="float32"), outputs)
+
+    return run
 
 
 def _tensorflow_function(model, freeze, jit_compile):

@@ -146,6 +146,20 @@ def test_bfloat16_inference_is_close_to_float32():
     assert model.dtype_policy.name == "float32"  # the model itself is left as it was
 
 
+def test_predict_reuses_the_models_function_which_reads_its_current_weights():
+    inputs = keras.Input((None, None, 3))
+    layer = keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="ones")
+    model = keras.Model(inputs, layer(CountingIdentity()(inputs)))
+    CountingIdentity.calls = 0
+    image = np.zeros((3, 4, 3), "float32")
+    image[0, 0] = [1, 0, 0]
+    assert predict(model, [image])[0][0, 0] == 0  # a tie: argmax takes class 0
+    layer.kernel.assign(np.array([[[[0, 1], [0, 0], [0, 0]]]], "float32"))
+    assert predict(model, [image, image[:2]])[0][0, 0] == 1
+    assert keras_fcn.inference_function(model) is keras_fcn.inference_function(model)
+    assert CountingIdentity.calls == 1
+
+
 def test_frozen_function_keeps_the_weights_it_was_made_with():
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="ones")(inputs))
