@@ -96,19 +96,21 @@ def evaluation_metrics(path, split):
 
 
 def weights_file(model_path, directory):
-    """The path of a `.weights.h5` file of the model at `model_path` (saved into `directory` for a `.keras` file)."""
+    """`(path of a .weights.h5 file, the loaded model or None)` of the trained model at `model_path`.
+
+    A `.weights.h5` file is its own path (no model); a `.keras` file is
+    loaded and its weights saved into `directory`.
+    """
     if not model_path.endswith(".keras"):
-        return model_path
+        return model_path, None
     path = os.path.join(directory, "weights.weights.h5")
-    keras.saving.load_model(model_path, compile=False).save_weights(path)
-    return path
-
-
-def check_same_outputs(model_path, built):
-    """Exits unless `built` (the zoo architecture with the published weights) computes what the `.keras` model does."""
-    if not model_path.endswith(".keras"):
-        return
     model = keras.saving.load_model(model_path, compile=False)
+    model.save_weights(path)
+    return path, model
+
+
+def check_same_outputs(model_path, model, built):
+    """Exits unless `built` (the zoo architecture with the published weights) computes what `model` does."""
     image = np.random.default_rng(0).uniform(0, 255, (1, *CHECK_IMAGE_SIZE, 3)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(image, training=False))
     difference = np.abs(keras.ops.convert_to_numpy(built(image, training=False)) - expected).max()
@@ -175,7 +177,7 @@ def publish(args):
         },
     )
     with tempfile.TemporaryDirectory() as directory:
-        weights = weights_file(args.weights, directory)
+        weights, trained = weights_file(args.weights, directory)
         digest = sha256_of(weights)
         file_name = f"{args.name}-{digest[:HASH_PREFIX]}.weights.h5"
         manifest["entries"].append(new_record(args, file_name, digest, preprocessing_key, classes_key))
@@ -183,7 +185,8 @@ def publish(args):
         registry.Registry(entries)
         built = architectures.build(entries[-1])
         built.load_weights(weights)
-        check_same_outputs(args.weights, built)
+        if trained is not None:
+            check_same_outputs(args.weights, trained, built)
         output_dir = registry.BUNDLED_WEIGHTS_DIR if args.bundle else args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         output = os.path.join(output_dir, file_name)
