@@ -4,7 +4,8 @@ Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (arXiv 1411.4038).
 """
 
-from keras_fcn import assets, callbacks, data, dense, export, layers, losses, metrics, optimizers, training, visualize, zoo
+from keras_fcn import assets, callbacks, data, dense, export, geometry, layers, losses, metrics, optimizers, training, visualize, zoo
+from keras_fcn.architecture import Architecture, architecture_of
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.inference import evaluate, inference_function, predict
@@ -16,12 +17,14 @@ from keras_fcn.upgrade import upgrade
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Architecture",
     "BACKBONES",
     "BilinearUpsampling",
     "FCN8s",
     "FCN8sAtOnce",
     "FCN16s",
     "FCN32s",
+    "architecture_of",
     "assets",
     "callbacks",
     "convolutionalize",
@@ -29,6 +32,7 @@ __all__ = [
     "dense",
     "evaluate",
     "export",
+    "geometry",
     "inference_function",
     "layers",
     "losses",

@@ -29,7 +29,7 @@ from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from keras_fcn.optimizers import CaffeSGD
 from keras_fcn.precision import with_dtype_policy
-from keras_fcn.upgrade import _output_stride, upgrade
+from keras_fcn.upgrade import output_stride as _output_stride, upgrade
 from keras_fcn.zoo.cache import write_json_atomically
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s_atonce": FCN8sAtOnce}
