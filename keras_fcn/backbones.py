@@ -11,7 +11,6 @@ and VGG19 keep their fully connected layers fc6 and fc7 as convolutions
 """
 
 import dataclasses
-import inspect
 from typing import Callable, Optional
 
 import keras
@@ -110,14 +109,16 @@ class Backbone:
 
 
 def _applications():
-    """`{lower-case name: (constructor, family)}` of every classifier in `keras.applications`."""
+    """`{lower-case name: (constructor, family)}` of every classifier in `keras.applications`.
+
+    The family is the module that defines the constructor (`keras.applications.mobilenet_v3` for
+    `MobileNetV3Small`, which Keras exports only at the top level).
+    """
     found = {}
-    for family, module in sorted(vars(keras.applications).items()):
-        if not inspect.ismodule(module) or family not in FAMILIES:
-            continue
-        for name, constructor in sorted(vars(module).items()):
-            if name[:1].isupper() and callable(constructor):
-                found.setdefault(name.lower(), (constructor, family))
+    for name, constructor in sorted(vars(keras.applications).items()):
+        family = getattr(constructor, "__module__", "").rpartition(".")[2]
+        if name[:1].isupper() and callable(constructor) and family in FAMILIES:
+            found[name.lower()] = (constructor, family)
     return found
 
 
@@ -158,6 +159,30 @@ BACKBONES = {
     **REFERENCE_BACKBONES,
     **{name: _application_backbone(name, *APPLICATIONS[name]) for name in sorted(APPLICATIONS)},
 }
+
+
+# How each input conversion reads in the README's table of backbones.
+_CONVERSIONS = {
+    CAFFE: "BGR minus the ImageNet mean (`caffe`)",
+    TF: "to [-1, 1] (`tf`)",
+    TORCH: "ImageNet mean and standard deviation (`torch`)",
+    HALF_RANGE: "to [-1, 1] (`x / 128 - 1`)",
+    UNCHANGED: "inside the network",
+    FCN_REFERENCE: "BGR minus the FCN reference mean",
+}
+
+
+def markdown_table():
+    """The README's table of every backbone name the builders accept (the README shows it verbatim)."""
+    rows = ["| `backbone` | from | input conversion | classifier top |", "|---|---|---|---|"]
+    for name, spec in REFERENCE_BACKBONES.items():
+        rows.append(f"| `{name}` | the authors' Caffe net | {_CONVERSIONS[spec.normalization]} | fc6 {spec.fully_connected[1]}x{spec.fully_connected[1]} VALID, fc7 |")
+    for function_name in APPLICATION_NAMES:
+        spec = BACKBONES[function_name.lower()]
+        top = "fc6 7x7, fc7 (kept as convolutions)" if spec.fully_connected else "dropped"
+        family = APPLICATIONS[function_name.lower()][1]
+        rows.append(f"| `{function_name}` | `keras.applications.{family}` | {_CONVERSIONS[spec.normalization]} | {top} |")
+    return "\n".join(rows) + "\n"
 
 
 def get_backbone(backbone):
@@ -262,13 +287,14 @@ def _plan_input_padding(spec, shape, backbone_kwargs):
     lengths = _trunk_length(shape)
     try:
         names = geometry.feature_layers(trunk, lengths)
-        fields = geometry.receptive_fields(trunk, lengths)
-    except geometry.GeometryError as error:
-        fixed = "" if None in shape[1:3] else " even at this input size"
+    except geometry.MergeError as error:
+        if None not in shape[1:3]:
+            raise
         raise ValueError(
-            f"Backbone '{spec.name}' cannot be the trunk of an FCN{fixed}: {error} A network whose layers "
-            "depend on its input's size (NASNet) needs a fixed size: pass input_shape=(height, width, 3)."
+            f"Backbone '{spec.name}' cannot take images of any size: {error} A network whose layers depend on "
+            "its input's size (NASNet) needs a fixed size: pass input_shape=(height, width, 3)."
         ) from error
+    fields = geometry.receptive_fields(trunk, lengths)
     return input_padding_for({stride: fields[name] for stride, name in names.items()}, lengths)
 
 

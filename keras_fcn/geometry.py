@@ -72,6 +72,10 @@ class GeometryError(ValueError):
     """A layer's effect on the receptive-field geometry is unknown, or its inputs disagree."""
 
 
+class MergeError(GeometryError):
+    """A merge of maps whose cells do not line up (different strides or lengths)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Length:
     """The length of a map along one axis, `period * m + offset`, for the input's `m`.
@@ -258,13 +262,13 @@ def _merge(name, kind, fields):
         geometries = [field.axis(axis) for field in spatial]
         strides = {geometry.stride for geometry in geometries}
         if len(strides) > 1:
-            raise GeometryError(
+            raise MergeError(
                 f"Layer '{name}' ({kind}) merges maps at different strides {sorted(map(str, strides))} along "
                 f"the {AXES[axis]}: its inputs do not line up."
             )
         lengths = {geometry.length for geometry in geometries if geometry.length is not None}
         if len(lengths) > 1:
-            raise GeometryError(
+            raise MergeError(
                 f"Layer '{name}' ({kind}) merges maps of different lengths along the {AXES[axis]}: "
                 f"{sorted((length.period, length.offset) for length in lengths)} as (period, offset)."
             )
