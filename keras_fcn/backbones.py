@@ -218,48 +218,44 @@ def _trunk_length(shape):
 
 
 def _copy_layers(model, x):
-    """Copies of `model`'s layers and operations (with its weights) applied to `x`, in graph order.
+    """Copies of `model`'s layers and operations (with its weights) applied to `x`, call by call.
 
     Keras's `clone_model(model, input_tensors=x)` returns a separate model
-    whose graph starts at a copy of `x`, not at `x` itself, so the copies
-    could not join the FCN's graph; this small equivalent applies them one by
-    one to the tensors they read.
+    whose graph starts at a copy of `x`, not at `x` itself, so its layers
+    could not join the FCN's graph; this small equivalent applies copies of
+    them one by one to the tensors they read (`keras_fcn.geometry.calls`).
 
     Returns:
         A dict from layer or operation name to the output of its first call.
     """
-    config = model.get_config()
     layers = {layer.name: layer for layer in model.layers}
-    inputs = geometry.io_references(config["input_layers"])
-    tensors = {(inputs[0][0], inputs[0][1]): x}
-    outputs, copies = {}, []
+    records = {} if isinstance(model, keras.Sequential) else {
+        record["name"]: record for record in model.get_config()["layers"]
+    }
+    tensors, copies, outputs = {geometry.input_key(model): x}, {}, {}
 
     def substitute(structure):
         if isinstance(structure, dict):
             if structure.get("class_name") == "__keras_tensor__":
-                name, node_index, _ = structure["config"]["keras_history"]
-                return tensors[name, node_index]
+                return tensors[tuple(structure["config"]["keras_history"][:2])]
             return {key: substitute(value) for key, value in structure.items()}
         if isinstance(structure, (list, tuple)):
             return [substitute(value) for value in structure]
         return structure
 
-    for record in config["layers"]:
-        if not record["inbound_nodes"]:
-            continue
-        source = layers.get(record["name"])
-        if source is None:
-            operation = keras.saving.deserialize_keras_object(record)
-        else:
-            operation = source.__class__.from_config(source.get_config())
-            copies.append((source, operation))
-        base = 1 if record["class_name"] == "Functional" else 0
-        for index, node in enumerate(record["inbound_nodes"]):
-            output = operation(*substitute(node.get("args", [])), **substitute(node.get("kwargs", {})))
-            tensors[record["name"], index + base] = output
-            outputs.setdefault(record["name"], output)
-    for source, copy in copies:
-        copy.set_weights(source.get_weights())
+    for name, key, _, node in geometry.calls(model):
+        if name not in copies:
+            source = layers.get(name)
+            copies[name] = (
+                source.__class__.from_config(source.get_config())
+                if source is not None
+                else keras.saving.deserialize_keras_object(records[name])
+            )
+        tensors[key] = copies[name](*substitute(node.get("args", [])), **substitute(node.get("kwargs", {})))
+        outputs.setdefault(name, tensors[key])
+    for name, copy in copies.items():
+        if name in layers:
+            copy.set_weights(layers[name].get_weights())
     return outputs
 
 

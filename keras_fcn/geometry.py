@@ -183,10 +183,9 @@ def _window(layer, geometry, kernel, stride, dilation, padding):
     if padding == "valid":
         before = 0
         if length is not None:
-            residue = length.residue(stride)
             length = (
                 Length(length.period // stride, (length.offset - span) // stride + 1)
-                if residue is not None or length.period == 0
+                if length.residue(stride) is not None
                 else None
             )
     elif padding == "same":
@@ -330,73 +329,97 @@ def io_references(structure):
     return [reference for value in structure for reference in io_references(value)]
 
 
-def _walk(model, input_fields):
-    """Geometry of every node of a functional or Sequential `model`, given its inputs'.
+def calls(model):
+    """Every call of a functional or `Sequential` model's layers and operations, each after the calls it reads.
+
+    Keras has no public way to walk a functional graph; its config (what
+    `.keras` files store) lists every layer and operation with the tensors
+    each call reads, which is what this reads.
+
+    Yields:
+        `(name, key, inputs, node)`: the layer's or operation's name, the
+        `(name, node index)` key of the tensor the call makes, the keys of
+        the tensors it reads, in order, and the call's serialized arguments
+        (`{"args": [...], "kwargs": {...}}`, tensors as `__keras_tensor__`
+        records). The model's input has the key `input_key(model)`.
+    """
+    if isinstance(model, keras.Sequential):
+        previous = input_key(model)
+        for layer in model.layers:
+            reference = {"class_name": "__keras_tensor__", "config": {"keras_history": [*previous, 0]}}
+            yield layer.name, (layer.name, 0), [previous], {"args": [reference], "kwargs": {}}
+            previous = (layer.name, 0)
+        return
+    config = model.get_config()
+    ready = {input_key(model)}
+    pending = [
+        (record["name"], (record["name"], _first_node(record["class_name"]) + index), node)
+        for record in config["layers"]
+        for index, node in enumerate(record["inbound_nodes"])
+    ]
+    while pending:
+        waiting = []
+        for name, key, node in pending:
+            inputs = [(source, index) for source, index, _ in node_references(node)]
+            if all(tensor in ready for tensor in inputs):
+                ready.add(key)
+                yield name, key, inputs, node
+            else:
+                waiting.append((name, key, node))
+        if len(waiting) == len(pending):
+            raise GeometryError(
+                f"Model '{model.name}' has layers that its input does not reach: {[name for name, _, _ in waiting]}"
+            )
+        pending = waiting
+
+
+def _first_node(class_name):
+    """The index a config gives a layer's first call: 1 for a nested functional model (its node 0 is its own graph)."""
+    return 1 if class_name == "Functional" else 0
+
+
+def input_key(model):
+    """The `(name, node index)` key of a single-input model's input in `calls`."""
+    if isinstance(model, keras.Sequential):
+        return (model.name, 0)
+    name, node, _ = io_references(model.get_config()["input_layers"])[0]
+    return (name, node)
+
+
+def _output_keys(model):
+    if isinstance(model, keras.Sequential):
+        return [(model.layers[-1].name, 0)]
+    return [(name, node) for name, node, _ in io_references(model.get_config()["output_layers"])]
+
+
+def _walk(model, input_field):
+    """Geometry of every call of a functional or `Sequential` model, given its input's.
 
     Returns:
         `(nodes, outputs)`: a list of `(name, field, input names)` for the
-        first call of every layer and operation, in the model's
-        (topological) order, and the list of the geometries of the model's
-        outputs.
+        first call of every layer and operation, in the order they can be
+        computed, and the list of the geometries of the model's outputs.
     """
-
-    def walk_nested(nested, fields):
-        return _walk(nested, fields)[1][0]
-
-    if isinstance(model, keras.Sequential):
-        field, nodes, previous = input_fields[0], [], []
-        for layer in model.layers:
-            field = _layer_field(layer, [field], walk_nested)
-            nodes.append((layer.name, field, previous))
-            previous = [layer.name]
-        return nodes, [field]
-
-    config = model.get_config()
     layers = {layer.name: layer for layer in model.layers}
-    tensors = {}
-    for reference, field in zip(io_references(config["input_layers"]), input_fields):
-        tensors[reference[0], reference[1]] = field
-    first_calls = {}
-    pending = [record for record in config["layers"] if record["inbound_nodes"]]
-    while pending:
-        waiting = []
-        for record in pending:
-            base = 1 if record["class_name"] == "Functional" else 0
-            resolved = 0
-            for index, node in enumerate(record["inbound_nodes"]):
-                key = (record["name"], index + base)
-                if key in tensors:
-                    resolved += 1
-                    continue
-                inputs = node_references(node)
-                if not all((name, node_index) in tensors for name, node_index, _ in inputs):
-                    continue
-                fields = [tensors[name, node_index] for name, node_index, _ in inputs]
-                if record["name"] in layers:
-                    field = _layer_field(layers[record["name"]], fields, walk_nested)
-                elif record["class_name"] in ELEMENTWISE_OPS:
-                    field = _merge(record["name"], record["class_name"], fields)
-                else:
-                    raise GeometryError(
-                        f"Operation '{record['name']}' ({record['class_name']}) of model '{model.name}' may "
-                        "change the receptive-field geometry, and keras_fcn.geometry does not know how."
-                    )
-                tensors[key] = field
-                first_calls.setdefault(record["name"], (field, [name for name, _, _ in inputs]))
-                resolved += 1
-            if resolved < len(record["inbound_nodes"]):
-                waiting.append(record)
-        if len(waiting) == len(pending):
-            names = [record["name"] for record in waiting]
-            raise GeometryError(f"Model '{model.name}' has layers that its input does not reach: {names}")
-        pending = waiting
-    nodes = [
-        (record["name"], *first_calls[record["name"]])
-        for record in config["layers"]
-        if record["name"] in first_calls
-    ]
-    outputs = [tensors[name, node] for name, node, _ in io_references(config["output_layers"])]
-    return nodes, outputs
+    classes = {} if isinstance(model, keras.Sequential) else {
+        record["name"]: record["class_name"] for record in model.get_config()["layers"]
+    }
+    tensors, nodes = {input_key(model): input_field}, []
+    for name, key, inputs, _ in calls(model):
+        fields = [tensors[tensor] for tensor in inputs]
+        if name in layers:
+            field = _layer_field(layers[name], fields, lambda nested, fields: _walk(nested, fields[0])[1][0])
+        elif classes[name] in ELEMENTWISE_OPS:
+            field = _merge(name, classes[name], fields)
+        else:
+            raise GeometryError(
+                f"Operation '{name}' ({classes[name]}) of model '{model.name}' may change the receptive-field "
+                "geometry, and keras_fcn.geometry does not know how."
+            )
+        if key[1] == _first_node(classes.get(name)):
+            nodes.append((name, field, [source for source, _ in inputs]))
+        tensors[key] = field
+    return nodes, [tensors[key] for key in _output_keys(model)]
 
 
 def _input_length(model, axis, input_length):
@@ -441,7 +464,7 @@ def receptive_fields(model, input_size=None):
     >>> fields["block5_pool"].rows.stride, fields["block5_pool"].rows.centre
     (Fraction(32, 1), Fraction(31, 2))
     """
-    return {name: field for name, field, _ in _walk(model, [_input_field(model, input_size)])[0]}
+    return {name: field for name, field, _ in _walk(model, _input_field(model, input_size))[0]}
 
 
 def receptive_field(model, layer_name, input_size=None):
@@ -456,7 +479,7 @@ def receptive_field(model, layer_name, input_size=None):
 
 def output_fields(model, input_size=None):
     """The `ReceptiveField` (or `GLOBAL`) of each of `model.outputs`, in order; see `receptive_fields`."""
-    return _walk(model, [_input_field(model, input_size)])[1]
+    return _walk(model, _input_field(model, input_size))[1]
 
 
 # Layers that only move a map (add or remove cells at its edges): never a feature map of their own.
@@ -524,7 +547,7 @@ def feature_layers(model, input_size=None):
             at stride 8 or 16 (naming the model and its deepest stride), or
             for the reasons `receptive_fields` gives.
     """
-    nodes, _ = _walk(model, [_input_field(model, input_size)])
+    nodes, _ = _walk(model, _input_field(model, input_size))
     layers = {layer.name: layer for layer in model.layers}
     strides = {
         name: _square_stride(field)

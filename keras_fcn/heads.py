@@ -25,7 +25,7 @@ from fractions import Fraction
 
 import keras
 
-from keras_fcn.geometry import FEATURE_STRIDES, GeometryError
+from keras_fcn.geometry import AXES, FEATURE_STRIDES, GeometryError
 from keras_fcn.initializers import BilinearUpsampling
 from keras_fcn.layers import CropLike
 
@@ -136,7 +136,7 @@ def _covers(geometry, stride, before, blocks, trunk_length, axis):
     length = geometry.length
     if length is None or length.period * stride != trunk_length.period:
         raise GeometryError(
-            f"The length of the stride-{stride} map along the {('rows', 'columns')[axis]} is not a fixed "
+            f"The length of the stride-{stride} map along the {AXES[axis]} is not a fixed "
             "function of the input's length: the trunk's geometry depends on the input size."
         )
     last = geometry.centre - before + stride * (length.offset - 1) + BLOCK * blocks
@@ -185,10 +185,10 @@ def _axis_design(centres, stepwise, odd_first):
 def design_head(fields, *, input_padding=((0, 0), (0, 0)), stepwise=True, alignment=RECEPTIVE_FIELD):
     """Derives the `HeadGeometry` that puts every score on its receptive field's centre.
 
-    For each axis: the 2x step from
-    stride 32 to 16 takes the kernel (4 or 3) that puts the upsampled
-    stride-32 scores on the stride-16 cells' centres, and the skip's crop is
-    the offset between the two grids; likewise from 16 to 8. The final
+    For each axis: the 2x step from stride 32 to 16 takes the kernel (4 or
+    3) that puts the upsampled stride-32 scores on the stride-16 cells'
+    centres, and the skip's crop is the offset between the two grids;
+    likewise from 16 to 8. The final
     upsampling is either `log2(stride)` 2x steps (`stepwise`), kernel 3
     where the geometry leaves the choice (a chain of kernel-3 steps
     interpolates exactly as one bilinear step) and 3 or 4 at the last so

@@ -15,6 +15,11 @@ def _pair(value, name):
     return value
 
 
+def _at_least_zero(length):
+    """max(length, 0) for a static length (an int, as JAX's traced shapes are) or a dynamic one (a tensor)."""
+    return max(length, 0) if isinstance(length, int) else ops.maximum(length, 0)
+
+
 @keras.saving.register_keras_serializable(package="keras_fcn")
 class CropLike(keras.layers.Layer):
     """Crops a feature map to the height and width of a reference tensor.
@@ -54,7 +59,7 @@ class CropLike(keras.layers.Layer):
         x, like = inputs
         shape, size = ops.shape(x), ops.shape(like)
         before = [max(-offset, 0) for offset in self.offset]
-        after = [ops.maximum(offset + size[axis + 1] - shape[axis + 1], 0) for axis, offset in enumerate(self.offset)]
+        after = [_at_least_zero(offset + size[axis + 1] - shape[axis + 1]) for axis, offset in enumerate(self.offset)]
         x = ops.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]])
         top, left = self.offset[0] + before[0], self.offset[1] + before[1]
         return x[:, top : top + size[1], left : left + size[2], :]

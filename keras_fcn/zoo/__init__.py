@@ -197,7 +197,7 @@ def fetch(name):
 
 
 def _builder_hint(entry):
-    call = architectures.builder_call(entry)
+    call = architectures.builder_call(entry.architecture)
     if call is None or not entry.preprocessing.matches(BACKBONES[call[1]].normalization):
         return f"keras_fcn.zoo.load_model({entry.name!r})"
     return f"keras_fcn.{call[0]}(backbone={call[1]!r}, weights={entry.name!r})"

@@ -7,31 +7,34 @@ from keras_fcn.backbones import BACKBONES
 from keras_fcn.heads import fcn_head, upsample_to_image
 from keras_fcn.layers import InputNormalization
 
-# An entry's `architecture` is a head followed by `_<backbone>` (its
-# `backbone` field). The heads the builders make:
+# An architecture's name is a head followed by `_<backbone>`. The heads the builders make:
 _BUILDERS = {"fcn32s": "FCN32s", "fcn16s": "FCN16s", "fcn8s": "FCN8s", "fcn8s_atonce": "FCN8sAtOnce"}
 # The authors' nets the builders do not make: SIFT Flow's semantic and
 # geometric heads on one trunk, and NYUDv2's late fusion of colour and HHA.
 _SEMANTIC_GEOMETRIC = {f"fcn{stride}s_semantic_geometric": stride for stride in (32, 16, 8)}
 _COLOR_HHA = "fcn32s_color_hha"
+_HEADS = sorted([*_BUILDERS, *_SEMANTIC_GEOMETRIC, _COLOR_HHA], key=len, reverse=True)
 
 
-def _head(entry):
-    """The head part of an entry's architecture (`"fcn8s"` of `"fcn8s_mobilenet"`), or None."""
-    suffix = f"_{entry.backbone}"
-    if entry.backbone not in BACKBONES or not entry.architecture.endswith(suffix):
-        return None
-    return entry.architecture[: -len(suffix)]
+def _split(architecture):
+    """`(head, backbone)` of an architecture name, or `(None, None)` for no known head on a known backbone.
 
-
-def builder_call(entry):
-    """`(builder name, backbone)` of an entry the package's builders make, or None.
-
-    For example an entry of architecture `"fcn8s_atonce_vgg16_reference"` ->
-    `("FCN8sAtOnce", "vgg16_reference")`.
+    For example `"fcn8s_atonce_vgg16_reference"` -> `("fcn8s_atonce", "vgg16_reference")`.
     """
-    head = _head(entry)
-    return (_BUILDERS[head], entry.backbone) if head in _BUILDERS else None
+    for head in _HEADS:
+        backbone = architecture.removeprefix(f"{head}_")
+        if backbone != architecture and backbone in BACKBONES:
+            return head, backbone
+    return None, None
+
+
+def builder_call(architecture):
+    """`(builder name, backbone)` of an architecture the package's builders make, or None.
+
+    For example `"fcn8s_atonce_vgg16_reference"` -> `("FCN8sAtOnce", "vgg16_reference")`.
+    """
+    head, backbone = _split(architecture)
+    return (_BUILDERS[head], backbone) if head in _BUILDERS else None
 
 
 def _copy(model, preprocessing, *, input_name=None, suffix=""):
@@ -152,7 +155,9 @@ def build(entry):
     Raises:
         NotImplementedError: for architectures the package cannot build yet.
     """
-    head = _head(entry)
+    head, backbone = _split(entry.architecture)
+    if backbone != entry.backbone:
+        head = None
     if head in _SEMANTIC_GEOMETRIC:
         return _semantic_geometric(entry, _SEMANTIC_GEOMETRIC[head])
     if head == _COLOR_HHA:
