@@ -28,6 +28,11 @@ def architecture_name(stride, at_once=False):
     return f"fcn{stride}s{'_atonce' if at_once else ''}"
 
 
+def model_name(architecture, backbone):
+    """The builders' default model name, e.g. `"fcn8s_mobilenet"` (the zoo's architecture names)."""
+    return f"{architecture}_{backbone}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """What a keras-fcn FCN is, as `architecture_of` reads it from the model.
@@ -66,7 +71,7 @@ class Architecture:
     @property
     def model_name(self):
         """The builders' default model name, e.g. `"fcn8s_mobilenet"` (the zoo's architecture names)."""
-        return f"{self.name}_{self.backbone}"
+        return model_name(self.name, self.backbone)
 
     def get_config(self):
         return {

@@ -4,7 +4,7 @@ import os
 
 import keras
 
-from keras_fcn.architecture import Architecture, architecture_name, record
+from keras_fcn.architecture import Architecture, architecture_name, model_name, record
 from keras_fcn.backbones import APPLICATION_NAMES, build_trunk, get_backbone
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.geometry import FEATURE_STRIDES, output_fields
@@ -89,7 +89,7 @@ def build_fcn(
     """The body shared by the builders: validate, build trunk and head, record, load weights."""
     spec = get_backbone(backbone)
     head = architecture_name(stride, at_once)
-    default_name = f"{head}_{spec.name}"
+    default_name = model_name(head, spec.name)
     entry = entry_for(weights, default_name)
     if num_classes is None:
         num_classes = DEFAULT_NUM_CLASSES if entry is None else entry.num_classes

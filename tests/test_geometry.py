@@ -192,3 +192,34 @@ def test_reference_crops_derived_from_the_geometry_are_the_papers(backbone):
     fields = geometry.output_fields(keras.Model(model.input, [tensors[role] for role in ("pool3", "pool4", "features")]))
     assert [field.rows.centre for field in fields] == list(REFERENCE_CENTRES[backbone])
     assert [field.rows.stride for field in fields] == [8, 16, 32]
+
+
+def _fields(centres):
+    """ReceptiveFields whose cell 0 is centred on `centres[stride]` (a one-pixel field), rows and columns alike."""
+    def field(stride):
+        axis = geometry.AxisGeometry(Fraction(stride), Fraction(centres[stride]), Fraction(1), None)
+        return geometry.ReceptiveField(axis, axis)
+
+    return {stride: field(stride) for stride in (8, 16, 32)}
+
+
+def test_heads_designed_by_hand_for_cells_between_pixels():
+    """VGG-like cells centred on 8i + 3.5, 16i + 7.5, 32i + 15.5, worked out by hand.
+
+    A kernel-4 2x step puts stride-32 cell i on index 2i + 1.5, at pixel 16(2i + 1.5) + 15.5 - 24 = 32i + 15.5
+    when index u sits on 16u - 8.5: stride-16 cell u - 1 (crop -1); again kernel 4 puts index u on 8u - 20.5,
+    stride-8 cell u - 3 (crop -3). Kernel-3 steps to strides 4 and 2 (origins -24.5, -26.5) and a last step of
+    kernel 4 (3 would leave -27.5, between pixels) put index u on pixel u - 28: the final crop is 28.
+    """
+    design = keras_fcn.heads.design_head(_fields({8: Fraction(7, 2), 16: Fraction(15, 2), 32: Fraction(31, 2)}))
+    assert design.skip_kernels == ((4, 4), (4, 4)) and design.skip_offsets == ((-1, -1), (-3, -3))
+    assert design.final(8) == (((2, (3, 3)), (2, (3, 3)), (2, (4, 4))), (28, 28))
+    assert design.final(32)[0][:2] == ((2, (4, 4)), (2, (4, 4))) and design.final_offsets == ((28, 28),) * 3
+    single = keras_fcn.heads.design_head(_fields({8: Fraction(7, 2), 16: Fraction(15, 2), 32: Fraction(31, 2)}), stepwise=False)
+    # One 32x step: kernel 64 puts cell i on index 32i + 31.5, pixel 32i + 15.5: crop 16.
+    assert single.final(32) == (((32, (64, 64)),), (16, 16))
+
+
+def test_skips_a_fraction_of_a_cell_off_cannot_be_lined_up():
+    with pytest.raises(GeometryError, match="the stride-16 cells sit a fraction of a cell off the stride-32 ones"):
+        keras_fcn.heads.design_head(_fields({8: 0, 16: 4, 32: 0}))
