@@ -229,10 +229,9 @@ def _copy_layers(model, x):
         A dict from layer or operation name to the output of its first call.
     """
     layers = {layer.name: layer for layer in model.layers}
-    records = {} if isinstance(model, keras.Sequential) else {
-        record["name"]: record for record in model.get_config()["layers"]
-    }
-    tensors, copies, outputs = {geometry.input_key(model): x}, {}, {}
+    config = None if isinstance(model, keras.Sequential) else model.get_config()
+    records = {record["name"]: record for record in config["layers"]} if config else {}
+    tensors, copies, outputs = {geometry.input_key(model, config): x}, {}, {}
 
     def substitute(structure):
         if isinstance(structure, dict):
@@ -243,7 +242,7 @@ def _copy_layers(model, x):
             return [substitute(value) for value in structure]
         return structure
 
-    for name, key, _, node in geometry.calls(model):
+    for name, key, _, node in geometry.calls(model, config):
         if name not in copies:
             source = layers.get(name)
             copies[name] = (
@@ -268,30 +267,41 @@ def _application(spec, x, backbone_weights, backbone_kwargs):
     )
 
 
-def _plan_input_padding(spec, shape, backbone_kwargs):
-    """The input padding centring a backbone's stride-32 cells, from a dry build of its trunk.
+# The input padding of each (backbone, constructor arguments, padded input size) planned so far.
+_PLANNED_PADDING = {}
 
-    The trunk is built once without allocating its weights (inside a
-    `keras.StatelessScope`) on an input of the padded image's shape, to read
-    its geometry before the real trunk is built after the padding.
+
+def _plan_input_padding(spec, shape, backbone_kwargs):
+    """The input padding centring a backbone's stride-32 cells (`keras_fcn.heads.input_padding_for`).
+
+    A Keras Applications trunk is read from a dry build, without its weights
+    (inside a `keras.StatelessScope`), on an input of the padded image's
+    shape, before the real trunk is built after the padding; the result is
+    kept for the next build of the same backbone, arguments and shape.
     """
+    size = tuple(shape[1:3])
     if spec.model is not None:
-        trunk = spec.model
-    else:
+        return _input_padding(spec.model, spec.name, size)
+    key = (spec.name, repr(sorted((backbone_kwargs or {}).items())), size)
+    if key not in _PLANNED_PADDING:
         with keras.StatelessScope():
-            trunk = _application(spec, keras.Input(shape[1:]), None, backbone_kwargs)
-    lengths = _trunk_length(shape)
+            trunk = _application(spec, keras.Input((*size, 3)), None, backbone_kwargs)
+        _PLANNED_PADDING[key] = _input_padding(trunk, spec.name, size)
+    return _PLANNED_PADDING[key]
+
+
+def _input_padding(trunk, name, size):
+    lengths = _trunk_length((None, *size))
     try:
-        names = geometry.feature_layers(trunk, lengths)
+        maps = geometry.feature_maps(trunk, lengths)
     except geometry.MergeError as error:
-        if None not in shape[1:3]:
+        if None not in size:
             raise
         raise ValueError(
-            f"Backbone '{spec.name}' cannot take images of any size: {error} A network whose layers depend on "
+            f"Backbone '{name}' cannot take images of any size: {error} A network whose layers depend on "
             "its input's size (NASNet) needs a fixed size: pass input_shape=(height, width, 3)."
         ) from error
-    fields = geometry.receptive_fields(trunk, lengths)
-    return input_padding_for({stride: fields[name] for stride, name in names.items()}, lengths)
+    return input_padding_for({stride: field for stride, (_, field) in maps.items()}, lengths)
 
 
 def build_trunk(image, spec, *, backbone_weights, backbone_kwargs, alignment):

@@ -216,8 +216,7 @@ def _shift(geometry, before, after):
 
 
 def _window_layer(layer, field):
-    config = layer.get_config()
-    if config.get("data_format", "channels_last") != "channels_last":
+    if layer.data_format != "channels_last":
         raise GeometryError(f"Layer '{layer.name}' ({type(layer).__name__}) is not channels_last.")
     if isinstance(layer, (_L.MaxPooling2D, _L.AveragePooling2D)):
         kernels, strides, dilations = layer.pool_size, layer.strides, (1, 1)
@@ -329,7 +328,7 @@ def io_references(structure):
     return [reference for value in structure for reference in io_references(value)]
 
 
-def calls(model):
+def calls(model, config=None):
     """Every call of a functional or `Sequential` model's layers and operations, each after the calls it reads.
 
     Keras has no public way to walk a functional graph; its config (what
@@ -342,6 +341,10 @@ def calls(model):
         the tensors it reads, in order, and the call's serialized arguments
         (`{"args": [...], "kwargs": {...}}`, tensors as `__keras_tensor__`
         records). The model's input has the key `input_key(model)`.
+
+    Args:
+        model: the model.
+        config: `model.get_config()`, if the caller has it already.
     """
     if isinstance(model, keras.Sequential):
         previous = input_key(model)
@@ -350,8 +353,8 @@ def calls(model):
             yield layer.name, (layer.name, 0), [previous], {"args": [reference], "kwargs": {}}
             previous = (layer.name, 0)
         return
-    config = model.get_config()
-    ready = {input_key(model)}
+    config = config or model.get_config()
+    ready = {input_key(model, config)}
     pending = [
         (record["name"], (record["name"], _first_node(record["class_name"]) + index), node)
         for record in config["layers"]
@@ -378,18 +381,12 @@ def _first_node(class_name):
     return 1 if class_name == "Functional" else 0
 
 
-def input_key(model):
-    """The `(name, node index)` key of a single-input model's input in `calls`."""
+def input_key(model, config=None):
+    """The `(name, node index)` key of a single-input model's input in `calls` (`config`: its config, if known)."""
     if isinstance(model, keras.Sequential):
         return (model.name, 0)
-    name, node, _ = io_references(model.get_config()["input_layers"])[0]
+    name, node, _ = io_references((config or model.get_config())["input_layers"])[0]
     return (name, node)
-
-
-def _output_keys(model):
-    if isinstance(model, keras.Sequential):
-        return [(model.layers[-1].name, 0)]
-    return [(name, node) for name, node, _ in io_references(model.get_config()["output_layers"])]
 
 
 def _walk(model, input_field):
@@ -401,11 +398,10 @@ def _walk(model, input_field):
         computed, and the list of the geometries of the model's outputs.
     """
     layers = {layer.name: layer for layer in model.layers}
-    classes = {} if isinstance(model, keras.Sequential) else {
-        record["name"]: record["class_name"] for record in model.get_config()["layers"]
-    }
-    tensors, nodes = {input_key(model): input_field}, []
-    for name, key, inputs, _ in calls(model):
+    config = None if isinstance(model, keras.Sequential) else model.get_config()
+    classes = {record["name"]: record["class_name"] for record in config["layers"]} if config else {}
+    tensors, nodes = {input_key(model, config): input_field}, []
+    for name, key, inputs, _ in calls(model, config):
         fields = [tensors[tensor] for tensor in inputs]
         if name in layers:
             field = _layer_field(layers[name], fields, lambda nested, fields: _walk(nested, fields[0])[1][0])
@@ -419,7 +415,9 @@ def _walk(model, input_field):
         if key[1] == _first_node(classes.get(name)):
             nodes.append((name, field, [source for source, _ in inputs]))
         tensors[key] = field
-    return nodes, [tensors[key] for key in _output_keys(model)]
+    if config is None:
+        return nodes, [tensors[key]]
+    return nodes, [tensors[name, node] for name, node, _ in io_references(config["output_layers"])]
 
 
 def _input_length(model, axis, input_length):
@@ -547,7 +545,13 @@ def feature_layers(model, input_size=None):
             at stride 8 or 16 (naming the model and its deepest stride), or
             for the reasons `receptive_fields` gives.
     """
+    return {stride: name for stride, (name, _) in feature_maps(model, input_size).items()}
+
+
+def feature_maps(model, input_size=None):
+    """`{stride: (layer name, ReceptiveField)}` of the maps `feature_layers` finds, from one walk of the model."""
     nodes, _ = _walk(model, _input_field(model, input_size))
+    fields = {name: field for name, field, _ in nodes}
     layers = {layer.name: layer for layer in model.layers}
     strides = {
         name: _square_stride(field)
@@ -572,7 +576,7 @@ def feature_layers(model, input_size=None):
                 "8, 16 and 32."
             )
         found[stride] = ([name for name in candidates if name in cuts] or candidates)[-1]
-    return found
+    return {stride: (found[stride], fields[found[stride]]) for stride in FEATURE_STRIDES}
 
 
 def node_output(model, name):
