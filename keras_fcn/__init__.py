@@ -4,7 +4,8 @@ Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (arXiv 1411.4038).
 """
 
-from keras_fcn import assets, callbacks, data, dense, export, geometry, layers, losses, metrics, optimizers, training, visualize, zoo
+from keras_fcn import assets, callbacks, data, dense, export, layers, losses, metrics, optimizers, training, visualize, zoo
+from keras_fcn import geometry
 from keras_fcn.architecture import Architecture, architecture_of
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize

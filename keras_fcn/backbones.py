@@ -174,15 +174,17 @@ _CONVERSIONS = {
 
 def markdown_table():
     """The README's table of every backbone name the builders accept (the README shows it verbatim)."""
-    rows = ["| `backbone` | from | input conversion | classifier top |", "|---|---|---|---|"]
+    rows = []
     for name, spec in REFERENCE_BACKBONES.items():
-        rows.append(f"| `{name}` | the authors' Caffe net | {_CONVERSIONS[spec.normalization]} | fc6 {spec.fully_connected[1]}x{spec.fully_connected[1]} VALID, fc7 |")
+        top = "fc6 {0}x{0} VALID, fc7".format(spec.fully_connected[1])
+        rows.append((f"`{name}`", "the authors' Caffe net", _CONVERSIONS[spec.normalization], top))
     for function_name in APPLICATION_NAMES:
         spec = BACKBONES[function_name.lower()]
         top = "fc6 7x7, fc7 (kept as convolutions)" if spec.fully_connected else "dropped"
-        family = APPLICATIONS[function_name.lower()][1]
-        rows.append(f"| `{function_name}` | `keras.applications.{family}` | {_CONVERSIONS[spec.normalization]} | {top} |")
-    return "\n".join(rows) + "\n"
+        family = f"`keras.applications.{APPLICATIONS[function_name.lower()][1]}`"
+        rows.append((f"`{function_name}`", family, _CONVERSIONS[spec.normalization], top))
+    header = "| `backbone` | from | input conversion | classifier top |\n|---|---|---|---|\n"
+    return header + "".join(f"| {' | '.join(row)} |\n" for row in rows)
 
 
 def get_backbone(backbone):

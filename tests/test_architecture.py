@@ -83,7 +83,8 @@ def test_the_zoo_builds_its_nets_on_renamed_models(small_reference, monkeypatch,
     monkeypatch.setattr(architectures, "_random_fcn", lambda *args: _renamed(build_random_fcn(*args)))
     image = rng.uniform(0, 255, size=(1, 30, 34, 3)).astype("float32")
     sift_flow = architectures.build(zoo.get("siftflow-fcn16s"))
-    assert {name: tuple(t.shape) for name, t in sift_flow(image).items()} == {"score_sem": (1, 30, 34, 33), "score_geo": (1, 30, 34, 3)}
+    shapes = {name: tuple(t.shape) for name, t in sift_flow(image).items()}
+    assert shapes == {"score_sem": (1, 30, 34, 33), "score_geo": (1, 30, 34, 3)}
     late_fusion = architectures.build(zoo.get("nyud-fcn32s-color-hha"))
     assert tuple(late_fusion({"color": image, "hha": image}).shape) == (1, 30, 34, 40)
 
@@ -97,7 +98,8 @@ def test_other_models_are_refused_by_name():
 def test_camvid_weights_keep_the_geometry_they_were_trained_with():
     """keras-fcn 0.1's placement: cells assumed on their pixel blocks, kernels 4, crops -1, -3 and 31, no padding."""
     assert zoo.get("camvid").geometry == "pixel_blocks"
-    with pytest.raises(ValueError, match=r"'camvid' were trained with the 'pixel_blocks' head geometry.*geometry='receptive_field'"):
+    message = r"'camvid' were trained with the 'pixel_blocks' head geometry.*geometry='receptive_field'"
+    with pytest.raises(ValueError, match=message):
         keras_fcn.FCN8s(weights="camvid", backbone="mobilenet", geometry="receptive_field")
     with keras.StatelessScope():
         legacy = keras_fcn.FCN8s(11, geometry="pixel_blocks", **SMALL)

@@ -158,7 +158,8 @@ def test_feature_layers_are_the_last_stage_outputs_not_branches_or_paddings():
 def test_a_net_that_never_reaches_stride_32_is_refused_by_name():
     x = keras.Input((None, None, 3))
     model = keras.Model(x, L.MaxPooling2D(16)(x), name="shallow")
-    with pytest.raises(GeometryError, match=r"Model 'shallow' never reaches stride 32 \(its deepest feature map is at stride 16\)"):
+    message = r"Model 'shallow' never reaches stride 32 \(its deepest feature map is at stride 16\)"
+    with pytest.raises(GeometryError, match=message):
         geometry.feature_layers(model)
 
 
