@@ -187,29 +187,6 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         }
 
 
-
-def _labelled_pixels(labels, num_classes, ignore_index, sample_weight):
-    """`(class ids with 0 where not counted, per-pixel float32 weights: the sample weight, 0 where not counted)`."""
-    valid = valid_pixels(labels, num_classes, ignore_index)
-    weights = ops.cast(valid, "float32")
-    if sample_weight is not None:
-        weights = weights * per_pixel(ops.cast(ops.convert_to_tensor(sample_weight), "float32"))
-    return ops.where(valid, labels, 0), weights
-
-
-def _float32_inputs(loss, y_true, y_pred):
-    """`(int32 labels, float32 logits, num_classes)`, refusing class weights of another length than the classes."""
-    logits = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    labels = ops.cast(ops.convert_to_tensor(y_true), "int32")
-    num_classes = logits.shape[-1]
-    if loss.class_weights is not None and num_classes is not None and len(loss.class_weights) != num_classes:
-        raise ValueError(
-            f"`class_weights` has {len(loss.class_weights)} entries but the logits have "
-            f"{num_classes} classes. Received logits of shape {tuple(logits.shape)}"
-        )
-    return labels, logits, num_classes
-
-
 def _reduce(terms, weight, reduction):
     """`terms` unreduced, summed, or summed and divided by `weight` (the replicas' mean under a strategy)."""
     if reduction == "none":
@@ -220,13 +197,48 @@ def _reduce(terms, weight, reduction):
     return scale_loss_for_distribution(total / ops.where(weight > 0, weight, 1.0))
 
 
-def _validate_non_negative(name, value):
+class _ClassWeightedLoss(keras.losses.Loss):
+    """What the focal and Dice losses share: `ignore_index`, `class_weights`, float32 inputs, counted pixels.
+
+    Args: `ignore_index`, `reduction`, `class_weights`, `name`, as in
+    `SegmentationCrossEntropy`.
+    """
+
+    def __init__(self, ignore_index, reduction, class_weights, name):
+        _validate(ignore_index, reduction, class_weights, 1.0, None)
+        super().__init__(name=name, reduction=reduction, dtype="float32")
+        self.ignore_index = ignore_index
+        self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
+
+    def _pixels(self, y_true, y_pred, sample_weight):
+        """`(float32 logits, class ids with 0 where not counted, per-pixel float32 sample weights, 0 there)`."""
+        logits = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+        labels = ops.cast(ops.convert_to_tensor(y_true), "int32")
+        num_classes = logits.shape[-1]
+        if self.class_weights is not None and num_classes is not None and len(self.class_weights) != num_classes:
+            raise ValueError(
+                f"`class_weights` has {len(self.class_weights)} entries but the logits have "
+                f"{num_classes} classes. Received logits of shape {tuple(logits.shape)}"
+            )
+        valid = valid_pixels(labels, num_classes, self.ignore_index)
+        weights = ops.cast(valid, "float32")
+        if sample_weight is not None:
+            weights = weights * per_pixel(ops.cast(ops.convert_to_tensor(sample_weight), "float32"))
+        return logits, ops.where(valid, labels, 0), weights
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_index": self.ignore_index, "class_weights": self.class_weights}
+
+
+def _non_negative(name, value):
+    """`value` as a float, refusing anything but a finite number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
         raise ValueError(f"`{name}` must be a finite number >= 0. Received {name}={value!r}")
+    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_fcn")
-class SegmentationFocalLoss(keras.losses.Loss):
+class SegmentationFocalLoss(_ClassWeightedLoss):
     """Per-pixel softmax focal loss that skips ignored pixels (Lin et al., ICCV 2017).
 
     Focal loss (Lin, Goyal, Girshick, He and Dollar, "Focal Loss for Dense
@@ -285,17 +297,12 @@ class SegmentationFocalLoss(keras.losses.Loss):
     def __init__(
         self, gamma=2.0, ignore_index=255, reduction="mean", class_weights=None, name="segmentation_focal_loss"
     ):
-        _validate(ignore_index, reduction, class_weights, 1.0, None)
-        _validate_non_negative("gamma", gamma)
-        super().__init__(name=name, reduction=reduction, dtype="float32")
-        self.gamma = float(gamma)
-        self.ignore_index = ignore_index
-        self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
+        super().__init__(ignore_index, reduction, class_weights, name)
+        self.gamma = _non_negative("gamma", gamma)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with keras.name_scope(self.name):
-            labels, logits, num_classes = _float32_inputs(self, y_true, y_pred)
-            labels, weights = _labelled_pixels(labels, num_classes, self.ignore_index, sample_weight)
+            logits, labels, weights = self._pixels(y_true, y_pred, sample_weight)
             if self.class_weights is not None:
                 weights = weights * ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
             log_p = ops.squeeze(
@@ -305,16 +312,11 @@ class SegmentationFocalLoss(keras.losses.Loss):
             return _reduce(-modulation * log_p * weights, ops.sum(weights), self.reduction)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "gamma": self.gamma,
-            "ignore_index": self.ignore_index,
-            "class_weights": self.class_weights,
-        }
+        return {**super().get_config(), "gamma": self.gamma}
 
 
 @keras.saving.register_keras_serializable(package="keras_fcn")
-class SegmentationDiceLoss(keras.losses.Loss):
+class SegmentationDiceLoss(_ClassWeightedLoss):
     """Soft Dice loss over the classes of a softmax, skipping ignored pixels (Milletari et al., 3DV 2016).
 
     V-Net (Milletari, Navab and Ahmadi, "V-Net: Fully Convolutional Neural
@@ -338,7 +340,7 @@ class SegmentationDiceLoss(keras.losses.Loss):
     `smooth=1` (in pixels) makes a class absent from a batch's labels
     count `1 - 1 / (1 + sum_p s_p P_pc**2)`, so its false positives are
     penalised, where with `smooth=0` its Dice is 0 whatever the prediction.
-    A class with no counted pixel and no predicted mass has Dice 1 (loss 0).
+    With no pixel counted, every class has Dice 1 and the loss is 0.
 
     Being a ratio of sums over the batch, the loss depends on which images
     share a batch, unlike the per-pixel losses. Under a `tf.distribute`
@@ -382,19 +384,15 @@ class SegmentationDiceLoss(keras.losses.Loss):
     def __init__(
         self, smooth=1.0, ignore_index=255, reduction="mean", class_weights=None, name="segmentation_dice_loss"
     ):
-        _validate(ignore_index, reduction, class_weights, 1.0, None)
-        _validate_non_negative("smooth", smooth)
-        if class_weights is not None and not any(float(w) > 0 for w in class_weights):
+        super().__init__(ignore_index, reduction, class_weights, name)
+        self.smooth = _non_negative("smooth", smooth)
+        if self.class_weights is not None and not any(self.class_weights):
             raise ValueError(f"`class_weights` must have a positive entry. Received class_weights={class_weights!r}")
-        super().__init__(name=name, reduction=reduction, dtype="float32")
-        self.smooth = float(smooth)
-        self.ignore_index = ignore_index
-        self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with keras.name_scope(self.name):
-            labels, logits, num_classes = _float32_inputs(self, y_true, y_pred)
-            labels, weights = _labelled_pixels(labels, num_classes, self.ignore_index, sample_weight)
+            logits, labels, weights = self._pixels(y_true, y_pred, sample_weight)
+            num_classes = logits.shape[-1]
             weights = ops.expand_dims(weights, -1)
             probabilities = ops.softmax(logits, axis=-1)
             truth = ops.one_hot(labels, num_classes, dtype="float32")
@@ -410,12 +408,7 @@ class SegmentationDiceLoss(keras.losses.Loss):
             return _reduce(class_weights * (1.0 - dice), ops.sum(class_weights), self.reduction)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "smooth": self.smooth,
-            "ignore_index": self.ignore_index,
-            "class_weights": self.class_weights,
-        }
+        return {**super().get_config(), "smooth": self.smooth}
 
 
 LOSSES = {
