@@ -308,7 +308,10 @@ class SegmentationFocalLoss(_ClassWeightedLoss):
             log_p = ops.squeeze(
                 ops.take_along_axis(ops.log_softmax(logits, axis=-1), ops.expand_dims(labels, -1), axis=-1), -1
             )
-            modulation = ops.power(-ops.expm1(log_p), self.gamma)
+            # (1 - p_t) ** gamma, with the gradient 0 rather than NaN where p_t rounds to 1 and gamma < 1.
+            miss = -ops.expm1(log_p)
+            missed = miss > 0
+            modulation = ops.where(missed, ops.power(ops.where(missed, miss, 1.0), self.gamma), 0.0**self.gamma)
             return _reduce(-modulation * log_p * weights, ops.sum(weights), self.reduction)
 
     def get_config(self):

@@ -95,6 +95,33 @@ def test_focal_against_numpy(batch, gamma):
     assert (none[labels == 255] == 0).all()
 
 
+def _gradient(loss, labels, logits):
+    """d loss / d logits, with the backend's own differentiation."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda x: loss(labels, x))(logits))
+    import tensorflow as tf
+
+    logits = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = loss(labels, logits)
+    return tape.gradient(value, logits).numpy()
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_gradient_is_finite_where_a_pixel_is_certain(gamma):
+    # The first pixel is right with p_t = 1 in float32; the second has p_t = 1/2.
+    logits = np.array([[[[40.0, 0.0], [0.0, 0.0]]]], "float32")
+    labels = np.array([[[0, 1]]], "uint8")
+    gradient = _gradient(SegmentationFocalLoss(gamma=gamma, reduction="sum"), labels, logits)
+    np.testing.assert_allclose(gradient[0, 0, 0], [0.0, 0.0], atol=1e-6)
+    # FL = -(1 - p) ** gamma log p, dFL/dp = gamma (1 - p) ** (gamma - 1) log p - (1 - p) ** gamma / p and
+    # dp/dz_1 = -dp/dz_0 = p (1 - p); at p = 1/2, dFL/dz_1 = -(1/2) ** (gamma + 1) (1 + gamma log 2).
+    slope = 0.5 ** (gamma + 1) * (1 + gamma * math.log(2.0))
+    np.testing.assert_allclose(gradient[0, 0, 1], [slope, -slope], rtol=1e-5)
+
+
 def test_focal_class_weights_and_sample_weight(batch):
     labels, logits = batch
     class_weights = [0.5, 2.0, 0.0, 1.5]
