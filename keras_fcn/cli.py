@@ -1,4 +1,4 @@
-"""The `keras-fcn` command line (also `python -m keras_fcn`): train, evaluate, predict, export, zoo.
+"""The `keras-fcn` command line (also `python -m keras_fcn`): train, evaluate, predict, export, plot, zoo.
 
 Run `keras-fcn VERB --help` for each verb's options and examples. Bad
 arguments end the command with a one-line error naming the argument and
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from keras_fcn import assets, data, training, zoo
+from keras_fcn import assets, data, plots, training, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.data.decode import IMAGE_EXTENSIONS
 from keras_fcn.export import FORMATS, export
@@ -28,6 +28,7 @@ FIGURE_TITLES = dict(
     zip(FIGURES, ("pixel accuracy", "mean accuracy", "mean IU", "frequency weighted IU"))
 )
 _EXPORT_SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
+TRAINING_CURVES_FILE = "training_curves.png"
 
 TRAIN_EXAMPLES = """examples:
   # a folder with images/ and masks/ (class-index PNGs), 3 classes, a small backbone
@@ -53,6 +54,9 @@ EXPORT_EXAMPLES = """examples:
   keras-fcn export runs/fcn8s/best.keras exported/fcn8s            # SavedModel, any input size
   keras-fcn export runs/fcn8s/best.keras fcn8s.tflite --input-size 360x480
   keras-fcn export runs/fcn8s/best.keras fcn8s.onnx                # needs tf2onnx and onnx"""
+PLOT_EXAMPLES = """examples:
+  keras-fcn plot runs/fcn8s                                  # writes runs/fcn8s/training_curves.png
+  keras-fcn plot runs/32s runs/16s runs/8s --labels FCN-32s,FCN-16s,FCN-8s --output curves.png"""
 ZOO_EXAMPLES = """examples:
   keras-fcn zoo list
   keras-fcn zoo download voc-fcn8s
@@ -275,6 +279,9 @@ def _evaluate_parser(verbs):
     parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
     parser.add_argument("--batch-size", type=_positive_int, default=1, help="images per batch (default: 1)")
     parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument(
+        "--plot", metavar="DIR", help="write confusion_matrix.png and per_class_iou.png to DIR (needs matplotlib)"
+    )
     _add_speed_arguments(parser)
     parser.set_defaults(run=_evaluate)
 
@@ -296,6 +303,8 @@ def _json_safe(value):
 
 
 def _evaluate(args):
+    if args.plot:
+        plots.ensure_matplotlib()
     model, known, _ = _load_model(args.model)
     names = _class_names(args, model, known)
     splits = training.load_dataset(args.dataset, data_root=args.data_root, num_classes=len(names))
@@ -308,6 +317,8 @@ def _evaluate(args):
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump({"model": args.model, "dataset": args.dataset, **_json_safe(figures)}, file, indent=1)
         print(f"Wrote {args.json}")
+    if args.plot:
+        print(f"Wrote {', '.join(plots.save_evaluation(figures, args.plot, title=f'{args.model} on {args.dataset}'))}")
 
 
 def _predict_parser(verbs):
@@ -394,6 +405,31 @@ def _export(args):
     print(f"Wrote {format} to {args.output}")
 
 
+def _plot_parser(verbs):
+    parser = verbs.add_parser(
+        "plot",
+        help="training curves (loss, mean IU per epoch) of runs, stage after stage, as a PNG",
+        description="Draw the loss and the mean IU per epoch, training and validation, from each run's log.csv; "
+        "several runs (staged training: 32s, 16s, 8s) are drawn one after another. Needs matplotlib "
+        "(pip install 'keras-fcn[plot]').",
+        epilog=PLOT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding log.csv (or CSV logs)")
+    parser.add_argument("--labels", type=_names, help="a name per run separated by commas (default: the folder names)")
+    parser.add_argument(
+        "--output", metavar="PNG", help=f"the PNG to write (default: {TRAINING_CURVES_FILE} in the last run folder)"
+    )
+    parser.set_defaults(run=_plot)
+
+
+def _plot(args):
+    last = args.runs[-1]
+    output = args.output or os.path.join(last if os.path.isdir(last) else os.path.dirname(last), TRAINING_CURVES_FILE)
+    plots.save(plots.training_curves(args.runs, args.labels), output)
+    print(f"Wrote {output}")
+
+
 def _zoo_parser(verbs):
     parser = verbs.add_parser(
         "zoo",
@@ -433,8 +469,8 @@ def build_parser():
         description="Fully Convolutional Networks for semantic segmentation (Long, Shelhamer and Darrell, CVPR 2015).",
         epilog="Run 'keras-fcn VERB --help' for a verb's options and examples.",
     )
-    verbs = parser.add_subparsers(dest="verb", metavar="{train,evaluate,predict,export,zoo}", required=True)
-    for add in (_train_parser, _evaluate_parser, _predict_parser, _export_parser, _zoo_parser):
+    verbs = parser.add_subparsers(dest="verb", metavar="{train,evaluate,predict,export,plot,zoo}", required=True)
+    for add in (_train_parser, _evaluate_parser, _predict_parser, _export_parser, _plot_parser, _zoo_parser):
         add(verbs)
     return parser
 

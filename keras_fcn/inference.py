@@ -150,9 +150,11 @@ def evaluate(
 
     Returns:
         A dict: `"pixel_accuracy"`, `"mean_accuracy"`, `"mean_iou"`,
-        `"frequency_weighted_iou"` (floats, fractions in `[0, 1]`) and
+        `"frequency_weighted_iou"` (floats, fractions in `[0, 1]`),
         `"per_class_iou"` (a dict from class name, or index, to float; NaN
-        for a class absent from both masks and predictions).
+        for a class absent from both masks and predictions) and
+        `"confusion_matrix"` (the pixel counts as nested lists of ints, rows
+        indexed by the true class, columns by the predicted class).
 
     Example:
 
@@ -173,7 +175,7 @@ def evaluate(
     for step, (images, masks) in enumerate(dataset, 1):
         metric.update_state(np.asarray(masks), run(images))
         progbar.update(step, values=[("mean_iou", metric.figures()["mean_iou"])] if verbose else None)
-    return metric.figures(class_names)
+    return {**metric.figures(class_names), "confusion_matrix": keras.ops.convert_to_numpy(metric.result()).tolist()}
 
 
 def _length(dataset):
