@@ -218,3 +218,20 @@ def test_mask_reading_options_are_validated():
         data.LabelSpec(3, threshold=128)
     with pytest.raises(ValueError, match=r"at most one of .*Received label_map, threshold"):
         data.LabelSpec(2, label_map={255: 1}, threshold=128)
+
+
+def test_load_dataset_reads_folders_with_the_mask_options_and_refuses_them_elsewhere(tmp_path):
+    from keras_fcn import training
+
+    foreground = disc(8, 3)
+    for split in ("train", "val"):
+        save(tmp_path / split / "images" / "a.png", np.zeros((8, 8, 3), np.uint8))
+        save(tmp_path / split / "masks" / "a.png", np.where(foreground, 255, 0).astype(np.uint8))
+    splits = training.load_dataset(
+        str(tmp_path / "train"), validation=str(tmp_path / "val"), num_classes=2, label_map={255: 1}
+    )
+    for pairs in (splits.train, splits.validation):
+        ((_, mask),) = read_all(pairs)
+        np.testing.assert_array_equal(mask, foreground.astype(np.uint8))
+    with pytest.raises(ValueError, match=r"apply to folder datasets. Received dataset='camvid'"):
+        training.load_dataset("camvid", data_root=str(tmp_path), mask_threshold=128)
