@@ -455,19 +455,18 @@ def _predict(args):
     model, known, palette = _load_model(args.model)
     names = _class_names(args, model, known)
     palette = palette or zoo.voc_palette(len(names))
-    stems = dict(zip(files, _output_stems(files, args.output_dir)))
-    readable, images, skipped = [], [], []
-    for path in files:
+    readable, skipped = [], []
+    for path, stem in zip(files, _output_stems(files, args.output_dir)):
         try:
-            images.append(data.read_image(path))
+            readable.append((path, stem, data.read_image(path)))
         except ValueError as error:
             skipped.append(path)
             print(f"{PROG} predict: skipping {path}: {error}", file=sys.stderr)
-        else:
-            readable.append(path)
     os.makedirs(args.output_dir, exist_ok=True)
-    for path, image, labels in zip(readable, images, predict(model, images, precision=args.precision, freeze=args.freeze)):
-        output = os.path.join(args.output_dir, stems[path])
+    images = [image for _, _, image in readable]
+    labels_of_images = predict(model, images, precision=args.precision, freeze=args.freeze)
+    for (path, stem, image), labels in zip(readable, labels_of_images):
+        output = os.path.join(args.output_dir, stem)
         _save_png(label_image(labels, palette), f"{output}{OUTPUT_SUFFIXES[0]}")
         _save_png(overlay(image, labels, palette, names, alpha=args.alpha), f"{output}{OUTPUT_SUFFIXES[1]}")
         shares = class_shares(labels, len(names))

@@ -191,3 +191,9 @@ def test_predict_turns_phone_photos_upright_and_reads_16_bit_tiff(binary_model, 
     assert phone.shape == (24, 16)
     np.testing.assert_array_equal(phone, labels_of(model, upright))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "scan.png")), labels_of(model, scan_rgb))
+
+
+def test_output_names_never_name_an_input_or_each_other(tmp_path):
+    out = str(tmp_path / "out")
+    files = [f"{out}/a.jpg", f"{out}/a.png", f"{out}/a_png.png", f"{tmp_path}/x/b.png", f"{tmp_path}/y/b.png", "c.PNG"]
+    assert cli._output_stems(files, out) == ["a_jpg", "a_png_2", "a_png_png", "b_png", "b_png_2", "c"]

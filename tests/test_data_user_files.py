@@ -215,9 +215,9 @@ def test_color_map_file_errors_name_file_and_line(tmp_path, text, message):
 
 def test_mask_reading_options_are_validated():
     with pytest.raises(ValueError, match=r"needs num_classes=2. Received num_classes=3, mask_threshold=128"):
-        data.LabelSpec(3, threshold=128)
-    with pytest.raises(ValueError, match=r"at most one of .*Received label_map, threshold"):
-        data.LabelSpec(2, label_map={255: 1}, threshold=128)
+        data.LabelSpec(3, mask_threshold=128)
+    with pytest.raises(ValueError, match=r"at most one of .*Received label_map, mask_threshold"):
+        data.LabelSpec(2, label_map={255: 1}, mask_threshold=128)
 
 
 def test_load_dataset_reads_folders_with_the_mask_options_and_refuses_them_elsewhere(tmp_path):

@@ -1,4 +1,4 @@
-"""Reading image/mask files, and the label checks every source applies.
+"""Reading mask files, and the label checks every source applies (images: `image_files`).
 
 Every source of `keras_fcn.data` yields `(image, mask)` pairs: `image` uint8
 of shape `(H, W, 3)` (RGB) and `mask` uint8 of shape `(H, W)` holding class
@@ -59,7 +59,7 @@ def _color_key(rgb):
 class LabelSpec:
     """How the raw values of a mask become class ids, and which ids are valid.
 
-    At most one of `label_map`, `color_map` and `threshold` may be given;
+    At most one of `label_map`, `color_map` and `mask_threshold` may be given;
     without any, mask values are class ids as they are.
 
     Args:
@@ -73,33 +73,34 @@ class LabelSpec:
             `(r, g, b)` colours where position `i` is class `i`, or a dict
             `{(r, g, b): class id or 255}`. Every mask is then read as RGB
             and a colour outside the map is an error.
-        threshold: optional int from 1 to 65535, for binary masks with
+        mask_threshold: optional int from 1 to 65535, for binary masks with
             in-between values (JPEG masks, anti-aliased edges): a grey value
             below it is class 0, at or above it class 1. Needs
             `num_classes=2`; colour masks are read as grey (luma).
 
-    Lossy (JPEG) masks are refused unless `label_map` or `threshold` says
+    Lossy (JPEG) masks are refused unless `label_map` or `mask_threshold` says
     how to read their values.
     """
 
-    def __init__(self, num_classes, label_map=None, color_map=None, threshold=None):
+    def __init__(self, num_classes, label_map=None, color_map=None, mask_threshold=None):
         validate_num_classes(num_classes)
-        given = [name for name, value in (("label_map", label_map), ("color_map", color_map), ("threshold", threshold)) if value is not None]
+        options = {"label_map": label_map, "color_map": color_map, "mask_threshold": mask_threshold}
+        given = [name for name, value in options.items() if value is not None]
         if len(given) > 1:
             raise ValueError(
-                "Give at most one of `label_map`, `color_map` and `threshold` (mask_threshold): each says alone "
-                f"how mask values become class ids. Received {', '.join(given)}."
+                "Give at most one of `label_map`, `color_map` and `mask_threshold`: each says alone how mask "
+                f"values become class ids. Received {', '.join(given)}."
             )
         self.num_classes = num_classes
         self.lut = None if label_map is None else self._label_lut(label_map)
         self.color_keys = self.color_ids = None
         if color_map is not None:
             self.color_keys, self.color_ids = self._color_table(color_map)
-        self.threshold = None if threshold is None else self._validate_threshold(threshold)
+        self.threshold = None if mask_threshold is None else self._validate_threshold(mask_threshold)
 
     @property
     def maps_values(self):
-        """Whether a `label_map`, `color_map` or `threshold` says how mask values become class ids."""
+        """Whether a `label_map`, `color_map` or `mask_threshold` says how mask values become class ids."""
         return self.lut is not None or self.color_keys is not None or self.threshold is not None
 
     def _validate_threshold(self, threshold):
@@ -304,7 +305,7 @@ def read_mask(path, reading="index", allow_lossy=False):
     if file_format in LOSSY_FORMATS and not allow_lossy:
         raise ValueError(
             f"Mask '{path}' is a {file_format} file, whose lossy compression changes pixel values near edges, "
-            "so it would give pixels wrong class ids. Save masks as PNG; or, to read these, pass "
+            "so it would give pixels wrong class ids. Save masks as PNG; or, to read these anyway, pass "
             "--mask-threshold (mask_threshold=) for binary masks, or --label-map (label_map=) naming their values."
         )
     if reading == "color":

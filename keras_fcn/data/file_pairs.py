@@ -52,7 +52,7 @@ def from_file_pairs(
     >>> ds = keras_fcn.data.from_file_pairs(
     ...     ["a.jpg", "b.jpg"], ["a.png", "b.png"], num_classes=21)
     """
-    spec = LabelSpec(num_classes, label_map=label_map, color_map=color_map, threshold=mask_threshold)
+    spec = LabelSpec(num_classes, label_map=label_map, color_map=color_map, mask_threshold=mask_threshold)
     image_paths, mask_paths = [os.fspath(p) for p in image_paths], [os.fspath(p) for p in mask_paths]
     if len(image_paths) != len(mask_paths) or not image_paths:
         raise ValueError(

@@ -71,7 +71,15 @@ def match_by_stem(images_dir, masks_dir, mask_suffix=""):
 
 
 def from_folders(
-    images_dir, masks_dir, *, num_classes, color_map=None, label_map=None, mask_threshold=None, mask_suffix="", check=True
+    images_dir,
+    masks_dir,
+    *,
+    num_classes,
+    color_map=None,
+    label_map=None,
+    mask_threshold=None,
+    mask_suffix="",
+    check=True,
 ):
     """A dataset of the image/mask pairs in two folders, matched by file stem.
 
