@@ -43,6 +43,8 @@ TRAIN_EXAMPLES = """examples:
 Run the same command again to resume after an interruption."""
 EVALUATE_EXAMPLES = """examples:
   keras-fcn evaluate runs/fcn8s/best.keras data/val --json val.json
+  keras-fcn evaluate runs/cells/best.keras cells/val --label-map 255:1       # masks holding 0 and 255
+  keras-fcn evaluate runs/streets/best.keras streets/val --color-map colors.txt
   keras-fcn evaluate runs/camvid/best.keras camvid --data-root data/camvid
   keras-fcn evaluate voc-fcn8s voc --data-root VOCdevkit"""
 PREDICT_EXAMPLES = """examples:
