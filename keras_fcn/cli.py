@@ -6,6 +6,8 @@ what it accepts, and exit status 2.
 """
 
 import argparse
+import collections
+import itertools
 import json
 import math
 import os
@@ -13,15 +15,14 @@ import sys
 
 import keras
 import numpy as np
-from PIL import Image
 
 from keras_fcn import assets, data, plots, training, zoo
 from keras_fcn.backbones import BACKBONES
-from keras_fcn.data.decode import IMAGE_EXTENSIONS
 from keras_fcn.export import FORMATS, export
 from keras_fcn.inference import PRECISION_POLICIES, evaluate, predict
 from keras_fcn.metrics import FIGURES
 from keras_fcn.visualize import class_shares, label_image, overlay
+from keras_fcn.zoo.cache import remove_if_exists, temporary_path
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
@@ -43,13 +44,17 @@ TRAIN_EXAMPLES = """examples:
 Run the same command again to resume after an interruption."""
 EVALUATE_EXAMPLES = """examples:
   keras-fcn evaluate runs/fcn8s/best.keras data/val --json val.json
+  keras-fcn evaluate runs/cells/best.keras cells/val --label-map 255:1       # masks holding 0 and 255
+  keras-fcn evaluate runs/streets/best.keras streets/val --color-map colors.txt
   keras-fcn evaluate runs/camvid/best.keras camvid --data-root data/camvid
   keras-fcn evaluate voc-fcn8s voc --data-root VOCdevkit"""
 PREDICT_EXAMPLES = """examples:
   keras-fcn predict camvid                 # the bundled street scene, into predictions/
   keras-fcn predict runs/fcn8s/best.keras photos/ --output-dir segmented
   keras-fcn predict voc-fcn8s cat.jpg dog.jpg
-writes <stem>.png (class ids, shown in the palette's colours) and <stem>_overlay.png per image."""
+writes <stem>.png (class ids, shown in the palette's colours) and <stem>_overlay.png per image; where two
+images share a stem (a.jpg, a.png) or <stem>.png is an input, <stem>_<extension>.png (a_jpg.png, a_png.png).
+Unreadable images are skipped and named; the exit status is then 2."""
 EXPORT_EXAMPLES = """examples:
   keras-fcn export runs/fcn8s/best.keras exported/fcn8s            # SavedModel, any input size
   keras-fcn export runs/fcn8s/best.keras fcn8s.tflite --input-size 360x480
@@ -123,6 +128,57 @@ def _verbose(text):
     return text if text == "auto" else int(text)
 
 
+def _label_map(text):
+    """`RAW:CLASS,RAW:CLASS` -> `{RAW: CLASS}`."""
+    pairs = [pair.split(":") for pair in text.split(",")]
+    if not all(len(pair) == 2 and all(part.strip().isdigit() for part in pair) for pair in pairs):
+        raise argparse.ArgumentTypeError(f"must be RAW:CLASS pairs separated by commas, e.g. 255:1, not {text!r}")
+    return {int(raw): int(class_id) for raw, class_id in pairs}
+
+
+def _add_mask_options(parser):
+    """The options saying how folder masks become class ids (at most one of them)."""
+    reading = parser.add_mutually_exclusive_group()
+    reading.add_argument(
+        "--label-map",
+        type=_label_map,
+        metavar="RAW:CLASS,...",
+        help="remap mask values, e.g. 255:1 for masks holding 0 and 255 (255 is otherwise ignored)",
+    )
+    reading.add_argument(
+        "--color-map",
+        metavar="FILE",
+        help="colour-coded masks: a text file with one 'R G B name' line per class, class 0 first "
+        "('R G B ignore' for pixels to ignore)",
+    )
+    reading.add_argument(
+        "--mask-threshold",
+        type=_positive_int,
+        metavar="VALUE",
+        help="binary masks with in-between values (JPEG): grey below VALUE is class 0, the rest class 1, e.g. 128",
+    )
+
+
+def _dataset_options(args):
+    """The `training.load_dataset` keywords of the class and mask options.
+
+    A `--color-map` file gives the number of classes and their names where
+    `--num-classes` and `--class-names` do not.
+    """
+    colors = None if args.color_map is None else data.read_color_map(args.color_map)
+    options = {
+        "num_classes": getattr(args, "num_classes", None),
+        "class_names": args.class_names,
+        "label_map": args.label_map,
+        "color_map": None if colors is None else colors.colors,
+        "mask_threshold": args.mask_threshold,
+    }
+    if colors is not None and options["num_classes"] in (None, colors.num_classes):
+        options["num_classes"] = colors.num_classes
+        options["class_names"] = options["class_names"] or colors.class_names
+    return options
+
+
 def _add_class_options(parser):
     parser.add_argument("--num-classes", type=_positive_int, help="number of classes (default: the dataset's or model's)")
     parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
@@ -159,6 +215,7 @@ def _train_parser(verbs):
     parser.add_argument("--data-root", help="where a named dataset lives (for sbd: holding benchmark_RELEASE/ and VOCdevkit/)")
     parser.add_argument("--val-folder", help="a validation folder holding images/ and masks/")
     _add_class_options(parser)
+    _add_mask_options(parser)
     parser.add_argument("--crop-size", type=_size, metavar="HxW", help="training crop, e.g. 360x480 (default: whole images)")
     parser.add_argument("--batch-size", type=_positive_int, default=8, help="global batch size (default: 8)")
     parser.add_argument("--epochs", type=_positive_int, default=10, help="total epochs of the run (default: 10)")
@@ -199,8 +256,6 @@ def _train(args):
         init_from_model=args.init_from_model,
         data_root=args.data_root,
         validation=args.val_folder,
-        num_classes=args.num_classes,
-        class_names=args.class_names,
         crop_size=args.crop_size,
         batch_size=args.batch_size,
         epochs=args.epochs,
@@ -214,6 +269,7 @@ def _train(args):
         augment=not args.no_augment,
         seed=args.seed,
         verbose=args.verbose,
+        **_dataset_options(args),
     )
     print(f"Run folder: {args.output_dir} (best.keras, last.keras, log.csv, tensorboard/)")
 
@@ -282,6 +338,7 @@ def _evaluate_parser(verbs):
     parser.add_argument(
         "--plot", metavar="DIR", help="write confusion_matrix.png and per_class_iou.png to DIR (needs matplotlib)"
     )
+    _add_mask_options(parser)
     _add_speed_arguments(parser)
     parser.set_defaults(run=_evaluate)
 
@@ -305,9 +362,12 @@ def _json_safe(value):
 def _evaluate(args):
     if args.plot:
         plots.ensure_matplotlib()
+    options = _dataset_options(args)
     model, known, _ = _load_model(args.model)
-    names = _class_names(args, model, known)
-    splits = training.load_dataset(args.dataset, data_root=args.data_root, num_classes=len(names))
+    names = _class_names(args, model, known or options["class_names"])
+    splits = training.load_dataset(
+        args.dataset, data_root=args.data_root, **{**options, "num_classes": len(names), "class_names": names}
+    )
     pairs = splits.validation if splits.validation is not None else splits.train
     figures = evaluate(
         model, data.batch(pairs, args.batch_size), class_names=names, precision=args.precision, freeze=args.freeze
@@ -340,21 +400,61 @@ def _predict_parser(verbs):
 
 
 def _image_files(inputs):
+    """The image files named by `inputs`: files as given, and the image files of folders (hidden ones skipped)."""
     files = []
     for path in inputs:
         if os.path.isdir(path):
-            files += sorted(
-                os.path.join(path, name)
-                for name in os.listdir(path)
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-            )
+            files += data.list_image_files(path)
         elif os.path.isfile(path):
             files.append(path)
         else:
             raise CommandError(f"argument inputs: must be image files or folders; {path!r} does not exist")
     if not files:
-        raise CommandError(f"argument inputs: found no images ({', '.join(IMAGE_EXTENSIONS)}) in {inputs}")
+        raise CommandError(f"argument inputs: found no images ({', '.join(data.IMAGE_EXTENSIONS)}) in {inputs}")
     return files
+
+
+OUTPUT_SUFFIXES = (".png", "_overlay.png")
+
+
+def _output_stems(files, output_dir):
+    """A name for each input's outputs (`<name>.png`, `<name>_overlay.png`), overwriting no input and no other output.
+
+    The name is the input's stem; `<stem>_<extension>` for inputs sharing a
+    stem (a.jpg, a.png) or whose outputs would replace an input (photo.png
+    in the output folder); then `_2`, `_3`, ... until free. Names are
+    compared without case, as on macOS and Windows file systems.
+    """
+
+    def key(path):
+        return os.path.realpath(path).casefold()
+
+    taken = {key(path) for path in files}
+    split = [os.path.splitext(os.path.basename(path)) for path in files]
+    stem_counts = collections.Counter(stem.casefold() for stem, _ in split)
+    stems = []
+    for stem, extension in split:
+        own = f"{stem}_{extension[1:]}" if extension else stem
+        candidates = itertools.chain(
+            [stem] if stem_counts[stem.casefold()] == 1 else [], [own], (f"{own}_{n}" for n in itertools.count(2))
+        )
+        for candidate in candidates:
+            outputs = {key(os.path.join(output_dir, candidate + suffix)) for suffix in OUTPUT_SUFFIXES}
+            if not outputs & taken:
+                break
+        taken |= outputs
+        stems.append(candidate)
+    return stems
+
+
+def _save_png(image, path):
+    """Saves a PIL image as PNG under a temporary name, then renames it onto `path`."""
+    temporary = temporary_path(path, ".png")
+    try:
+        image.save(temporary, format="PNG")
+        os.replace(temporary, path)
+    finally:
+        remove_if_exists(temporary)
 
 
 def _predict(args):
@@ -368,16 +468,28 @@ def _predict(args):
     model, known, palette = _load_model(args.model)
     names = _class_names(args, model, known)
     palette = palette or zoo.voc_palette(len(names))
-    images = [np.asarray(Image.open(path).convert("RGB")) for path in files]
+    readable, skipped = [], []
+    for path, stem in zip(files, _output_stems(files, args.output_dir)):
+        try:
+            readable.append((path, stem, data.read_image(path)))
+        except ValueError as error:
+            skipped.append(path)
+            print(f"{PROG} predict: skipping {path}: {error}", file=sys.stderr)
     os.makedirs(args.output_dir, exist_ok=True)
-    for path, image, labels in zip(files, images, predict(model, images, precision=args.precision, freeze=args.freeze)):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        label_image(labels, palette).save(os.path.join(args.output_dir, f"{stem}.png"))
-        overlay(image, labels, palette, names, alpha=args.alpha).save(os.path.join(args.output_dir, f"{stem}_overlay.png"))
+    images = [image for _, _, image in readable]
+    labels_of_images = predict(model, images, precision=args.precision, freeze=args.freeze)
+    for (path, stem, image), labels in zip(readable, labels_of_images):
+        output = os.path.join(args.output_dir, stem)
+        _save_png(label_image(labels, palette), f"{output}{OUTPUT_SUFFIXES[0]}")
+        _save_png(overlay(image, labels, palette, names, alpha=args.alpha), f"{output}{OUTPUT_SUFFIXES[1]}")
         shares = class_shares(labels, len(names))
         order = np.argsort(-shares, kind="stable")
         print(f"{path}: " + ", ".join(f"{names[c]} {100 * shares[c]:.1f}%" for c in order if shares[c] > 0))
-    print(f"Wrote {2 * len(files)} PNGs to {args.output_dir}")
+    print(f"Wrote {2 * len(readable)} PNGs to {args.output_dir}")
+    if skipped:
+        raise CommandError(
+            f"{len(skipped)} of {len(files)} images could not be read and were skipped: {', '.join(skipped)}"
+        )
 
 
 def _export_parser(verbs):

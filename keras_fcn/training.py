@@ -114,13 +114,13 @@ class DatasetSplits:
     class_names: tuple
 
 
-def _folder_pairs(folder, num_classes, argument):
+def _folder_pairs(folder, num_classes, argument, mask_reading):
     if num_classes is None:
         raise ValueError(
             f"A folder dataset needs `num_classes` (or `class_names`). Received {argument}={folder!r}"
         )
     return fcn_data.from_folders(
-        os.path.join(folder, "images"), os.path.join(folder, "masks"), num_classes=num_classes
+        os.path.join(folder, "images"), os.path.join(folder, "masks"), num_classes=num_classes, **mask_reading
     )
 
 
@@ -147,7 +147,17 @@ def _named_splits(name, data_root):
     return (*pair, fcn_data.VOC_CLASSES, len(fcn_data.VOC_CLASSES))
 
 
-def load_dataset(dataset, *, data_root=None, validation=None, num_classes=None, class_names=None):
+def load_dataset(
+    dataset,
+    *,
+    data_root=None,
+    validation=None,
+    num_classes=None,
+    class_names=None,
+    label_map=None,
+    color_map=None,
+    mask_threshold=None,
+):
     """Resolves a dataset given by name, folder or `tf.data.Dataset` into its splits and classes.
 
     Args:
@@ -168,6 +178,9 @@ def load_dataset(dataset, *, data_root=None, validation=None, num_classes=None, 
             unless `class_names` is given. A named dataset has its own.
         class_names: sequence of str, one per class; defaults to the named
             dataset's names, else `"0"`, `"1"`, ...
+        label_map, color_map, mask_threshold: how the masks of folder
+            datasets become class ids; see `keras_fcn.data.from_folders`.
+            Every pair of a folder is checked before this returns.
 
     Returns:
         A `DatasetSplits`.
@@ -183,6 +196,12 @@ def load_dataset(dataset, *, data_root=None, validation=None, num_classes=None, 
                 f"`class_names` must name every class, {num_classes} names. Received class_names={class_names!r}"
             )
         num_classes = len(class_names)
+    mask_reading = {"label_map": label_map, "color_map": color_map, "mask_threshold": mask_threshold}
+    is_folder = isinstance(dataset, (str, os.PathLike)) and dataset not in NAMED_DATASETS
+    if not is_folder and any(value is not None for value in mask_reading.values()):
+        raise ValueError(
+            f"`label_map`, `color_map` and `mask_threshold` apply to folder datasets. Received dataset={dataset!r}"
+        )
     if isinstance(dataset, tf.data.Dataset):
         if num_classes is None:
             raise ValueError("A `tf.data.Dataset` needs `num_classes` (or `class_names`). Received num_classes=None")
@@ -195,7 +214,7 @@ def load_dataset(dataset, *, data_root=None, validation=None, num_classes=None, 
             )
         num_classes = own_classes
     elif isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset):
-        train, val, names = _folder_pairs(os.fspath(dataset), num_classes, "dataset"), None, None
+        train, val, names = _folder_pairs(os.fspath(dataset), num_classes, "dataset", mask_reading), None, None
     else:
         raise ValueError(
             f"`dataset` must be one of {list(NAMED_DATASETS)}, a folder holding images/ and masks/, "
@@ -204,7 +223,7 @@ def load_dataset(dataset, *, data_root=None, validation=None, num_classes=None, 
     if isinstance(validation, tf.data.Dataset):
         val = validation
     elif validation is not None:
-        val = _folder_pairs(os.fspath(validation), num_classes, "validation")
+        val = _folder_pairs(os.fspath(validation), num_classes, "validation", mask_reading)
     names = class_names or names or tuple(str(i) for i in range(num_classes))
     return DatasetSplits(train, val, num_classes, tuple(names))
 
@@ -405,6 +424,9 @@ def train(
     augment=True,
     seed=None,
     verbose="auto",
+    label_map=None,
+    color_map=None,
+    mask_threshold=None,
 ):
     """Trains an FCN with the paper's recipe or a modern one, with logs, checkpoints and resume.
 
@@ -442,7 +464,8 @@ def train(
             `keras_fcn.upgrade` to `model` (FCN-32s -> FCN-16s -> FCN-8s).
         init_from_model: the architecture of a `.weights.h5` `init_from`;
             defaults to the previous stage of `model`.
-        data_root, validation, num_classes, class_names: see `load_dataset`.
+        data_root, validation, num_classes, class_names, label_map,
+            color_map, mask_threshold: see `load_dataset`.
         crop_size: `(height, width)` of the training crops; None trains on
             whole (augmented) images, padded per batch.
         batch_size: int, the global batch size (split across replicas).
@@ -486,7 +509,14 @@ def train(
     policy = dtype_policy(mixed_precision)
     preset = PRESETS[optimizer]
     splits = load_dataset(
-        dataset, data_root=data_root, validation=validation, num_classes=num_classes, class_names=class_names
+        dataset,
+        data_root=data_root,
+        validation=validation,
+        num_classes=num_classes,
+        class_names=class_names,
+        label_map=label_map,
+        color_map=color_map,
+        mask_threshold=mask_threshold,
     )
     if seed is not None:
         keras.utils.set_random_seed(seed)

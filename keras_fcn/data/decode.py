@@ -1,4 +1,4 @@
-"""Reading image/mask files, and the label checks every source applies.
+"""Reading mask files, and the label checks every source applies (images: `image_files`).
 
 Every source of `keras_fcn.data` yields `(image, mask)` pairs: `image` uint8
 of shape `(H, W, 3)` (RGB) and `mask` uint8 of shape `(H, W)` holding class
@@ -10,11 +10,10 @@ fail with an error naming its files, never pass silently.
 import os
 
 import numpy as np
-import tensorflow as tf
-from PIL import Image
+
+from keras_fcn.data.image_files import INT32_MODE, LOSSY_FORMATS, SIXTEEN_BIT_MODES, read_image, read_upright
 
 IGNORE_LABEL = 255
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # Greatest raw mask value a `label_map` may remap (16-bit PNG masks).
 MAX_RAW_VALUE = 65535
 # Values listed in an error message before it says "...".
@@ -60,25 +59,62 @@ def _color_key(rgb):
 class LabelSpec:
     """How the raw values of a mask become class ids, and which ids are valid.
 
+    At most one of `label_map`, `color_map` and `mask_threshold` may be given;
+    without any, mask values are class ids as they are.
+
     Args:
         num_classes: int, the number of classes; valid mask values are
             `0 .. num_classes - 1` and the ignore label 255.
         label_map: optional dict `{raw value: class id or 255}` applied to
             index masks before the check, e.g. `{11: 255}` to ignore a void
-            class stored as 11. Values it does not name are kept.
+            class stored as 11, or `{255: 1}` for binary masks that store
+            the foreground as 255. Values it does not name are kept.
         color_map: optional, for RGB colour-coded masks: a sequence of
             `(r, g, b)` colours where position `i` is class `i`, or a dict
             `{(r, g, b): class id or 255}`. Every mask is then read as RGB
             and a colour outside the map is an error.
+        mask_threshold: optional int from 1 to 65535, for binary masks with
+            in-between values (JPEG masks, anti-aliased edges): a grey value
+            below it is class 0, at or above it class 1. Needs
+            `num_classes=2`; colour masks are read as grey (luma).
+
+    Lossy (JPEG) masks are refused unless `label_map` or `mask_threshold` says
+    how to read their values.
     """
 
-    def __init__(self, num_classes, label_map=None, color_map=None):
+    def __init__(self, num_classes, label_map=None, color_map=None, mask_threshold=None):
         validate_num_classes(num_classes)
+        options = {"label_map": label_map, "color_map": color_map, "mask_threshold": mask_threshold}
+        given = [name for name, value in options.items() if value is not None]
+        if len(given) > 1:
+            raise ValueError(
+                "Give at most one of `label_map`, `color_map` and `mask_threshold`: each says alone how mask "
+                f"values become class ids. Received {', '.join(given)}."
+            )
         self.num_classes = num_classes
         self.lut = None if label_map is None else self._label_lut(label_map)
         self.color_keys = self.color_ids = None
         if color_map is not None:
             self.color_keys, self.color_ids = self._color_table(color_map)
+        self.threshold = None if mask_threshold is None else self._validate_threshold(mask_threshold)
+
+    @property
+    def maps_values(self):
+        """Whether a `label_map`, `color_map` or `mask_threshold` says how mask values become class ids."""
+        return self.lut is not None or self.color_keys is not None or self.threshold is not None
+
+    def _validate_threshold(self, threshold):
+        if not _is_int(threshold) or not 1 <= threshold <= MAX_RAW_VALUE:
+            raise ValueError(
+                f"`mask_threshold` must be an int from 1 to {MAX_RAW_VALUE}: grey values below it are class 0, "
+                f"the others class 1. Received mask_threshold={threshold!r}"
+            )
+        if self.num_classes != 2:
+            raise ValueError(
+                "`mask_threshold` makes binary masks (class 0 below it, class 1 at or above it) and needs "
+                f"num_classes=2. Received num_classes={self.num_classes}, mask_threshold={threshold}"
+            )
+        return threshold
 
     def _label_lut(self, label_map):
         if not isinstance(label_map, dict):
@@ -137,6 +173,8 @@ class LabelSpec:
         raw = np.asarray(raw)
         if self.color_keys is not None:
             return self._lookup_colors(raw, name)
+        if self.threshold is not None:
+            return self._binarize(raw, name)
         if raw.ndim == 3 and raw.shape[-1] in (3, 4):
             rgb = raw[..., :3]
             if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
@@ -171,6 +209,16 @@ class LabelSpec:
             )
         return raw.astype(np.uint8)
 
+    def _binarize(self, raw, name):
+        if raw.ndim == 3 and raw.shape[-1] == 1:
+            raw = raw[..., 0]
+        if raw.ndim != 2 or not (np.issubdtype(raw.dtype, np.integer) or raw.dtype == bool):
+            raise ValueError(
+                f"Mask '{name}' must be a 2-D grey image to be read with `mask_threshold`. "
+                f"Received dtype {raw.dtype} and shape {raw.shape}"
+            )
+        return (raw >= self.threshold).astype(np.uint8)
+
     def _lookup_colors(self, raw, name):
         if raw.ndim != 3 or raw.shape[-1] not in (3, 4):
             raise ValueError(
@@ -199,56 +247,77 @@ class LabelSpec:
             `(image, mask)`: uint8 `(H, W, 3)` and uint8 `(H, W)`.
         """
         if image.shape[:2] != mask.shape[:2]:
-            raise ValueError(
-                f"Image and mask differ in size: image '{image_name}' is "
-                f"{image.shape[0]}x{image.shape[1]} but mask '{mask_name}' is "
-                f"{mask.shape[0]}x{mask.shape[1]} (height x width)."
-            )
+            raise ValueError(size_mismatch(image_name, image.shape[:2], mask_name, mask.shape[:2]))
         return image, self.to_class_ids(mask, mask_name)
 
     def load_pair(self, image_path, mask_path):
-        """Reads, converts and checks one image file and its mask file."""
+        """Reads, converts and checks one image file and its mask file.
+
+        The image is read by `keras_fcn.data.read_image`; the mask by
+        `read_mask`, as this spec reads masks.
+
+        Returns:
+            `(image, mask)`: uint8 `(H, W, 3)` and uint8 `(H, W)`.
+        """
         image_path, mask_path = os.fsdecode(image_path), os.fsdecode(mask_path)
-        return self.check_pair(
-            read_image(image_path),
-            read_mask(mask_path, rgb=self.color_keys is not None),
-            image_path,
-            mask_path,
-        )
+        reading = "color" if self.color_keys is not None else "grey" if self.threshold is not None else "index"
+        mask = read_mask(mask_path, reading=reading, allow_lossy=self.lut is not None or self.threshold is not None)
+        return self.check_pair(read_image(image_path), mask, image_path, mask_path)
 
 
-def _read(path, kind, mode=None):
-    """Decodes an image file with Pillow, converted to `mode` if given; names the file on failure."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert(mode) if mode else image)
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"Cannot read {kind} file '{path}': {error}") from error
+def size_mismatch(image_name, image_size, mask_name, mask_size, note=""):
+    """The error message for an image and a mask of different `(height, width)`, with an optional `note`."""
+    return (
+        f"Image and mask differ in size: image '{image_name}' is {image_size[0]}x{image_size[1]} "
+        f"but mask '{mask_name}' is {mask_size[0]}x{mask_size[1]} (height x width).{note}"
+    )
 
 
-def read_image(path):
-    """Reads a PNG, JPEG or BMP file as RGB (greyscale, palette and RGBA are converted).
-
-    Returns:
-        uint8 array `(H, W, 3)`.
-    """
-    return _read(path, "image", "RGB")
+MASK_READINGS = ("index", "color", "grey")
 
 
-def read_mask(path, rgb=False):
-    """Reads a mask file: an image file, or an SBD `.mat` file (its `GTcls.Segmentation`).
+def read_mask(path, reading="index", allow_lossy=False):
+    """Reads a mask file: an image file (upright, see `read_image`), or an SBD `.mat` file.
 
     Args:
         path: str, the file.
-        rgb: bool, whether to convert an image file to RGB (colour-coded
-            masks); otherwise palette PNGs give their palette indices.
+        reading: `"index"` (pixel values as stored: palette PNGs give
+            their palette indices, 16-bit PNGs their 16-bit values),
+            `"color"` (RGB, for colour-coded masks) or `"grey"` (one grey
+            value per pixel: colours become their luma, grey and 16-bit
+            masks keep their values).
+        allow_lossy: bool, whether to read a mask stored in a lossy format
+            (JPEG), whose compression changes values near edges.
 
     Returns:
-        The raw mask array, see `LabelSpec.to_class_ids`.
+        The raw mask array, see `LabelSpec.to_class_ids`; a `.mat` file
+        gives its `GTcls.Segmentation`.
+
+    Raises:
+        ValueError: naming the file, if it cannot be read, or is lossy and
+            `allow_lossy` is False.
     """
-    if path.lower().endswith(".mat"):
+    if reading not in MASK_READINGS:
+        raise ValueError(f"`reading` must be one of {MASK_READINGS}. Received reading={reading!r}")
+    if is_sbd_mat(path):
         return _read_sbd_mat(path)
-    return _read(path, "mask", "RGB" if rgb else None)
+    image, file_format = read_upright(path, "mask")
+    if file_format in LOSSY_FORMATS and not allow_lossy:
+        raise ValueError(
+            f"Mask '{path}' is a {file_format} file, whose lossy compression changes pixel values near edges, "
+            "so it would give pixels wrong class ids. Save masks as PNG; or, to read these anyway, pass "
+            "--mask-threshold (mask_threshold=) for binary masks, or --label-map (label_map=) naming their values."
+        )
+    if reading == "color":
+        return np.asarray(image.convert("RGB"))
+    if reading == "grey" and image.mode not in ("L", INT32_MODE) + SIXTEEN_BIT_MODES:
+        return np.asarray(image.convert("L"))
+    return np.asarray(image)
+
+
+def is_sbd_mat(path):
+    """Whether a mask file is an SBD class mask, a MATLAB `.mat` file."""
+    return path.lower().endswith(".mat")
 
 
 def _read_sbd_mat(path):
@@ -268,48 +337,3 @@ def set_pair_shapes(image, mask):
     image.set_shape([None, None, 3])
     mask.set_shape([None, None])
     return image, mask
-
-
-def from_file_pairs(image_paths, mask_paths, *, num_classes, label_map=None, color_map=None):
-    """A dataset reading image files and their mask files, in the given order.
-
-    Files are decoded in parallel (order kept). Each pair is checked as it
-    is read: an unreadable file, an image and mask of different sizes, or a
-    mask value that is neither a class id nor 255 raises
-    `tf.errors.InvalidArgumentError` whose message names the file(s).
-
-    Args:
-        image_paths: sequence of str, PNG, JPEG or BMP images (greyscale,
-            palette and RGBA images become RGB).
-        mask_paths: sequence of str of the same length: palette or
-            greyscale PNGs (or BMPs) of class ids, RGB colour-coded images
-            with `color_map`, or SBD `.mat` files.
-        num_classes: int, see `LabelSpec`.
-        label_map: optional dict `{raw value: class id or 255}`.
-        color_map: optional colours of the classes, see `LabelSpec`.
-
-    Returns:
-        A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
-        `(H, W)`.
-
-    Example:
-
-    >>> ds = keras_fcn.data.from_file_pairs(
-    ...     ["a.jpg", "b.jpg"], ["a.png", "b.png"], num_classes=21)
-    """
-    spec = LabelSpec(num_classes, label_map=label_map, color_map=color_map)
-    image_paths, mask_paths = [os.fspath(p) for p in image_paths], [os.fspath(p) for p in mask_paths]
-    if len(image_paths) != len(mask_paths) or not image_paths:
-        raise ValueError(
-            "`image_paths` and `mask_paths` must be non-empty and of the same length. "
-            f"Received {len(image_paths)} image paths and {len(mask_paths)} mask paths."
-        )
-
-    def load(image_path, mask_path):
-        pair = tf.numpy_function(
-            spec.load_pair, [image_path, mask_path], (tf.uint8, tf.uint8), stateful=False
-        )
-        return set_pair_shapes(*pair)
-
-    dataset = tf.data.Dataset.from_tensor_slices((image_paths, mask_paths))
-    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -8,7 +8,8 @@ SBD copies.
 
 import os
 
-from keras_fcn.data.decode import format_list, from_file_pairs
+from keras_fcn.data.decode import format_list
+from keras_fcn.data.file_pairs import from_file_pairs
 
 VOC_CLASSES = (
     "background",
