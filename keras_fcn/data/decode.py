@@ -13,7 +13,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-IGNORE_LABEL = 255
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # Greatest raw mask value a `label_map` may remap (16-bit PNG masks).
 MAX_RAW_VALUE = 65535
@@ -37,7 +39,7 @@ def _is_int(value):
 def validate_num_classes(num_classes):
     """Checks that `num_classes` is an int from 1 to 255 (255 is the ignore label)."""
     if not _is_int(num_classes) or not 1 <= num_classes <= IGNORE_LABEL:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`num_classes` must be an int from 1 to {IGNORE_LABEL} ({IGNORE_LABEL} is "
             f"the ignore label). Received num_classes={num_classes!r}"
         )
@@ -45,7 +47,7 @@ def validate_num_classes(num_classes):
 
 def _validate_class_id(value, num_classes, what):
     if not _is_int(value) or not (0 <= value < num_classes or value == IGNORE_LABEL):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{what} must map to a class id from 0 to {num_classes - 1} or to the "
             f"ignore label {IGNORE_LABEL}. Received {value!r}"
         )
@@ -82,14 +84,14 @@ class LabelSpec:
 
     def _label_lut(self, label_map):
         if not isinstance(label_map, dict):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "`label_map` must be a dict {raw mask value: class id}. "
                 f"Received label_map={label_map!r}"
             )
         lut = np.arange(MAX_RAW_VALUE + 1)
         for raw, new in label_map.items():
             if not _is_int(raw) or not 0 <= raw <= MAX_RAW_VALUE:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`label_map` keys must be ints from 0 to {MAX_RAW_VALUE}. "
                     f"Received key {raw!r} in label_map={label_map!r}"
                 )
@@ -105,7 +107,7 @@ class LabelSpec:
             color = tuple(color) if isinstance(color, (tuple, list, np.ndarray)) else color
             is_rgb = isinstance(color, tuple) and len(color) == 3
             if not (is_rgb and all(_is_int(c) and 0 <= c <= 255 for c in color)):
-                raise ValueError(
+                raise InvalidArgumentError(
                     "`color_map` colours must be (r, g, b) tuples of ints from 0 to 255. "
                     f"Received colour {color!r} in color_map={color_map!r}"
                 )
@@ -113,7 +115,7 @@ class LabelSpec:
             colors.append(color)
             ids.append(class_id)
         if not colors or len(set(colors)) != len(colors):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "`color_map` must name at least one colour and each colour once. "
                 f"Received color_map={color_map!r}"
             )
@@ -140,7 +142,7 @@ class LabelSpec:
         if raw.ndim == 3 and raw.shape[-1] in (3, 4):
             rgb = raw[..., :3]
             if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                raise ValueError(
+                raise InvalidDataError(
                     f"Mask '{name}' is a colour image (its R, G and B channels differ). "
                     "Pass `color_map` to read colour-coded masks, or store class ids "
                     "as a palette or greyscale PNG."
@@ -150,20 +152,20 @@ class LabelSpec:
         if raw.dtype == bool:
             raw = raw.astype(np.uint8)
         if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' must be a 2-D integer array of class ids. "
                 f"Received dtype {raw.dtype} and shape {raw.shape}"
             )
         counts = np.bincount(raw.ravel().astype(np.int64), minlength=IGNORE_LABEL + 1)
         if self.lut is not None:
             if len(counts) > len(self.lut):
-                raise ValueError(f"Mask '{name}' has values above {MAX_RAW_VALUE}.")
+                raise InvalidDataError(f"Mask '{name}' has values above {MAX_RAW_VALUE}.")
             raw = self.lut[raw]
             counts = np.bincount(raw.ravel(), minlength=IGNORE_LABEL + 1)
         counts[IGNORE_LABEL] = 0
         bad = np.flatnonzero(counts[self.num_classes :]) + self.num_classes
         if bad.size:
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' has values [{format_list(bad.tolist())}] that are neither "
                 f"class ids (0 to {self.num_classes - 1}) nor the ignore label "
                 f"{IGNORE_LABEL}. Pass `label_map` to remap them, e.g. "
@@ -173,7 +175,7 @@ class LabelSpec:
 
     def _lookup_colors(self, raw, name):
         if raw.ndim != 3 or raw.shape[-1] not in (3, 4):
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' must be an RGB image to be read with `color_map`. "
                 f"Received shape {raw.shape}"
             )
@@ -182,7 +184,7 @@ class LabelSpec:
         known = self.color_keys[index] == keys
         if not known.all():
             unknown = [((k >> 16) & 255, (k >> 8) & 255, k & 255) for k in np.unique(keys[~known]).tolist()]
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' has colours [{format_list(unknown)}] that are not in `color_map`."
             )
         return self.color_ids[index]
@@ -199,7 +201,7 @@ class LabelSpec:
             `(image, mask)`: uint8 `(H, W, 3)` and uint8 `(H, W)`.
         """
         if image.shape[:2] != mask.shape[:2]:
-            raise ValueError(
+            raise InvalidDataError(
                 f"Image and mask differ in size: image '{image_name}' is "
                 f"{image.shape[0]}x{image.shape[1]} but mask '{mask_name}' is "
                 f"{mask.shape[0]}x{mask.shape[1]} (height x width)."
@@ -223,7 +225,7 @@ def _read(path, kind, mode=None):
         with Image.open(path) as image:
             return np.asarray(image.convert(mode) if mode else image)
     except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"Cannot read {kind} file '{path}': {error}") from error
+        raise InvalidDataError(f"Cannot read {kind} file '{path}': {error}") from error
 
 
 def read_image(path):
@@ -257,7 +259,7 @@ def _read_sbd_mat(path):
     try:
         return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)["GTcls"].Segmentation
     except (OSError, ValueError, KeyError, AttributeError) as error:
-        raise ValueError(
+        raise InvalidDataError(
             f"Cannot read mask file '{path}' as an SBD class mask (a MATLAB file "
             f"with a GTcls.Segmentation field): {error!r}"
         ) from error
@@ -300,7 +302,7 @@ def from_file_pairs(image_paths, mask_paths, *, num_classes, label_map=None, col
     spec = LabelSpec(num_classes, label_map=label_map, color_map=color_map)
     image_paths, mask_paths = [os.fspath(p) for p in image_paths], [os.fspath(p) for p in mask_paths]
     if len(image_paths) != len(mask_paths) or not image_paths:
-        raise ValueError(
+        raise InvalidArgumentError(
             "`image_paths` and `mask_paths` must be non-empty and of the same length. "
             f"Received {len(image_paths)} image paths and {len(mask_paths)} mask paths."
         )

@@ -3,25 +3,26 @@
 import os
 
 from keras_fcn.data.decode import IMAGE_EXTENSIONS, format_list, from_file_pairs
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
 
 
 def _files_by_stem(directory, what):
     """Maps each file stem in `directory` to its path (image extensions only)."""
     if not os.path.isdir(directory):
-        raise ValueError(f"`{what}` must be an existing directory. Received {what}={directory!r}")
+        raise InvalidArgumentError(f"`{what}` must be an existing directory. Received {what}={directory!r}")
     files = {}
     for name in sorted(os.listdir(directory)):
         stem, extension = os.path.splitext(name)
         if extension.lower() not in IMAGE_EXTENSIONS:
             continue
         if stem in files:
-            raise ValueError(
+            raise InvalidDataError(
                 f"Two files in {directory!r} share the name {stem!r}: "
                 f"{os.path.basename(files[stem])!r} and {name!r}. Keep one."
             )
         files[stem] = os.path.join(directory, name)
     if not files:
-        raise ValueError(
+        raise InvalidDataError(
             f"Found no image files ({', '.join(IMAGE_EXTENSIONS)}) in {what}={directory!r}"
         )
     return files
@@ -59,7 +60,7 @@ def match_by_stem(images_dir, masks_dir, mask_suffix=""):
             lines.append(f"images without a mask in {masks_dir!r}: {format_list(unmatched_images)}")
         if unmatched_masks:
             lines.append(f"masks without an image in {images_dir!r}: {format_list(unmatched_masks)}")
-        raise ValueError(
+        raise InvalidDataError(
             f"Images and masks must pair up by file name (mask name = image name + "
             f"mask_suffix={mask_suffix!r}); found " + "; ".join(lines)
         )

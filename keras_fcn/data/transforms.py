@@ -9,10 +9,8 @@ import numbers
 
 import tensorflow as tf
 
-from keras_fcn.data.decode import IGNORE_LABEL
-
-# ImageNet mean, RGB in [0, 255]: padding with it is zero after normalization.
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
+from keras_fcn.constants import IGNORE_LABEL, IMAGENET_MEAN
+from keras_fcn.errors import InvalidArgumentError
 
 
 def validate_size(size, name):
@@ -23,7 +21,7 @@ def validate_size(size, name):
         and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
     )
     if not valid:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`{name}` must be a (height, width) pair of positive ints. Received {name}={size!r}"
         )
     return tuple(size)
