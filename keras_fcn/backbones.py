@@ -6,12 +6,13 @@ from typing import Callable, Optional
 import keras
 
 from keras_fcn.alexnet import reference_alexnet_trunk
+from keras_fcn.constants import CAFFE_IMAGENET_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD
 from keras_fcn.reference import reference_vgg16_trunk
 
 # Input conversions from RGB in [0, 255], as (mean, std, bgr).
-CAFFE = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
+CAFFE = (CAFFE_IMAGENET_MEAN_BGR, (1.0, 1.0, 1.0), True)
 TF = ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5), False)
-TORCH = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375), False)
+TORCH = (IMAGENET_MEAN, IMAGENET_STD, False)
 # The FCN reference models' BGR mean (fcn.berkeleyvision.org).
 FCN_REFERENCE = ((104.00699, 116.66877, 122.67892), (1.0, 1.0, 1.0), True)
 

@@ -16,7 +16,7 @@ import os
 
 import keras
 
-from keras_fcn.zoo.cache import remove_if_exists, temporary_path, write_json_atomically
+from keras_fcn.files import remove_if_exists, save_atomically, write_json_atomically
 
 
 def _resumed_epoch(model):
@@ -30,27 +30,6 @@ def _read_json(path):
         return None
     with open(path, encoding="utf-8") as file:
         return json.load(file)
-
-
-def save_atomically(save, path):
-    """Calls `save(temporary)` on a temporary name beside `path`, then renames it onto `path`.
-
-    Args:
-        save: a function writing a file to the path it gets, e.g.
-            `model.save`; the temporary name ends like `path` (`.keras`,
-            `.weights.h5`, ...) so Keras accepts it.
-        path: str, the file to write.
-    """
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    name = os.path.basename(path)
-    temporary = temporary_path(path, name[name.find(".") :] if "." in name else "")
-    try:
-        save(temporary)
-        os.replace(temporary, path)
-    finally:
-        remove_if_exists(temporary)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -5,6 +5,7 @@ import importlib.util
 import keras
 
 from keras_fcn.data.transforms import validate_size
+from keras_fcn.errors import InvalidArgumentError, MissingPackageError
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 # What `model.export` calls each format.
@@ -45,15 +46,15 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
     >>> keras_fcn.export.export(model, "fcn8s.tflite", "tflite", input_size=(360, 480))
     """
     if format not in FORMATS:
-        raise ValueError(f"`format` must be one of {FORMATS}. Received format={format!r}")
+        raise InvalidArgumentError(f"`format` must be one of {FORMATS}. Received format={format!r}")
     if format == "tflite" and input_size is None:
-        raise ValueError("TFLite export needs a fixed `input_size` (height, width). Received input_size=None")
+        raise InvalidArgumentError("TFLite export needs a fixed `input_size` (height, width). Received input_size=None")
     if format == "tflite" and not str(path).endswith(".tflite"):
-        raise ValueError(f"A TFLite file's name must end in '.tflite'. Received path={path!r}")
+        raise InvalidArgumentError(f"A TFLite file's name must end in '.tflite'. Received path={path!r}")
     if format == "onnx":
         missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
         if missing:
-            raise ImportError(
+            raise MissingPackageError(
                 f"ONNX export needs the packages {', '.join(missing)}, which are not installed: "
                 "pip install tf2onnx onnx"
             )

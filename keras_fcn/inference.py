@@ -5,6 +5,7 @@ from collections import defaultdict
 import keras
 import numpy as np
 
+from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.metrics import ConfusionMatrix, class_keys
 from keras_fcn.precision import with_dtype_policy
 
@@ -120,7 +121,7 @@ def _output_classes(model):
 
 
 def evaluate(
-    model, dataset, *, num_classes=None, class_names=None, ignore_index=255, precision="float32", freeze=False, verbose=1
+    model, dataset, *, num_classes=None, class_names=None, ignore_index=IGNORE_LABEL, precision="float32", freeze=False, verbose=1
 ):
     """The paper's four figures and per-class IU of a model on a dataset.
 

@@ -6,6 +6,8 @@ import math
 import keras
 from keras import ops
 
+from keras_fcn.constants import IGNORE_LABEL
+
 # Not exported by Keras; needed to see when a seed generator's update would be lost (JAX training steps).
 from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
@@ -117,7 +119,7 @@ class SegmentationCrossEntropy(keras.losses.Loss):
 
     def __init__(
         self,
-        ignore_index=255,
+        ignore_index=IGNORE_LABEL,
         reduction="mean",
         class_weights=None,
         keep_probability=1.0,

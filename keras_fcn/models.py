@@ -6,6 +6,7 @@ import keras
 
 from keras_fcn.backbones import BACKBONES, get_backbone
 from keras_fcn.convolutionalize import convolutionalize
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.heads import fcn_head
 from keras_fcn.layers import InputNormalization, PadToMultiple
 from keras_fcn.reference import keras_vgg16_name
@@ -18,17 +19,17 @@ DROPOUT_RATE = 0.5
 
 def _validate(num_classes, backbone, backbone_weights, input_shape):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive int. Received num_classes={num_classes!r}")
+        raise InvalidArgumentError(f"`num_classes` must be a positive int. Received num_classes={num_classes!r}")
     get_backbone(backbone)
     if backbone_weights not in (None, "imagenet") and not (
         isinstance(backbone_weights, (str, os.PathLike)) and os.path.isfile(backbone_weights)
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`backbone_weights` must be None, 'imagenet', or the path to a Keras "
             f"Applications weights file that exists. Received backbone_weights={backbone_weights!r}"
         )
     if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(
+        raise InvalidArgumentError(
             "`input_shape` must be (height, width, 3), with None for sizes that vary. "
             f"Received input_shape={input_shape!r}"
         )
@@ -98,7 +99,7 @@ def build_fcn(
     if weights is not None:
         backbone_weights = None
     if spec.application is None and backbone_weights is not None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Backbone {backbone!r} has no Keras Applications (ImageNet) weights: pass "
             "backbone_weights=None, or FCN weights as weights=. "
             f"Received backbone_weights={backbone_weights!r}"

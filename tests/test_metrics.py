@@ -114,6 +114,19 @@ def test_ignored_pixels_are_not_counted():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.result()), [[2, 0], [0, 2]])
 
 
+def test_mean_iou_is_keras_mean_iou_with_ignore_class_255():
+    # What MeanIoU's docstring says of Keras 3's metric: it skips label 255 and leaves absent classes out too.
+    rng = np.random.default_rng(0)
+    labels, predicted = rng.integers(0, 3, (2, 5, 6)), rng.integers(0, 3, (2, 5, 6))  # class 3 absent from both
+    labels[0, 0] = 255
+    expected = _paper_figures(labels, predicted, 4)[0]["mean_iou"]
+    ours = metrics.MeanIoU(4)
+    theirs = keras.metrics.MeanIoU(4, ignore_class=255, sparse_y_pred=False)
+    for metric in (ours, theirs):
+        metric.update_state(labels, _logits(predicted, 4))
+        assert float(keras.ops.convert_to_numpy(metric.result())) == pytest.approx(expected, rel=1e-6)
+
+
 def test_sample_weight_masks_pixels():
     labels = np.array([[[0, 1]], [[1, 1]]])
     predicted = np.array([[[0, 0]], [[1, 1]]])

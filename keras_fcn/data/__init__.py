@@ -20,7 +20,8 @@ from keras_fcn.data.batching import batch, make_pipeline
 from keras_fcn.data.camvid import CAMVID_CLASSES, camvid
 from keras_fcn.data.checks import check_file_pairs
 from keras_fcn.data.color_map import ColorMap, read_color_map
-from keras_fcn.data.decode import IGNORE_LABEL, LabelSpec
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.data.decode import LabelSpec
 from keras_fcn.data.file_pairs import from_file_pairs
 from keras_fcn.data.folders import from_folders, match_by_stem
 from keras_fcn.data.image_files import IMAGE_EXTENSIONS, list_image_files, read_image

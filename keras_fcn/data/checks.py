@@ -21,8 +21,10 @@ import os
 import keras
 import numpy as np
 
-from keras_fcn.data.decode import IGNORE_LABEL, format_list, is_sbd_mat, size_mismatch
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.data.decode import format_list, is_sbd_mat, size_mismatch
 from keras_fcn.data.image_files import upright_size
+from keras_fcn.errors import InvalidDataError
 
 
 def _header_problem(image_path, mask_path):
@@ -91,7 +93,7 @@ def check_ignore_label_use(counts, spec, place="the masks"):
         return
     share = ignored / (ignored + labelled.sum())
     missing = int(absent[-1])
-    raise ValueError(
+    raise InvalidDataError(
         f"{place[0].upper()}{place[1:]} hold no pixel of class{'es' if absent.size > 1 else ''} "
         f"{format_list(absent.tolist())} and {share:.0%} of their pixels are {IGNORE_LABEL}, the ignore label. "
         f"Masks that store a class as {IGNORE_LABEL} (such as 0/255 binary masks) would train a model that "
@@ -143,7 +145,7 @@ def check_file_pairs(image_paths, mask_paths, spec, *, verbose=1):
                 problems[index] = problem
             progbar.add(1)
     if problems:
-        raise ValueError(
+        raise InvalidDataError(
             f"{len(problems)} of {len(image_paths)} image/mask pairs cannot be used:\n"
             + "\n".join(f"- {problems[index]}" for index in sorted(problems))
         )

@@ -19,7 +19,8 @@ class id. Blank lines and lines starting with `#` are skipped.
 import dataclasses
 import re
 
-from keras_fcn.data.decode import IGNORE_LABEL
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.errors import InvalidDataError
 
 IGNORE_NAME = "ignore"
 _LINE = re.compile(r"^\s*(\d+)[\s,]+(\d+)[\s,]+(\d+)(?:[\s,]+(.*?))?\s*$")
@@ -68,7 +69,7 @@ def read_color_map(path):
         with open(path, encoding="utf-8") as file:
             lines = file.read().splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"Cannot read the colour map file '{path}': {error}") from error
+        raise InvalidDataError(f"Cannot read the colour map file '{path}': {error}") from error
     colors, names = {}, []
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -76,12 +77,12 @@ def read_color_map(path):
         match = _LINE.match(line)
         rgb = tuple(int(value) for value in match.groups()[:3]) if match else None
         if rgb is None or max(rgb) > 255:
-            raise ValueError(
+            raise InvalidDataError(
                 f"Colour map file '{path}', line {number}: expected a colour, three integers from 0 to 255 "
                 f"(R G B), then optionally the class name. Received {line.strip()!r}"
             )
         if rgb in colors:
-            raise ValueError(f"Colour map file '{path}', line {number}: colour {rgb} is given twice.")
+            raise InvalidDataError(f"Colour map file '{path}', line {number}: colour {rgb} is given twice.")
         name = match.group(4) or ""
         if name.lower() == IGNORE_NAME:
             colors[rgb] = IGNORE_LABEL
@@ -89,5 +90,5 @@ def read_color_map(path):
             colors[rgb] = len(names)
             names.append(name or str(len(names)))
     if not names:
-        raise ValueError(f"Colour map file '{path}' names no class: write one line 'R G B name' per class.")
+        raise InvalidDataError(f"Colour map file '{path}' names no class: write one line 'R G B name' per class.")
     return ColorMap(colors, tuple(names))

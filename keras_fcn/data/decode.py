@@ -11,9 +11,10 @@ import os
 
 import numpy as np
 
+from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.data.image_files import INT32_MODE, LOSSY_FORMATS, SIXTEEN_BIT_MODES, read_image, read_upright
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
 
-IGNORE_LABEL = 255
 # Greatest raw mask value a `label_map` may remap (16-bit PNG masks).
 MAX_RAW_VALUE = 65535
 # Values listed in an error message before it says "...".
@@ -36,7 +37,7 @@ def _is_int(value):
 def validate_num_classes(num_classes):
     """Checks that `num_classes` is an int from 1 to 255 (255 is the ignore label)."""
     if not _is_int(num_classes) or not 1 <= num_classes <= IGNORE_LABEL:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`num_classes` must be an int from 1 to {IGNORE_LABEL} ({IGNORE_LABEL} is "
             f"the ignore label). Received num_classes={num_classes!r}"
         )
@@ -44,7 +45,7 @@ def validate_num_classes(num_classes):
 
 def _validate_class_id(value, num_classes, what):
     if not _is_int(value) or not (0 <= value < num_classes or value == IGNORE_LABEL):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{what} must map to a class id from 0 to {num_classes - 1} or to the "
             f"ignore label {IGNORE_LABEL}. Received {value!r}"
         )
@@ -87,7 +88,7 @@ class LabelSpec:
         options = {"label_map": label_map, "color_map": color_map, "mask_threshold": mask_threshold}
         given = [name for name, value in options.items() if value is not None]
         if len(given) > 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "Give at most one of `label_map`, `color_map` and `mask_threshold`: each says alone how mask "
                 f"values become class ids. Received {', '.join(given)}."
             )
@@ -105,12 +106,12 @@ class LabelSpec:
 
     def _validate_threshold(self, threshold):
         if not _is_int(threshold) or not 1 <= threshold <= MAX_RAW_VALUE:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"`mask_threshold` must be an int from 1 to {MAX_RAW_VALUE}: grey values below it are class 0, "
                 f"the others class 1. Received mask_threshold={threshold!r}"
             )
         if self.num_classes != 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "`mask_threshold` makes binary masks (class 0 below it, class 1 at or above it) and needs "
                 f"num_classes=2. Received num_classes={self.num_classes}, mask_threshold={threshold}"
             )
@@ -118,14 +119,14 @@ class LabelSpec:
 
     def _label_lut(self, label_map):
         if not isinstance(label_map, dict):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "`label_map` must be a dict {raw mask value: class id}. "
                 f"Received label_map={label_map!r}"
             )
         lut = np.arange(MAX_RAW_VALUE + 1)
         for raw, new in label_map.items():
             if not _is_int(raw) or not 0 <= raw <= MAX_RAW_VALUE:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`label_map` keys must be ints from 0 to {MAX_RAW_VALUE}. "
                     f"Received key {raw!r} in label_map={label_map!r}"
                 )
@@ -141,7 +142,7 @@ class LabelSpec:
             color = tuple(color) if isinstance(color, (tuple, list, np.ndarray)) else color
             is_rgb = isinstance(color, tuple) and len(color) == 3
             if not (is_rgb and all(_is_int(c) and 0 <= c <= 255 for c in color)):
-                raise ValueError(
+                raise InvalidArgumentError(
                     "`color_map` colours must be (r, g, b) tuples of ints from 0 to 255. "
                     f"Received colour {color!r} in color_map={color_map!r}"
                 )
@@ -149,7 +150,7 @@ class LabelSpec:
             colors.append(color)
             ids.append(class_id)
         if not colors or len(set(colors)) != len(colors):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "`color_map` must name at least one colour and each colour once. "
                 f"Received color_map={color_map!r}"
             )
@@ -178,7 +179,7 @@ class LabelSpec:
         if raw.ndim == 3 and raw.shape[-1] in (3, 4):
             rgb = raw[..., :3]
             if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                raise ValueError(
+                raise InvalidDataError(
                     f"Mask '{name}' is a colour image (its R, G and B channels differ). "
                     "Pass `color_map` to read colour-coded masks, or store class ids "
                     "as a palette or greyscale PNG."
@@ -188,20 +189,20 @@ class LabelSpec:
         if raw.dtype == bool:
             raw = raw.astype(np.uint8)
         if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' must be a 2-D integer array of class ids. "
                 f"Received dtype {raw.dtype} and shape {raw.shape}"
             )
         counts = np.bincount(raw.ravel().astype(np.int64), minlength=IGNORE_LABEL + 1)
         if self.lut is not None:
             if len(counts) > len(self.lut):
-                raise ValueError(f"Mask '{name}' has values above {MAX_RAW_VALUE}.")
+                raise InvalidDataError(f"Mask '{name}' has values above {MAX_RAW_VALUE}.")
             raw = self.lut[raw]
             counts = np.bincount(raw.ravel(), minlength=IGNORE_LABEL + 1)
         counts[IGNORE_LABEL] = 0
         bad = np.flatnonzero(counts[self.num_classes :]) + self.num_classes
         if bad.size:
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' has values [{format_list(bad.tolist())}] that are neither "
                 f"class ids (0 to {self.num_classes - 1}) nor the ignore label "
                 f"{IGNORE_LABEL}. Pass `label_map` to remap them, e.g. "
@@ -213,7 +214,7 @@ class LabelSpec:
         if raw.ndim == 3 and raw.shape[-1] == 1:
             raw = raw[..., 0]
         if raw.ndim != 2 or not (np.issubdtype(raw.dtype, np.integer) or raw.dtype == bool):
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' must be a 2-D grey image to be read with `mask_threshold`. "
                 f"Received dtype {raw.dtype} and shape {raw.shape}"
             )
@@ -221,7 +222,7 @@ class LabelSpec:
 
     def _lookup_colors(self, raw, name):
         if raw.ndim != 3 or raw.shape[-1] not in (3, 4):
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' must be an RGB image to be read with `color_map`. "
                 f"Received shape {raw.shape}"
             )
@@ -230,7 +231,7 @@ class LabelSpec:
         known = self.color_keys[index] == keys
         if not known.all():
             unknown = [((k >> 16) & 255, (k >> 8) & 255, k & 255) for k in np.unique(keys[~known]).tolist()]
-            raise ValueError(
+            raise InvalidDataError(
                 f"Mask '{name}' has colours [{format_list(unknown)}] that are not in `color_map`."
             )
         return self.color_ids[index]
@@ -247,7 +248,7 @@ class LabelSpec:
             `(image, mask)`: uint8 `(H, W, 3)` and uint8 `(H, W)`.
         """
         if image.shape[:2] != mask.shape[:2]:
-            raise ValueError(size_mismatch(image_name, image.shape[:2], mask_name, mask.shape[:2]))
+            raise InvalidDataError(size_mismatch(image_name, image.shape[:2], mask_name, mask.shape[:2]))
         return image, self.to_class_ids(mask, mask_name)
 
     def load_pair(self, image_path, mask_path):
@@ -298,12 +299,12 @@ def read_mask(path, reading="index", allow_lossy=False):
             `allow_lossy` is False.
     """
     if reading not in MASK_READINGS:
-        raise ValueError(f"`reading` must be one of {MASK_READINGS}. Received reading={reading!r}")
+        raise InvalidArgumentError(f"`reading` must be one of {MASK_READINGS}. Received reading={reading!r}")
     if is_sbd_mat(path):
         return _read_sbd_mat(path)
     image, file_format = read_upright(path, "mask")
     if file_format in LOSSY_FORMATS and not allow_lossy:
-        raise ValueError(
+        raise InvalidDataError(
             f"Mask '{path}' is a {file_format} file, whose lossy compression changes pixel values near edges, "
             "so it would give pixels wrong class ids. Save masks as PNG; or, to read these anyway, pass "
             "--mask-threshold (mask_threshold=) for binary masks, or --label-map (label_map=) naming their values."
@@ -326,7 +327,7 @@ def _read_sbd_mat(path):
     try:
         return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)["GTcls"].Segmentation
     except (OSError, ValueError, KeyError, AttributeError) as error:
-        raise ValueError(
+        raise InvalidDataError(
             f"Cannot read mask file '{path}' as an SBD class mask (a MATLAB file "
             f"with a GTcls.Segmentation field): {error!r}"
         ) from error

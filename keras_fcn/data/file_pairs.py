@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from keras_fcn.data.checks import check_file_pairs
 from keras_fcn.data.decode import LabelSpec, set_pair_shapes
+from keras_fcn.errors import InvalidArgumentError
 
 
 def from_file_pairs(
@@ -55,12 +56,12 @@ def from_file_pairs(
     spec = LabelSpec(num_classes, label_map=label_map, color_map=color_map, mask_threshold=mask_threshold)
     image_paths, mask_paths = [os.fspath(p) for p in image_paths], [os.fspath(p) for p in mask_paths]
     if len(image_paths) != len(mask_paths) or not image_paths:
-        raise ValueError(
+        raise InvalidArgumentError(
             "`image_paths` and `mask_paths` must be non-empty and of the same length. "
             f"Received {len(image_paths)} image paths and {len(mask_paths)} mask paths."
         )
     if not isinstance(check, bool):
-        raise ValueError(f"`check` must be a bool. Received check={check!r}")
+        raise InvalidArgumentError(f"`check` must be a bool. Received check={check!r}")
     if check:
         check_file_pairs(image_paths, mask_paths, spec)
 

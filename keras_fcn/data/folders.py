@@ -5,24 +5,25 @@ import os
 from keras_fcn.data.decode import format_list
 from keras_fcn.data.file_pairs import from_file_pairs
 from keras_fcn.data.image_files import IMAGE_EXTENSIONS, list_image_files
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
 
 
 def _files_by_stem(directory, what):
     """Maps each file stem in `directory` to its path (image files only, hidden files skipped)."""
     if not os.path.isdir(directory):
-        raise ValueError(f"`{what}` must be an existing directory. Received {what}={directory!r}")
+        raise InvalidArgumentError(f"`{what}` must be an existing directory. Received {what}={directory!r}")
     files = {}
     for path in list_image_files(directory):
         name = os.path.basename(path)
         stem = os.path.splitext(name)[0]
         if stem in files:
-            raise ValueError(
+            raise InvalidDataError(
                 f"Two files in {directory!r} share the name {stem!r}: "
                 f"{os.path.basename(files[stem])!r} and {name!r}. Keep one."
             )
         files[stem] = path
     if not files:
-        raise ValueError(
+        raise InvalidDataError(
             f"Found no image files ({', '.join(IMAGE_EXTENSIONS)}) in {what}={directory!r}"
         )
     return files
@@ -62,7 +63,7 @@ def match_by_stem(images_dir, masks_dir, mask_suffix=""):
             lines.append(f"images without a mask in {masks_dir!r}: {format_list(unmatched_images)}")
         if unmatched_masks:
             lines.append(f"masks without an image in {images_dir!r}: {format_list(unmatched_masks)}")
-        raise ValueError(
+        raise InvalidDataError(
             f"Images and masks must pair up by file name (mask name = image name + "
             f"mask_suffix={mask_suffix!r}); found " + "; ".join(lines)
         )

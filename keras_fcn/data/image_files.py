@@ -21,6 +21,8 @@ import os
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from keras_fcn.errors import InvalidDataError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # Pillow modes of 16-bit greyscale images (native, little- and big-endian byte order).
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -84,7 +86,7 @@ def upright_size(path, kind="image"):
             turn = orientation(image)
             stored = (image.height, image.width)
     except READ_ERRORS as error:
-        raise ValueError(f"Cannot read {kind} file '{path}': {error}") from error
+        raise InvalidDataError(f"Cannot read {kind} file '{path}': {error}") from error
     return (stored[::-1] if turn in SWAPPING_ORIENTATIONS else stored), stored, turn
 
 
@@ -93,14 +95,14 @@ def _as_uint8_rgb(image, path):
     if image.mode in SIXTEEN_BIT_MODES + (INT32_MODE,):
         values = np.asarray(image).astype(np.float64)
         if values.size and (values.min() < 0 or values.max() > MAX_16_BIT):
-            raise ValueError(
+            raise InvalidDataError(
                 f"Image '{path}' has {image.mode} pixel values from {values.min():g} to {values.max():g}; "
                 f"integer images are read as 16-bit, 0 to {MAX_16_BIT}. Save it as 8- or 16-bit."
             )
         grey = np.round(values * (255 / MAX_16_BIT)).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=-1)
     if image.mode == "F":
-        raise ValueError(
+        raise InvalidDataError(
             f"Image '{path}' holds floating-point pixels (Pillow mode F), whose range is unknown. "
             "Save it as an 8- or 16-bit image."
         )
@@ -128,7 +130,7 @@ def read_upright(path, kind="image"):
             upright.load()
             return upright, image.format
     except READ_ERRORS as error:
-        raise ValueError(f"Cannot read {kind} file '{path}': {error}") from error
+        raise InvalidDataError(f"Cannot read {kind} file '{path}': {error}") from error
 
 
 def read_image(path):

@@ -3,7 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_fcn.data.decode import IGNORE_LABEL, format_list, validate_num_classes
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.data.decode import format_list, validate_num_classes
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
 
 # Bin of mask values outside [0, 255].
 _OUT_OF_RANGE = IGNORE_LABEL + 1
@@ -45,10 +47,10 @@ def class_frequencies(dataset, num_classes, *, among="dataset"):
     """
     validate_num_classes(num_classes)
     if among not in FREQUENCY_DENOMINATORS:
-        raise ValueError(f"`among` must be one of {FREQUENCY_DENOMINATORS}. Received among={among!r}")
+        raise InvalidArgumentError(f"`among` must be one of {FREQUENCY_DENOMINATORS}. Received among={among!r}")
     rank = dataset.element_spec[1].shape.rank
     if rank is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             "`dataset` must have masks of known rank, (H, W) or (B, H, W). Received masks of unknown rank "
             f"in {dataset.element_spec!r}"
         )
@@ -71,7 +73,7 @@ def class_frequencies(dataset, num_classes, *, among="dataset"):
     bad = np.flatnonzero(counts[num_classes:]) + num_classes
     if bad.size:
         names = ["outside 0..255" if v == _OUT_OF_RANGE else int(v) for v in bad]
-        raise ValueError(
+        raise InvalidDataError(
             f"Masks have values [{format_list(names)}] that are neither class ids "
             f"(0 to {num_classes - 1}) nor the ignore label {IGNORE_LABEL}."
         )
@@ -118,7 +120,7 @@ def median_frequency_weights(frequencies):
         or (frequencies < 0).any()
         or not (frequencies > 0).any()
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`frequencies` must be a 1-D array of finite, non-negative numbers, one of them positive. "
             f"Received {frequencies!r}"
         )

@@ -4,6 +4,7 @@ import re
 
 import keras
 
+from keras_fcn import models
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.heads import fcn_head, upsample_to_image
 from keras_fcn.layers import InputNormalization
@@ -64,8 +65,6 @@ def _copy(model, preprocessing, *, input_name=None, suffix=""):
 
 def _random_fcn(builder, num_classes, backbone, backbone_kwargs=None):
     """`keras_fcn.<builder>(num_classes, backbone=backbone, ...)`, random weights, the backbone's normalization."""
-    from keras_fcn import models  # here, as keras_fcn.models imports the zoo to resolve `weights`
-
     return getattr(models, builder)(
         num_classes, backbone=backbone, backbone_weights=None, backbone_kwargs=backbone_kwargs or None
     )

@@ -18,8 +18,8 @@ FCN from this package, the model from the image to `score_fr`:
 
 >>> fcn = keras_fcn.FCN32s(21, backbone_weights=None)
 >>> net = keras.Model(fcn.input, fcn.get_layer("score_fr").output)   # stride 32
->>> stitched = keras_fcn.dense.shift_and_stitch(net, 4)             # stride 8, 16 passes
->>> rarefied = keras_fcn.dense.rarefy(net, from_layer="pool4")      # stride 8, one pass
+>>> stitched = keras_fcn.dense_prediction.shift_and_stitch(net, 4)             # stride 8, 16 passes
+>>> rarefied = keras_fcn.dense_prediction.rarefy(net, from_layer="pool4")      # stride 8, one pass
 """
 
 import keras
