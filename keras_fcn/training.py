@@ -530,8 +530,9 @@ def train(
         keras.mixed_precision.set_global_policy(previous_policy)
     write_json_atomically(os.path.join(run_dir, CLASSES_FILE), {"class_names": list(splits.class_names)})
     monitor = "val_mean_iou" if val_data is not None else "mean_iou"
+    backup = AtomicBackupAndRestore(os.path.join(run_dir, "backup"))
     callbacks = [
-        AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
+        backup,
         ResumableCSVLogger(os.path.join(run_dir, "log.csv")),
         AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor=monitor, mode="max", save_best_only=True),
         AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),
@@ -540,6 +541,7 @@ def train(
     history = net.fit(
         _data_sharding(train_data),
         epochs=epochs,
+        initial_epoch=backup.initial_epoch,
         steps_per_epoch=steps,
         validation_data=val_data,
         callbacks=callbacks,
