@@ -175,7 +175,7 @@ class SegmentationCrossEntropy(keras.losses.Loss):
                 weights = weights * per_pixel(ops.cast(ops.convert_to_tensor(sample_weight), "float32"))
             log_probs = ops.log_softmax(logits, axis=-1)
             picked = ops.take_along_axis(log_probs, ops.expand_dims(safe_labels, -1), axis=-1)
-            terms = -ops.squeeze(picked, -1) * weights
+            terms = -picked[..., 0] * weights
             if self.seed_generator is not None:
                 keep = self._draw(terms) < self.keep_probability
                 terms = terms * ops.cast(keep, "float32") / self.keep_probability

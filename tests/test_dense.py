@@ -8,6 +8,8 @@ import keras_fcn
 from keras_fcn import dense
 from _helpers import run as _run
 
+pytestmark = pytest.mark.floor
+
 
 def _small_valid_net(rng):
     """A net of VALID layers with total stride 8: two strided poolings and a strided convolution."""

@@ -7,6 +7,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 import keras_fcn
 from test_training_support import CHILD_ENV, TINY_CLI, TINY_MODEL, run_python, write_pairs
@@ -129,6 +130,7 @@ def _assert_step(path, expected):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.floor
 def test_two_replicas_equal_one_device_on_a_batch_of_unevenly_valid_pixels(tmp_path):
     batch = _uneven_batch(tmp_path / "batch.npz")
     (tmp_path / "child.py").write_text(STEP_CHILD)

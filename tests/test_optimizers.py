@@ -4,6 +4,8 @@ import pytest
 
 from keras_fcn.optimizers import CaffeSGD
 
+pytestmark = pytest.mark.floor
+
 
 @pytest.mark.backend_agnostic
 def test_caffe_sgd_doubles_the_bias_rate_with_caffes_momentum():
