@@ -7,13 +7,7 @@ import keras
 from keras import ops
 
 from keras_fcn.constants import IGNORE_LABEL
-
-# Not exported by Keras; needed to see when a seed generator's update would be lost (JAX training steps).
-from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
-from keras.src.backend.common.symbolic_scope import in_symbolic_scope
-
-# Divides by the number of replicas under a tf.distribute strategy, as Keras's own losses do.
-from keras.src.losses.loss import scale_loss_for_distribution
+from keras_fcn.distribute import sum_over_replicas
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -59,6 +53,32 @@ def _validate(ignore_index, reduction, class_weights, keep_probability, seed):
         raise ValueError(f"`seed` must be an int or None. Received seed={seed!r}")
 
 
+def _refuse_jax_steps_that_lose(variable, values, message):
+    """Makes a compiled JAX step that computes `values` fail with `message` unless it threads `variable` through.
+
+    JAX training and evaluation steps are pure functions of the state the
+    trainer passes in (the model's variables, as traced arrays): an update
+    to any other variable is lost. Keras exports no way to ask whether a
+    variable is part of that state, so this reads the sign JAX gives: in a
+    traced step the threaded state is traced like `values`, any other
+    variable stays a concrete array. Keras's symbolic build traces the loss
+    the same way but never runs it, so the refusal is a host callback that
+    raises when the step runs (`jax.errors.JaxRuntimeError`, a
+    `RuntimeError`, with `message` in its text), not at trace time. An eager
+    JAX step (`run_eagerly=True`) traces nothing and is not seen.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    if isinstance(values, jax.core.Tracer) and not isinstance(variable.value, jax.core.Tracer):
+
+        def refuse():
+            raise RuntimeError(message)
+
+        jax.debug.callback(refuse)
+
+
 @keras.saving.register_keras_serializable(package="keras_fcn")
 class SegmentationCrossEntropy(keras.losses.Loss):
     """Per-pixel softmax cross-entropy that skips ignored pixels.
@@ -71,7 +91,11 @@ class SegmentationCrossEntropy(keras.losses.Loss):
 
     `reduction="mean"` divides the sum of the terms by the total weight of
     the valid pixels in the batch (their number when unweighted), so it is
-    exact per batch whatever the number of ignored pixels.
+    exact per batch whatever the number of ignored pixels. Under a
+    `tf.distribute` strategy each replica divides its own sum by the total
+    weight of the global batch (summed over the replicas of all workers), so
+    the replicas' gradients add up to the gradient of one device on the
+    global batch however the valid pixels are spread among them.
     `reduction="sum"` is the reference code's unnormalised loss.
     `reduction="none"` returns the per-pixel terms, zero where ignored.
 
@@ -153,31 +177,24 @@ class SegmentationCrossEntropy(keras.losses.Loss):
                 weights = weights * per_pixel(ops.cast(ops.convert_to_tensor(sample_weight), "float32"))
             log_probs = ops.log_softmax(logits, axis=-1)
             picked = ops.take_along_axis(log_probs, ops.expand_dims(safe_labels, -1), axis=-1)
-            terms = -ops.squeeze(picked, -1) * weights
+            terms = -picked[..., 0] * weights
             if self.seed_generator is not None:
-                keep = self._draw(ops.shape(terms)) < self.keep_probability
+                keep = self._draw(terms) < self.keep_probability
                 terms = terms * ops.cast(keep, "float32") / self.keep_probability
-            if self.reduction == "none":
-                return terms
-            total = ops.sum(terms)
-            if self.reduction == "sum":
-                return total
-            weight = ops.sum(weights)
-            return scale_loss_for_distribution(total / ops.where(weight > 0, weight, 1.0))
+            return _reduce(terms, ops.sum(weights), self.reduction)
 
-    def _draw(self, shape):
-        """Uniform [0, 1) noise from the seed generator, refusing to run where its update would be lost."""
-        state = self.seed_generator.state
-        untracked = in_stateless_scope() and get_stateless_scope().get_current_value(state) is None
-        if untracked and not in_symbolic_scope():
-            raise RuntimeError(
-                "Loss sampling (`keep_probability` < 1) is running in a stateless training step "
-                "(the JAX backend) where the loss's seed generator is not tracked, so every step "
-                "would draw the same mask. Attach it to the model before `fit`, e.g. "
-                "`model.loss_seed_generator = loss.seed_generator`. "
-                f"Received keep_probability={self.keep_probability}"
-            )
-        return keras.random.uniform(shape, seed=self.seed_generator)
+    def _draw(self, terms):
+        """Uniform [0, 1) noise shaped like `terms` from the seed generator, refusing where its update is lost."""
+        _refuse_jax_steps_that_lose(
+            self.seed_generator.state,
+            terms,
+            "Loss sampling (`keep_probability` < 1) is running in a stateless training step "
+            "(the JAX backend) where the loss's seed generator is not tracked, so every step "
+            "would draw the same mask. Attach it to the model before `fit`, e.g. "
+            "`model.loss_seed_generator = loss.seed_generator`. "
+            f"Received keep_probability={self.keep_probability}",
+        )
+        return keras.random.uniform(ops.shape(terms), seed=self.seed_generator)
 
     def get_config(self):
         return {
@@ -190,13 +207,18 @@ class SegmentationCrossEntropy(keras.losses.Loss):
 
 
 def _reduce(terms, weight, reduction):
-    """`terms` unreduced, summed, or summed and divided by `weight` (the replicas' mean under a strategy)."""
+    """`terms` unreduced, summed, or summed and divided by `weight` summed over every replica of the step.
+
+    Dividing each replica's sum by the global weight makes the gradients the
+    replicas sum equal to one device's on the whole global batch.
+    """
     if reduction == "none":
         return terms
     total = ops.sum(terms)
     if reduction == "sum":
         return total
-    return scale_loss_for_distribution(total / ops.where(weight > 0, weight, 1.0))
+    weight = sum_over_replicas(weight)
+    return total / ops.where(weight > 0, weight, 1.0)
 
 
 class _ClassWeightedLoss(keras.losses.Loss):

@@ -8,6 +8,8 @@ import keras_fcn
 from keras_fcn import dense_prediction
 from _helpers import run as _run
 
+pytestmark = pytest.mark.floor
+
 
 def _small_valid_net(rng):
     """A net of VALID layers with total stride 8: two strided poolings and a strided convolution."""
@@ -184,3 +186,17 @@ def test_bad_arguments_are_refused(rng):
     fcn = keras_fcn.FCN32s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25})
     with pytest.raises(ValueError, match="'upscore_1' \\(Conv2DTranspose\\) resamples"):
         dense_prediction.rarefy(fcn, "conv_pad_12")
+
+
+def test_shared_layers_and_non_functional_models_are_refused():
+    inputs = keras.Input((None, None, 2))
+    shared = keras.layers.Conv2D(2, 3, strides=2, name="shared")
+    twice = keras.Model(inputs, keras.layers.Conv2D(1, 1, name="head")(shared(shared(inputs))), name="twice")
+    with pytest.raises(ValueError, match="Layer 'head' takes a tensor that no layer of model 'twice'.*called more than once"):
+        dense_prediction.subsampling(twice)
+    # The second call's output as the model's output.
+    last = keras.Model(inputs, shared(keras.layers.Conv2D(2, 1, name="first")(shared.output)), name="last")
+    with pytest.raises(ValueError, match="The output takes a tensor that no layer of model 'last'"):
+        dense_prediction.subsampling(last)
+    with pytest.raises(TypeError, match="functional keras.Model"):
+        dense_prediction.subsampling(keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(1, 3, strides=2)]))

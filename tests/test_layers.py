@@ -32,6 +32,7 @@ def test_crop_like_negative_offset_pads_with_zeros(rng):
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.floor
 def test_crop_like_serves_new_sizes_after_save_and_load(tmp_path, rng):
     model = _dynamic_model(CropLike((1, 2), name="crop"), 2, 1)
     path = tmp_path / "crop.keras"

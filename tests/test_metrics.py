@@ -55,6 +55,7 @@ def test_hand_computed_two_classes():
     assert figures["per_class_iou"] == pytest.approx({0: 2 / 3, 1: 3 / 4})
 
 
+@pytest.mark.floor
 def test_hand_computed_three_classes_with_an_absent_class():
     # n = [[1, 1, 0], [0, 0, 0], [0, 0, 2]]: class 1 is never true but predicted once,
     # so its IU is 0 and counts in mean IU, while it has no accuracy.
@@ -164,6 +165,7 @@ def test_invalid_arguments():
         metric.figures(class_names=["a", "b"])
 
 
+@pytest.mark.floor
 def test_compile_and_fit_report_the_paper_figures():
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (4, 6, 8, 3)).astype("float32")

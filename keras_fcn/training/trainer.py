@@ -71,10 +71,10 @@ def _compile(model, options, num_classes, total_steps):
     )
 
 
-def _callbacks(run_dir, monitor):
-    """Backup (listed first: it sets the epoch a resumed run starts from), log, checkpoints and TensorBoard."""
+def _callbacks(run_dir, backup, monitor):
+    """The backup, log, checkpoints and TensorBoard."""
     return [
-        AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
+        backup,
         ResumableCSVLogger(os.path.join(run_dir, "log.csv")),
         AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor=monitor, mode="max", save_best_only=True),
         AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),
@@ -138,12 +138,14 @@ def train(dataset, output_dir, **options):
         model = _model(options, splits.num_classes, policy, strategy)
         _compile(model, options, splits.num_classes, steps * options.epochs)
     write_json_atomically(os.path.join(run_dir, CLASSES_FILE), {"class_names": list(splits.class_names)})
+    backup = AtomicBackupAndRestore(os.path.join(run_dir, "backup"))
     history = model.fit(
         train_data,
         epochs=options.epochs,
+        initial_epoch=backup.initial_epoch,
         steps_per_epoch=steps,
         validation_data=val_data,
-        callbacks=_callbacks(run_dir, monitor="val_mean_iou" if val_data is not None else "mean_iou"),
+        callbacks=_callbacks(run_dir, backup, monitor="val_mean_iou" if val_data is not None else "mean_iou"),
         verbose=options.verbose,
         shuffle=False,  # the tf.data pipeline shuffles; fit cannot shuffle a dataset and warns if asked to
     )
