@@ -19,7 +19,8 @@ from keras_fcn import assets, data, training, zoo
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.data.decode import IMAGE_EXTENSIONS
 from keras_fcn.export import FORMATS, export
-from keras_fcn.inference import PRECISION_POLICIES, evaluate, predict
+from keras_fcn.engines import ENGINES
+from keras_fcn.inference import PRECISIONS, evaluate, predict
 from keras_fcn.metrics import FIGURES
 from keras_fcn.visualize import class_shares, label_image, overlay
 
@@ -52,7 +53,7 @@ writes <stem>.png (class ids, shown in the palette's colours) and <stem>_overlay
 EXPORT_EXAMPLES = """examples:
   keras-fcn export runs/fcn8s/best.keras exported/fcn8s            # SavedModel, any input size
   keras-fcn export runs/fcn8s/best.keras fcn8s.tflite --input-size 360x480
-  keras-fcn export runs/fcn8s/best.keras fcn8s.onnx                # needs tf2onnx and onnx"""
+  keras-fcn export runs/fcn8s/best.keras fcn8s.onnx                # pip install keras-fcn[onnx]"""
 ZOO_EXAMPLES = """examples:
   keras-fcn zoo list
   keras-fcn zoo download voc-fcn8s
@@ -248,10 +249,16 @@ def _class_names(args, model, known):
 
 def _add_speed_arguments(parser):
     parser.add_argument(
+        "--engine",
+        choices=("auto", *ENGINES),
+        default="auto",
+        help="auto (default: the fastest installed for this CPU), tensorflow, openvino or onnxruntime",
+    )
+    parser.add_argument(
         "--precision",
-        choices=sorted(PRECISION_POLICIES),
+        choices=PRECISIONS,
         default="float32",
-        help="float32 (default, exact), bfloat16 (faster on CPUs with AMX) or float16 (GPUs)",
+        help="float32 (default, exact), auto (bfloat16 where the CPU has it natively), bfloat16 or float16 (GPUs)",
     )
     parser.add_argument(
         "--freeze",
@@ -301,7 +308,12 @@ def _evaluate(args):
     splits = training.load_dataset(args.dataset, data_root=args.data_root, num_classes=len(names))
     pairs = splits.validation if splits.validation is not None else splits.train
     figures = evaluate(
-        model, data.batch(pairs, args.batch_size), class_names=names, precision=args.precision, freeze=args.freeze
+        model,
+        data.batch(pairs, args.batch_size),
+        class_names=names,
+        engine=args.engine,
+        precision=args.precision,
+        freeze=args.freeze,
     )
     print(_figures_table(figures))
     if args.json:
@@ -359,7 +371,7 @@ def _predict(args):
     palette = palette or zoo.voc_palette(len(names))
     images = [np.asarray(Image.open(path).convert("RGB")) for path in files]
     os.makedirs(args.output_dir, exist_ok=True)
-    for path, image, labels in zip(files, images, predict(model, images, precision=args.precision, freeze=args.freeze)):
+    for path, image, labels in zip(files, images, predict(model, images, engine=args.engine, precision=args.precision, freeze=args.freeze)):
         stem = os.path.splitext(os.path.basename(path))[0]
         label_image(labels, palette).save(os.path.join(args.output_dir, f"{stem}.png"))
         overlay(image, labels, palette, names, alpha=args.alpha).save(os.path.join(args.output_dir, f"{stem}_overlay.png"))

@@ -138,7 +138,7 @@ def exported_function(model, engine, precision):
         precision: one of `ENGINE_PRECISIONS[engine]`.
 
     Returns:
-        A function from a float32 `(batch, H, W, C)` numpy array to the
+        A function from a `(batch, H, W, C)` array of any real dtype to the
         float32 logits, a numpy array.
 
     Raises:
@@ -204,7 +204,7 @@ def _openvino_function(path, precision):
     output = compiled.output(0)
 
     def run(images):
-        return compiled(images)[output]
+        return compiled(np.asarray(images, dtype="float32"))[output]
 
     return run
 
@@ -216,7 +216,7 @@ def _onnxruntime_function(path, precision):
     name = session.get_inputs()[0].name
 
     def run(images):
-        return session.run(None, {name: images})[0]
+        return session.run(None, {name: np.asarray(images, dtype="float32")})[0]
 
     return run
 

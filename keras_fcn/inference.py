@@ -139,7 +139,7 @@ def inference_function(model, *, engine="auto", precision="float32", freeze=Fals
     chosen = resolve_engine(model, engine, precision, freeze=freeze, jit_compile=jit_compile)
     if chosen != "tensorflow":
         try:
-            return _float32_input(exported_function(model, chosen, precision))
+            return exported_function(model, chosen, precision)
         except ExportCheckError as error:
             if engine != "auto":
                 raise
@@ -158,11 +158,6 @@ def inference_function(model, *, engine="auto", precision="float32", freeze=Fals
         # Kept on the model, as Keras keeps `predict_function`; plain attribute setting would track it as state.
         object.__setattr__(model, LIVE_FUNCTIONS_ATTRIBUTE, {**getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}), jit_compile: run})
     return run
-
-
-def _float32_input(run):
-    """`run`, taking images of any real dtype (the engines take float32 only)."""
-    return lambda images: run(np.asarray(images, dtype="float32"))
 
 
 def _backend_function(model):
