@@ -4,9 +4,10 @@ Measures, in one run, batch 1, the median seconds per image over
 `--repeats` timed calls after a warm-up, each path's setup (export and
 compile, paid once: the engines' exports are cached on disk) and each
 path's memory (a separate process per path that imports every framework,
-then loads what the path needs, sets up from a warm cache and runs one
-image: its peak resident memory over that after the imports, and the
-process's peak `VmHWM`):
+then loads what the path needs (the Keras model from a weights file, as a
+user loads one), sets up from a warm cache and runs one image: its peak
+resident memory over that after the imports, and the process's peak
+`VmHWM`):
 
 - `camvid`: the bundled CamVid FCN-8s (MobileNet 0.25, 11 classes) at
   360x480;
@@ -86,9 +87,15 @@ def build(backbone, policy="float32", seed=0):
     return model if policy == "float32" else with_dtype_policy(model, policy)
 
 
-def load(model_name):
-    """The Keras model a benchmark model name stands for."""
-    return keras_fcn.zoo.load_model("camvid") if model_name == "camvid" else build(model_name)
+def load(model_name, weights_file=None):
+    """The Keras model a benchmark model name stands for: with `weights_file`, loaded as a user loads one."""
+    if model_name == "camvid":
+        return keras_fcn.zoo.load_model("camvid")
+    if weights_file is None:
+        return build(model_name)
+    model = keras_fcn.FCN8s(NUM_CLASSES, backbone=model_name, backbone_weights=None)
+    model.load_weights(weights_file)
+    return model
 
 
 def randomize(model, seed):
@@ -232,14 +239,20 @@ def run_in_turns(paths, images, repeats):
 
 def measure_memory(name, model_name, torch_onnx, keras_home):
     """`memory_of` path `name` in a fresh process, with the warm engine cache; an error text when it failed."""
-    command = [sys.executable, __file__, "--memory-of", name, "--models", model_name, "--torch-onnx", torch_onnx or ""]
+    command = [sys.executable, __file__, "--memory-of", name, "--models", model_name, "--torch-onnx", torch_onnx or "",
+               "--weights", weights_file(keras_home, model_name)]
     environment = {**os.environ, "KERAS_HOME": keras_home, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     lines = done.stdout.strip().splitlines()
     return json.loads(lines[-1]) if done.returncode == 0 and lines else f"failed: {done.stderr.strip()[-300:]}"
 
 
-def memory_of(name, model_name, torch_onnx):
+def weights_file(keras_home, model_name):
+    """Where the benchmark saves a model's weights for the memory processes to load."""
+    return os.path.join(keras_home, f"{model_name}.weights.h5")
+
+
+def memory_of(name, model_name, torch_onnx, weights):
     """Sets up path `name` as a user would and runs one image; returns its memory in MiB.
 
     Every framework is imported first (keras-fcn with TensorFlow, then torch,
@@ -258,7 +271,7 @@ def memory_of(name, model_name, torch_onnx):
     elif name in TORCH_EXPORT_PATHS:
         call = onnx_call(name, torch_onnx)
     else:
-        call = make_path(name, model_name, load(model_name), None).call
+        call = make_path(name, model_name, load(model_name, weights), None).call
     call(images)
     return {"working_mib": peak_memory_mib() - imported, "peak_mib": peak_memory_mib()}
 
@@ -266,6 +279,7 @@ def memory_of(name, model_name, torch_onnx):
 def benchmark_model(model_name, repeats, keras_home):
     """Times every path of one model; returns its JSON-ready results."""
     model = load(model_name)
+    model.save_weights(weights_file(keras_home, model_name))
     size = SIZES[model_name]
     images = np.random.default_rng(1).uniform(0, 255, (1, *size, 3)).astype("float32")
     torch_onnx = None
@@ -383,13 +397,14 @@ def main():
     parser.add_argument("--markdown", metavar="FILE", help="print the README tables of saved results, and stop")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     parser.add_argument("--torch-onnx", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.markdown:
         with open(args.markdown) as file:
             print(markdown(json.load(file)))
         return
     if args.memory_of:
-        print(json.dumps(memory_of(args.memory_of, args.models[0], args.torch_onnx)))
+        print(json.dumps(memory_of(args.memory_of, args.models[0], args.torch_onnx, args.weights)))
         return
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as keras_home:

@@ -8,18 +8,20 @@ engine of `FASTEST_FIRST[host kind]` that is installed and can run the
 model in the requested precision, and otherwise TensorFlow.
 
 The order comes from `benchmarks/inference.py` (median seconds per image,
-batch 1, each engine on the same float32 Keras model, in one run):
+batch 1, float32, each engine on the same Keras model, in one run):
 
-- `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX), see README "Speed":
-  OpenVINO fastest on the bundled camvid FCN-8s (MobileNet 0.25) at
-  360x480 and on the reference VGG16 FCN-8s at 500x500, then ONNX Runtime
-  (camvid only: the VGG16 net is too large for its export), then
-  TensorFlow.
+- `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX; README "Speed"): the
+  bundled camvid FCN-8s (MobileNet 0.25) at 360x480, quiet host: ONNX
+  Runtime 0.031 s, OpenVINO 0.077 s, TensorFlow 0.081 s; the reference
+  VGG16 FCN-8s at 500x500 (too large for the ONNX export, so ONNX Runtime
+  cannot run it): OpenVINO 2.73 s, TensorFlow 3.91 s. So ONNX Runtime
+  first, and OpenVINO for what it cannot run.
 - `x86_amx` and `x86_avx512` (2-core AVX-512 + AMX hosts, the VGG16
-  net, `performance-notes.md`): OpenVINO bfloat16 0.58 s, ONNX Runtime
-  float32 1.37 s and OpenVINO float32 1.63 s (on the PyTorch export),
-  TensorFlow float32 2.42 s; OpenVINO first, as it is the one engine for
-  both precisions and exports the VGG16 nets.
+  net, the project's performance notes): ONNX Runtime float32 1.37 s,
+  OpenVINO float32 1.63 s (both on the PyTorch export), TensorFlow
+  float32 2.42 s; OpenVINO bfloat16 0.58 s, the fastest for
+  `precision="bfloat16"` (ONNX Runtime has no bfloat16). Not remeasured
+  with this package's exports.
 - other hosts (e.g. ARM): not measured, so TensorFlow.
 """
 
@@ -48,9 +50,9 @@ ENGINE_PRECISIONS = {
 }
 # Measured order per `keras_fcn.cpu.CPU.kind`, fastest first; see the module docstring.
 FASTEST_FIRST = {
-    "x86_amx": ("openvino", "onnxruntime", "tensorflow"),
-    "x86_avx512": ("openvino", "onnxruntime", "tensorflow"),
-    "x86_avx2": ("openvino", "onnxruntime", "tensorflow"),
+    "x86_amx": ("onnxruntime", "openvino", "tensorflow"),
+    "x86_avx512": ("onnxruntime", "openvino", "tensorflow"),
+    "x86_avx2": ("onnxruntime", "openvino", "tensorflow"),
     "other": ("tensorflow",),
 }
 # OpenVINO's name for each precision (its CPU plugin's `INFERENCE_PRECISION_HINT`; without it, AMX hosts run bf16).

@@ -14,7 +14,7 @@ import pytest
 
 import keras_fcn
 from keras_fcn import engine_cache, engines
-from _models import random_fcn8s
+from _inference_helpers import assert_float32_logits, random_fcn8s
 
 EXPORT_ENGINES = ("openvino", "onnxruntime")
 
@@ -46,13 +46,6 @@ def exports(monkeypatch):
     return calls
 
 
-def _assert_float32_logits(logits, expected):
-    """The issue's float32 tolerance: relative difference <= 1e-4 and argmax agreement >= 99.9%."""
-    assert logits.dtype == np.float32 and logits.shape == expected.shape
-    assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
-    assert np.mean(logits.argmax(-1) == expected.argmax(-1)) >= 0.999
-
-
 def _tiny_model(rng):
     """A two-convolution net of any image size: quick to export, for the cache tests."""
     inputs = keras.Input((None, None, 3))
@@ -80,11 +73,11 @@ def test_engine_gives_the_float32_keras_logits_at_any_size(engine, rng):
     run = keras_fcn.inference_function(model, engine=engine)
     for shape in [(1, 37, 45), (2, 64, 96), (3, 50, 33)]:
         images = rng.uniform(0, 255, (*shape, 3)).astype("float32")
-        _assert_float32_logits(run(images), model.predict(images, verbose=0))
+        assert_float32_logits(run(images), model.predict(images, verbose=0))
     # uint8 images, as predict passes them, and predict's label maps
     images = rng.integers(0, 256, (2, 41, 29, 3)).astype("uint8")
     expected = model.predict(images.astype("float32"), verbose=0)
-    _assert_float32_logits(run(images), expected)
+    assert_float32_logits(run(images), expected)
     labels = keras_fcn.predict(model, list(images), engine=engine)
     assert np.mean(np.stack(labels) == expected.argmax(-1)) >= 0.999
 
@@ -109,7 +102,7 @@ def test_export_is_cached_on_disk_for_the_next_process(engine, rng, exports, ker
     # A new process: the model loaded from its file, nothing kept in memory.
     run = keras_fcn.inference_function(keras.saving.load_model(tmp_path / "model.keras"), engine=engine)
     images = rng.uniform(0, 255, (1, 45, 61, 3)).astype("float32")
-    _assert_float32_logits(run(images), model.predict(images, verbose=0))
+    assert_float32_logits(run(images), model.predict(images, verbose=0))
     assert len(exports) == 1
 
 
@@ -135,7 +128,7 @@ def test_a_corrupt_or_stale_cache_entry_is_rebuilt_not_used(rng, exports, keras_
     with pytest.warns(RuntimeWarning, match="corrupt or stale"):
         run = fresh_run()
     assert len(exports) == 2
-    _assert_float32_logits(run(images), expected)
+    assert_float32_logits(run(images), expected)
 
     manifest = os.path.join(entry, engine_cache.MANIFEST)
     with open(manifest) as file:
@@ -149,7 +142,7 @@ def test_a_corrupt_or_stale_cache_entry_is_rebuilt_not_used(rng, exports, keras_
 
     os.remove(manifest)  # as a crash while writing the entry would leave it, were it not renamed into place
     with pytest.warns(RuntimeWarning, match="corrupt or stale"):
-        _assert_float32_logits(fresh_run()(images), expected)
+        assert_float32_logits(fresh_run()(images), expected)
     assert len(exports) == 4 and _entries(keras_home) == [entry]
 
 
@@ -161,7 +154,7 @@ def test_new_weights_are_exported_again(rng, exports, keras_home):
     assert keras_fcn.inference_function(model, engine=engine) is keras_fcn.inference_function(model, engine=engine)
     layer = model.layers[-1]
     layer.set_weights([w + 0.5 for w in layer.get_weights()])
-    _assert_float32_logits(keras_fcn.inference_function(model, engine=engine)(images), model.predict(images, verbose=0))
+    assert_float32_logits(keras_fcn.inference_function(model, engine=engine)(images), model.predict(images, verbose=0))
     assert len(exports) == 2 and len(_entries(keras_home)) == 2
 
 

@@ -12,7 +12,7 @@ import keras_fcn
 from keras_fcn import cli
 from keras_fcn.export import ExportTooLargeError, export
 from keras_fcn.precision import with_dtype_policy
-from _models import random_fcn8s
+from _inference_helpers import assert_float32_logits, random_fcn8s
 
 
 def test_exported_savedmodel_serves_arbitrary_sizes(tmp_path, rng):
@@ -29,12 +29,6 @@ def test_exported_savedmodel_serves_arbitrary_sizes(tmp_path, rng):
         np.testing.assert_allclose(out, model.predict(images, verbose=0), atol=1e-5)
 
 
-def _assert_float32_logits(logits, expected):
-    assert logits.dtype == np.float32 and logits.shape == expected.shape
-    assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
-    assert np.mean(logits.argmax(-1) == expected.argmax(-1)) >= 0.999
-
-
 def test_cli_onnx_export_runs_in_onnxruntime_like_keras_at_any_size(tmp_path, rng):
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
@@ -46,7 +40,7 @@ def test_cli_onnx_export_runs_in_onnxruntime_like_keras_at_any_size(tmp_path, rn
     # Sizes off the stride-32 grid: the padding to a multiple of 32 and the crops run inside the ONNX graph.
     for shape in [(1, 37, 45), (2, 64, 96), (1, 100, 33)]:
         images = rng.uniform(0, 255, (*shape, 3)).astype("float32")
-        _assert_float32_logits(session.run(None, {name: images})[0], model.predict(images, verbose=0))
+        assert_float32_logits(session.run(None, {name: images})[0], model.predict(images, verbose=0))
 
 
 def test_onnx_export_of_a_mixed_precision_model_computes_in_float32(tmp_path, rng):
@@ -58,7 +52,7 @@ def test_onnx_export_of_a_mixed_precision_model_computes_in_float32(tmp_path, rn
     session = onnxruntime.InferenceSession(str(tmp_path / "fcn.onnx"), providers=["CPUExecutionProvider"])
     images = rng.uniform(0, 255, (1, 48, 64, 3)).astype("float32")
     logits = session.run(None, {session.get_inputs()[0].name: images})[0]
-    _assert_float32_logits(logits, float32.predict(images, verbose=0))
+    assert_float32_logits(logits, float32.predict(images, verbose=0))
 
 
 def test_tflite_export_runs_in_the_litert_interpreter(tmp_path, rng):
@@ -71,7 +65,7 @@ def test_tflite_export_runs_in_the_litert_interpreter(tmp_path, rng):
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
     interpreter.invoke()
     logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    _assert_float32_logits(logits, model.predict(images, verbose=0))
+    assert_float32_logits(logits, model.predict(images, verbose=0))
 
 
 def test_onnx_export_of_the_reference_vgg16_net_is_refused_up_front(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 import keras_fcn
 from keras_fcn.inference import evaluate, predict, unpadded_sizes
 from keras_fcn.precision import dtype_policies
-from _models import random_fcn8s
+from _inference_helpers import random_fcn8s
 
 NUM_CLASSES = 3
 # These tests are about what predict and evaluate compute, not the engine (tests/test_engines.py): the engine
