@@ -24,12 +24,12 @@ from keras_fcn import arguments, assets, data, plots, training, zoo
 from keras_fcn.constants import CLASSES_FILE
 from keras_fcn.errors import InvalidArgumentError, InvalidDataError, input_error_message
 from keras_fcn.export import FORMATS, export
-from keras_fcn.files import sha256_of
-from keras_fcn.inference import PRECISION_POLICIES, evaluate, predict
+from keras_fcn.engines import ENGINES
+from keras_fcn.inference import PRECISIONS, evaluate, predict
 from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
-from keras_fcn.zoo.cache import remove_if_exists, temporary_path
+from keras_fcn.files import remove_if_exists, sha256_of, temporary_path
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
@@ -65,7 +65,7 @@ Unreadable images are skipped and named; the exit status is then 2."""
 EXPORT_EXAMPLES = """examples:
   keras-fcn export runs/fcn8s/best.keras exported/fcn8s            # SavedModel, any input size
   keras-fcn export runs/fcn8s/best.keras fcn8s.tflite --input-size 360x480
-  keras-fcn export runs/fcn8s/best.keras fcn8s.onnx                # needs tf2onnx and onnx"""
+  keras-fcn export runs/fcn8s/best.keras fcn8s.onnx                # pip install keras-fcn[onnx]"""
 PLOT_EXAMPLES = """examples:
   keras-fcn plot runs/fcn8s                                  # writes runs/fcn8s/training_curves.png
   keras-fcn plot runs/32s runs/16s runs/8s --labels FCN-32s,FCN-16s,FCN-8s --output curves.png"""
@@ -152,10 +152,16 @@ def _class_names(args, model, known):
 
 def _add_speed_arguments(parser):
     parser.add_argument(
+        "--engine",
+        choices=("auto", *ENGINES),
+        default="auto",
+        help="auto (default: the fastest installed for this CPU), tensorflow, openvino or onnxruntime",
+    )
+    parser.add_argument(
         "--precision",
-        choices=sorted(PRECISION_POLICIES),
+        choices=PRECISIONS,
         default="float32",
-        help="float32 (default, exact), bfloat16 (faster on CPUs with AMX) or float16 (GPUs)",
+        help="float32 (default, exact), auto (bfloat16 where the CPU has it natively), bfloat16 or float16 (GPUs)",
     )
     parser.add_argument(
         "--freeze",
@@ -217,7 +223,12 @@ def _evaluate(args):
     names = _class_names(args, model, splits.class_names)
     pairs = splits.validation if splits.validation is not None else splits.train
     figures = evaluate(
-        model, data.batch(pairs, args.batch_size), class_names=names, precision=args.precision, freeze=args.freeze
+        model,
+        data.batch(pairs, args.batch_size),
+        class_names=names,
+        engine=args.engine,
+        precision=args.precision,
+        freeze=args.freeze,
     )
     print(_figures_table(figures))
     if args.json:
@@ -324,7 +335,9 @@ def _predict(args):
             print(f"{PROG} predict: skipping {path}: {error}", file=sys.stderr)
     os.makedirs(args.output_dir, exist_ok=True)
     images = [image for _, _, image in readable]
-    labels_of_images = predict(model, images, precision=args.precision, freeze=args.freeze)
+    labels_of_images = predict(
+        model, images, engine=args.engine, precision=args.precision, freeze=args.freeze
+    )
     for (path, stem, image), labels in zip(readable, labels_of_images):
         output = os.path.join(args.output_dir, stem)
         _save_png(label_image(labels, palette), f"{output}{OUTPUT_SUFFIXES[0]}")

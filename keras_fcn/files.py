@@ -12,6 +12,18 @@ import json
 import os
 import uuid
 
+CACHE_SUBDIR = "keras_fcn"
+
+
+def cache_dir():
+    """keras-fcn's cache folder, `$KERAS_HOME/keras_fcn`: downloaded and converted weights, exported engines.
+
+    `KERAS_HOME` is read at each call (default `~/.keras`), so it can be
+    changed after Keras is imported.
+    """
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, CACHE_SUBDIR)
+
 
 def sha256_of(path):
     """The sha256 of a file, as 64 lowercase hex digits."""

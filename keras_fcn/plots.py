@@ -20,7 +20,8 @@ import os
 
 import numpy as np
 
-from keras_fcn.callbacks import save_atomically
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError, MissingPackageError
+from keras_fcn.files import save_atomically
 from keras_fcn.metrics import class_keys
 
 EXTRA = "plot"
@@ -48,7 +49,7 @@ def ensure_matplotlib():
         import matplotlib.backends.backend_agg
         import matplotlib.figure
     except ImportError as error:
-        raise ImportError(
+        raise MissingPackageError(
             f"Plotting needs matplotlib, the optional extra [{EXTRA}]: pip install 'keras-fcn[{EXTRA}]' "
             f"(or pip install matplotlib). ({error})"
         ) from None
@@ -89,7 +90,7 @@ def confusion_matrix(confusion, class_names=None, *, title=None):
     """
     confusion = np.asarray(confusion, dtype=np.float64)
     if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or (confusion < 0).any():
-        raise ValueError(
+        raise InvalidArgumentError(
             "`confusion` must be a square matrix of non-negative pixel counts. "
             f"Received an array of shape {confusion.shape}"
         )
@@ -137,7 +138,7 @@ def per_class_iou(per_class, *, title=None):
     values = np.array([float(value) for value in per_class.values()])
     defined = ~np.isnan(values)
     if not names or not ((values[defined] >= 0) & (values[defined] <= 1)).all():
-        raise ValueError(f"`per_class` must map class names to IU in [0, 1] or NaN. Received {dict(per_class)!r}")
+        raise InvalidArgumentError(f"`per_class` must map class names to IU in [0, 1] or NaN. Received {dict(per_class)!r}")
     figure = _figure(max(5.0, 1.5 + 0.45 * len(names)), 4.0)
     axes = figure.add_subplot()
     bars = axes.bar(range(len(names)), np.where(defined, values, 0.0), color="tab:blue")
@@ -170,18 +171,18 @@ def read_log(path):
     """
     file = os.path.join(path, LOG_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(file):
-        raise ValueError(f"{path}: expected a run folder holding {LOG_FILE} or a CSV log file; found neither")
+        raise InvalidDataError(f"{path}: expected a run folder holding {LOG_FILE} or a CSV log file; found neither")
     with open(file, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or "epoch" not in rows[0]:
-        raise ValueError(f"{file}: expected a CSV log with an 'epoch' column and one row per epoch")
+        raise InvalidDataError(f"{file}: expected a CSV log with an 'epoch' column and one row per epoch")
     columns = {name: np.empty(len(rows)) for name in rows[0]}
     for line, row in enumerate(rows, 2):
         for name, text in row.items():
             try:
                 columns[name][line - 2] = math.nan if text in ("", "NA", None) else float(text)
             except (TypeError, ValueError):
-                raise ValueError(f"{file}, line {line}: column {name!r} holds {text!r}, not a number") from None
+                raise InvalidDataError(f"{file}, line {line}: column {name!r} holds {text!r}, not a number") from None
     return columns
 
 
@@ -212,14 +213,14 @@ def training_curves(runs, labels=None, *, title=None):
     """
     runs = [os.fspath(run) for run in runs]
     if not runs:
-        raise ValueError("`runs` must name at least one run folder or CSV log. Received none")
+        raise InvalidArgumentError("`runs` must name at least one run folder or CSV log. Received none")
     if labels is None:
         labels = [os.path.splitext(os.path.basename(os.path.normpath(run)))[0] for run in runs]
     if len(labels) != len(runs):
-        raise ValueError(f"`labels` must hold one name per run, {len(runs)} names. Received {list(labels)!r}")
+        raise InvalidArgumentError(f"`labels` must hold one name per run, {len(runs)} names. Received {list(labels)!r}")
     logs = [read_log(run) for run in runs]
     if not any(column in log for log in logs for _, column in CURVES):
-        raise ValueError(f"The logs {runs} have none of the columns {', '.join(c for _, c in CURVES)}")
+        raise InvalidDataError(f"The logs {runs} have none of the columns {', '.join(c for _, c in CURVES)}")
     figure = _figure(11.0, 4.0)
     panels = figure.subplots(1, len(CURVES), squeeze=False)[0]
     start = 0

@@ -5,23 +5,11 @@ import os
 import keras
 
 from keras_fcn.errors import InputError
-from keras_fcn.files import remove_if_exists, sha256_of, temporary_path
-
-CACHE_SUBDIR = "keras_fcn"
+from keras_fcn.files import cache_dir, remove_if_exists, sha256_of, temporary_path
 
 
 class WeightsDownloadError(InputError, OSError):
     """No URL of a weights file gave a complete file with the expected sha256."""
-
-
-def cache_dir():
-    """The folder holding downloaded and converted weights: `$KERAS_HOME/keras_fcn`.
-
-    `KERAS_HOME` is read at each call (default `~/.keras`), so it can be
-    changed after Keras is imported.
-    """
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, CACHE_SUBDIR)
 
 
 def cached(path, sha256):
