@@ -2,8 +2,8 @@
 
 The paper's section 3.2: an FCN-32s scores one cell per 32x32 pixels; its
 head interpolates those scores to every pixel. Shift-and-stitch
-(`keras_fcn.dense.shift_and_stitch`, `f^2` passes of the net up to
-`score_fr`) and filter rarefaction (`keras_fcn.dense.rarefy`, one pass of
+(`keras_fcn.dense_prediction.shift_and_stitch`, `f^2` passes of the net up to
+`score_fr`) and filter rarefaction (`keras_fcn.dense_prediction.rarefy`, one pass of
 the dilated net) compute real scores every `32 / f` pixels instead. For
 each, at `f` = 2 (stride 16) and 4 (stride 8), this measures on the
 reference VGG16 FCN-32s (random weights, 21 classes, one RGB image) the
@@ -56,7 +56,7 @@ def _build(variant):
     import keras
 
     import keras_fcn
-    from keras_fcn import dense
+    from keras_fcn import dense_prediction
 
     fcn = keras_fcn.FCN32s(21, backbone_weights=None)
     net = keras.Model(fcn.input, fcn.get_layer("score_fr").output, name="coarse")
@@ -66,8 +66,8 @@ def _build(variant):
         return net, 32
     kind, argument = variant.rsplit("_", 1)
     if kind == "shift_and_stitch":
-        return dense.shift_and_stitch(net, int(argument)), 32 // int(argument)
-    return dense.rarefy(net, argument), 32 // dense.subsampling(net, argument)
+        return dense_prediction.shift_and_stitch(net, int(argument)), 32 // int(argument)
+    return dense_prediction.rarefy(net, argument), 32 // dense_prediction.subsampling(net, argument)
 
 
 def measure(variant, size, repeats):

@@ -1,45 +1,42 @@
-"""Inference speed of keras-fcn FCN-8s nets, side by side with a plain PyTorch FCN-8s.
+"""Inference speed and memory of keras-fcn's engines, side by side with what a user would pick instead.
 
-Measures, in one run, for the FCN-8s on the reference VGG16 at 500x500 and
-the FCN-8s on MobileNetV2 at 512x512 (random weights from a fixed seed, 21
-classes): the median latency of one image over `--repeats` runs after a
-warm-up, and the throughput of a batch of `--batch` images for the fastest
-fp32 and bfloat16 way of each framework; the work per image (GFLOP,
-counted from the layer shapes: 2 x multiply-adds of every convolution) and
-the achieved GFLOP/s against a matmul peak measured in the same run with
-`tf.linalg.matmul`. The Keras variants:
+Measures, in one run, batch 1, the median seconds per image over
+`--repeats` timed calls after a warm-up, each path's setup (export and
+compile, paid once: the engines' exports are cached on disk) and each
+path's memory (a separate process per path that imports every framework,
+then loads what the path needs (the Keras model from a weights file, as a
+user loads one), sets up from a warm cache and runs one image: its peak
+resident memory over that after the imports, and the process's peak
+`VmHWM`):
 
-- `keras_fp32_predict_on_batch`: Keras's `model.predict_on_batch`;
-- `keras_{fp32,bf16}_function`: `keras_fcn.inference_function(model,
-  precision=...)`, what `keras_fcn.predict`, `keras_fcn.evaluate` and the
-  CLI run: a `tf.function` whose input signature has `None` batch, height
-  and width, traced once for every image size;
-- `keras_{fp32,bf16}_xla`: the same with `jit_compile=True` (traced once;
-  XLA compiles once per input shape);
-- `keras_{fp32,bf16}_constants`: `keras_fcn.inference_function(model,
-  precision=..., freeze=True)`, the weights folded into constants, which
-  lets oneDNN prepare them once;
+- `camvid`: the bundled CamVid FCN-8s (MobileNet 0.25, 11 classes) at
+  360x480;
+- `vgg16_reference`: the FCN-8s on the reference VGG16 (21 classes, random
+  weights from a fixed seed) at 500x500.
 
-`bf16` is the model copied under the `mixed_bfloat16` policy (AMX on CPUs
-that have it). With torch installed, the same VGG16 net in PyTorch
-(`torch_fcn.py`, weights copied from the Keras model) runs fp32 (NCHW and
-channels_last) and bfloat16 autocast (channels_last) with as many threads as
-there are cores; its largest difference from the Keras fp32 output on the
-timed image is printed as a check that both compute the same function.
-The variants run in turns (one call of each per round), so that load from
-other processes weighs on all of them alike. Prints one JSON object.
+Paths of the Keras model (`keras_fcn.inference_function`):
+`keras_fcn_default` (the defaults `predict`, `evaluate` and the CLI use:
+`engine="auto"`, float32), `tensorflow_fp32`, `tensorflow_fp32_xla` (VGG16
+only; XLA is several times slower on depthwise nets), `openvino_fp32`,
+`onnxruntime_fp32` (camvid only: the VGG16 ONNX export is refused, see
+`keras_fcn.export`), and `*_bf16` where the CPU computes bfloat16 natively.
+Peers, for the VGG16 net, with the same weights: PyTorch fp32
+(`torch_fcn.py`, NCHW and channels_last; bf16 autocast where native), and
+ONNX Runtime and OpenVINO on PyTorch's own ONNX export of it. Each path's
+largest difference from the TensorFlow float32 logits is printed as a
+check that all compute the same function. The paths run in turns (one
+call of each per round), so that load from other processes weighs on all
+alike; the load average is printed.
+
+`ratio_to_fastest_peer` is seconds / the fastest peer's seconds (< 1:
+faster than every peer); for camvid, whose net has no PyTorch twin, the
+peers are the other paths. Prints one JSON object (and writes it with
+`--json`); `--markdown FILE` prints the README's tables from a saved one.
 
 Usage:
 
-    python benchmarks/inference.py [--quick] [--models vgg16_reference mobilenetv2] [--batch 8] [--repeats 3]
-                                   [--no-constants]
-
-Freezing is costly for the VGG16 net's 134 million weights: on 2 cores,
-about 20 s to convert and 30 s for the first call per precision, and the
-process's peak memory reaches about 22 GB in the full run, most of it for
-them. `--no-constants` leaves them out. `--quick` is a smoke run of about
-2 minutes: one timed run per variant at 128x128, batch 2, and no frozen
-variants for nets over `QUICK_CONSTANTS_MAX_PARAMS` weights.
+    python benchmarks/inference.py [--models camvid vgg16_reference] [--repeats 5] [--json results.json]
+    python benchmarks/inference.py --markdown results.json
 """
 
 import argparse
@@ -48,45 +45,57 @@ import importlib.util
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import keras_fcn
+from keras_fcn.cpu import host_cpu
 from keras_fcn.precision import with_dtype_policy
 
 NUM_CLASSES = 21
-SIZES = {"vgg16_reference": (500, 500), "mobilenetv2": (512, 512)}
-QUICK_SIZE = (128, 128)
-MATMUL_SIZE = 4096
-QUICK_MATMUL_SIZE = 2048
-QUICK_CONSTANTS_MAX_PARAMS = 10_000_000
+SIZES = {"camvid": (360, 480), "vgg16_reference": (500, 500)}
 TORCH_AVAILABLE = importlib.util.find_spec("torch") is not None
-PRECISIONS = ("fp32", "bf16")
-# Benchmark precision names -> `keras_fcn.inference_function`'s.
-PACKAGE_PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
+ENGINE_PATHS = {  # path -> (engine, precision) of keras_fcn.inference_function
+    "tensorflow_fp32": ("tensorflow", "float32"),
+    "openvino_fp32": ("openvino", "float32"),
+    "onnxruntime_fp32": ("onnxruntime", "float32"),
+    "tensorflow_bf16": ("tensorflow", "bfloat16"),
+    "openvino_bf16": ("openvino", "bfloat16"),
+}
+TORCH_LAYOUTS = {"torch_fp32": (False, False), "torch_fp32_channels_last": (True, False), "torch_bf16": (True, True)}
+TORCH_EXPORT_PATHS = ("onnxruntime_on_torch_export", "openvino_on_torch_export")
 
 
 @dataclasses.dataclass
-class Variant:
-    """One way of running a model: `prepare(images)` converts a batch and returns a call that runs it once.
+class Path:
+    """One way of running a model: `call(images)` returns float32 NHWC logits."""
 
-    The call returns the logits as a float32 NHWC array.
-    """
-
-    framework: str
-    precision: str
-    prepare: Callable
-    setup_s: float = 0.0
+    call: Callable
+    peer: bool
+    setup_s: float
 
 
 def build(backbone, policy="float32", seed=0):
     """A keras-fcn FCN-8s on `backbone` with random weights from `seed` (the same for every `policy`)."""
     model = randomize(keras_fcn.FCN8s(NUM_CLASSES, backbone=backbone, backbone_weights=None), seed)
     return model if policy == "float32" else with_dtype_policy(model, policy)
+
+
+def load(model_name, weights_file=None):
+    """The Keras model a benchmark model name stands for: with `weights_file`, loaded as a user loads one."""
+    if model_name == "camvid":
+        return keras_fcn.zoo.load_model("camvid")
+    if weights_file is None:
+        return build(model_name)
+    model = keras_fcn.FCN8s(NUM_CLASSES, backbone=model_name, backbone_weights=None)
+    model.load_weights(weights_file)
+    return model
 
 
 def randomize(model, seed):
@@ -128,205 +137,191 @@ def gflop_per_image(model, height, width):
     return flops / 1e9
 
 
-def matmul_peak(size, repeats):
-    """The best GFLOP/s of `tf.linalg.matmul` on `size` x `size` matrices, per precision."""
-    rng = np.random.default_rng(0)
-    peaks = {}
-    for precision, dtype in zip(PRECISIONS, (tf.float32, tf.bfloat16)):
-        a, b = (tf.cast(rng.standard_normal((size, size)), dtype) for _ in range(2))
-        matmul = tf.function(tf.linalg.matmul)
-        matmul(a, b)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            matmul(a, b)
-            best = min(best, time.perf_counter() - start)
-        peaks[precision] = 2 * size**3 / best / 1e9
-    return peaks
+def path_names(model_name):
+    """The paths measured for a model on this host, in order."""
+    bf16 = host_cpu().native_bfloat16
+    names = ["keras_fcn_default", "tensorflow_fp32", "openvino_fp32"]
+    names += ["tensorflow_fp32_xla"] if model_name == "vgg16_reference" else ["onnxruntime_fp32"]
+    names += ["tensorflow_bf16", "openvino_bf16"] if bf16 else []
+    if model_name == "vgg16_reference" and TORCH_AVAILABLE:
+        names += [name for name, (_, autocast) in TORCH_LAYOUTS.items() if bf16 or not autocast]
+        names += list(TORCH_EXPORT_PATHS)
+    return names
 
 
-def keras_variants(model, constants=True):
-    """The Keras ways of running the float32 `model`, by name.
-
-    With `constants`, also the frozen-weights variants; their `setup_s` is
-    the time `keras_fcn.inference_function(..., freeze=True)` takes.
-    """
-
-    def package_call(run):
-        return lambda images: lambda: run(images)
-
-    variants = {
-        "keras_fp32_predict_on_batch": Variant(
-            "keras", "fp32", lambda images: lambda: model.predict_on_batch(images)
-        )
-    }
-    for precision, name in PACKAGE_PRECISIONS.items():
-        variants[f"keras_{precision}_function"] = Variant(
-            "keras", precision, package_call(keras_fcn.inference_function(model, precision=name))
-        )
-        variants[f"keras_{precision}_xla"] = Variant(
-            "keras", precision, package_call(keras_fcn.inference_function(model, precision=name, jit_compile=True))
-        )
-        if constants:
-            start = time.perf_counter()
-            frozen = keras_fcn.inference_function(model, precision=name, freeze=True)
-            variants[f"keras_{precision}_constants"] = Variant(
-                "keras", precision, package_call(frozen), setup_s=time.perf_counter() - start
-            )
-    return variants
+def make_path(name, model_name, model, torch_onnx):
+    """Sets up path `name` (timed) and returns it; raises when it cannot run here."""
+    start = time.perf_counter()
+    peer = name.startswith("torch") or name in TORCH_EXPORT_PATHS
+    if name == "keras_fcn_default":
+        call = keras_fcn.inference_function(model)
+    elif name == "tensorflow_fp32_xla":
+        call = keras_fcn.inference_function(model, engine="tensorflow", jit_compile=True)
+    elif name in ENGINE_PATHS:
+        engine, precision = ENGINE_PATHS[name]
+        call = keras_fcn.inference_function(model, engine=engine, precision=precision)
+    elif name in TORCH_LAYOUTS:
+        call = torch_call(model, *TORCH_LAYOUTS[name])
+    else:
+        call = onnx_call(name, torch_onnx)
+    return Path(call, peer or model_name == "camvid", time.perf_counter() - start)
 
 
-def torch_variants(model):
-    """PyTorch runs of the VGG16 FCN-8s with `model`'s weights: fp32 (NCHW, channels_last) and bf16 autocast."""
+def torch_call(model, channels_last, bfloat16):
+    """PyTorch's VGG16 FCN-8s with `model`'s weights (or its own initialization when `model` is None)."""
     import torch
 
     import torch_fcn
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    nets = {}
-    for channels_last in (False, True):
-        net = torch_fcn.load_keras_weights(torch_fcn.FCN8sVGG16(NUM_CLASSES), model).eval()
-        nets[channels_last] = net.to(memory_format=torch.channels_last) if channels_last else net
+    net = torch_fcn.FCN8sVGG16(NUM_CLASSES).eval()
+    if model is not None:
+        torch_fcn.load_keras_weights(net, model)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=layout)
 
-    def torch_call(channels_last, bfloat16):
-        net = nets[channels_last]
+    def call(images):
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(memory_format=layout)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            return net(x).permute(0, 2, 3, 1).float().numpy()
 
-        def prepare(images):
-            x = torch.from_numpy(images).permute(0, 3, 1, 2)
-            x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-            def run():
-                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
-                    return net(x).permute(0, 2, 3, 1).float().numpy()
-
-            return run
-
-        return prepare
-
-    return {
-        "torch_fp32": Variant("torch", "fp32", torch_call(False, False)),
-        "torch_fp32_channels_last": Variant("torch", "fp32", torch_call(True, False)),
-        "torch_bf16_channels_last": Variant("torch", "bf16", torch_call(True, True)),
-    }
+    return call
 
 
-def run_in_turns(variants, images, repeats):
-    """Calls each variant once (warm-up), then `repeats` rounds of one call each.
+def export_torch_onnx(model, path):
+    """Writes PyTorch's ONNX export of its VGG16 FCN-8s with `model`'s weights, batch, height and width dynamic."""
+    import torch
+
+    import torch_fcn
+
+    net = torch_fcn.load_keras_weights(torch_fcn.FCN8sVGG16(NUM_CLASSES).eval(), model)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    # The TorchScript exporter: the torch.export one needs onnxscript, which is not installed.
+    torch.onnx.export(
+        net, (torch.zeros(1, 3, 64, 64),), path, dynamo=False,
+        input_names=["images"], output_names=["logits"], dynamic_axes={"images": axes, "logits": axes},
+    )
+    return path
+
+
+def onnx_call(name, path):
+    """ONNX Runtime or OpenVINO (float32) running PyTorch's NCHW ONNX export, as a user of it would."""
+    if name == "onnxruntime_on_torch_export":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        run = lambda x: session.run(None, {"images": x})[0]  # noqa: E731
+    else:
+        import openvino
+
+        compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        run = lambda x: compiled(x)[compiled.output(0)]  # noqa: E731
+    return lambda images: run(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).transpose(0, 2, 3, 1)
+
+
+def run_in_turns(paths, images, repeats):
+    """Calls each path once (warm-up), then `repeats` rounds of one call each.
 
     Returns `{name: (first call seconds, [timed seconds], first output)}`.
     """
-    calls = {name: variant.prepare(images) for name, variant in variants.items()}
     results = {}
-    for name, call in calls.items():
+    for name, path in paths.items():
         start = time.perf_counter()
-        output = call()
+        output = path.call(images)
         results[name] = (time.perf_counter() - start, [], output)
     for _ in range(repeats):
-        for name, call in calls.items():
+        for name, path in paths.items():
             start = time.perf_counter()
-            call()
+            path.call(images)
             results[name][1].append(time.perf_counter() - start)
     return results
 
 
-def fastest(variants, latencies, framework, precision):
-    """The name of the fastest variant of `framework` in `precision`, or None."""
-    names = [n for n, v in variants.items() if (v.framework, v.precision) == (framework, precision)]
-    return min(names, key=latencies.get, default=None)
+def measure_memory(name, model_name, torch_onnx, keras_home):
+    """`memory_of` path `name` in a fresh process, with the warm engine cache; an error text when it failed."""
+    command = [sys.executable, __file__, "--memory-of", name, "--models", model_name, "--torch-onnx", torch_onnx or "",
+               "--weights", weights_file(keras_home, model_name)]
+    environment = {**os.environ, "KERAS_HOME": keras_home, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if done.returncode == 0 and lines else f"failed: {done.stderr.strip()[-300:]}"
 
 
-def benchmark_model(backbone, size, *, repeats, batch, constants_max_params=None):
-    """Times every variant of one model; returns its JSON-ready results.
+def weights_file(keras_home, model_name):
+    """Where the benchmark saves a model's weights for the memory processes to load."""
+    return os.path.join(keras_home, f"{model_name}.weights.h5")
 
-    The frozen-constants variants run only for models with at most
-    `constants_max_params` weights (None: always).
+
+def memory_of(name, model_name, torch_onnx, weights):
+    """Sets up path `name` as a user would and runs one image; returns its memory in MiB.
+
+    Every framework is imported first (keras-fcn with TensorFlow, then torch,
+    OpenVINO and ONNX Runtime where installed), so that `working_mib`, the
+    peak resident memory over the resident memory after the imports, is the
+    path's own: model, engine and activations. `peak_mib` is the process's
+    peak (`VmHWM`), imports included.
     """
-    model = build(backbone)
-    parameters = model.count_params()
-    variants = keras_variants(model, constants_max_params is None or parameters <= constants_max_params)
-    if TORCH_AVAILABLE and backbone == "vgg16_reference":
-        variants.update(torch_variants(model))
-    rng = np.random.default_rng(1)
-    images = rng.uniform(0, 255, (batch or 1, *size, 3)).astype("float32")
-    results = run_in_turns(variants, images[:1], repeats)
-    work = gflop_per_image(model, *size)
-    reference = results["keras_fp32_function"][2]
+    for package in ("torch", "openvino", "onnxruntime"):
+        if importlib.util.find_spec(package) is not None:
+            importlib.import_module(package)
+    imported = resident_memory_mib()
+    images = np.random.default_rng(1).uniform(0, 255, (1, *SIZES[model_name], 3)).astype("float32")
+    if name in TORCH_LAYOUTS:
+        call = torch_call(None, *TORCH_LAYOUTS[name])  # PyTorch alone, as its user runs it
+    elif name in TORCH_EXPORT_PATHS:
+        call = onnx_call(name, torch_onnx)
+    else:
+        call = make_path(name, model_name, load(model_name, weights), None).call
+    call(images)
+    return {"working_mib": peak_memory_mib() - imported, "peak_mib": peak_memory_mib()}
+
+
+def benchmark_model(model_name, repeats, keras_home):
+    """Times every path of one model; returns its JSON-ready results."""
+    model = load(model_name)
+    model.save_weights(weights_file(keras_home, model_name))
+    size = SIZES[model_name]
+    images = np.random.default_rng(1).uniform(0, 255, (1, *size, 3)).astype("float32")
+    torch_onnx = None
+    if model_name == "vgg16_reference" and TORCH_AVAILABLE:
+        start = time.perf_counter()
+        torch_onnx = export_torch_onnx(model, os.path.join(keras_home, "torch_fcn8s.onnx"))
+        torch_export_s = time.perf_counter() - start
+    paths, refused = {}, {}
+    for name in path_names(model_name):
+        try:
+            paths[name] = make_path(name, model_name, model, torch_onnx)
+        except (ValueError, ImportError) as error:
+            refused[name] = str(error)
+    results = run_in_turns(paths, images, repeats)
+    reference = results["tensorflow_fp32"][2]
     latencies = {name: statistics.median(times) for name, (_, times, _) in results.items()}
+    fastest_peer = min((n for n, p in paths.items() if p.peer and n != "keras_fcn_default"), key=latencies.get)
+    work = gflop_per_image(model, *size)
     report = {
         name: {
-            "precision": variant.precision,
-            **({"setup_s": variant.setup_s} if variant.setup_s else {}),
+            "setup_s": path.setup_s + (torch_export_s if name in TORCH_EXPORT_PATHS else 0.0),
             "first_call_s": results[name][0],
             "latency_s": latencies[name],
             "latencies_s": results[name][1],
             "gflop_per_s": work / latencies[name],
-            "max_abs_diff_vs_keras_fp32": float(np.max(np.abs(results[name][2] - reference))),
+            "ratio_to_fastest_peer": latencies[name] / latencies[fastest_peer],
+            "max_abs_diff_vs_tensorflow_fp32": float(np.max(np.abs(results[name][2] - reference))),
+            "memory": measure_memory(name, model_name, torch_onnx, keras_home),
         }
-        for name, variant in variants.items()
+        for name, path in paths.items()
     }
-    if batch:
-        frameworks = sorted({v.framework for v in variants.values()})
-        best = {fastest(variants, latencies, f, p) for f in frameworks for p in PRECISIONS} - {None}
-        batched = run_in_turns({name: variants[name] for name in sorted(best)}, images, max(1, repeats // 3))
-        for name, (first, times, _) in batched.items():
-            throughput = batch / statistics.median(times)
-            report[name].update(
-                {
-                    f"batch{batch}_first_call_s": first,
-                    f"batch{batch}_images_per_s": throughput,
-                    f"batch{batch}_gflop_per_s": work * throughput,
-                }
-            )
-    summary = {
+    default = keras_fcn.engines.auto_engine(model, "float32")
+    return {
         "size": list(size),
-        "parameters": parameters,
+        "parameters": model.count_params(),
         "gflop_per_image": work,
-        "max_abs_output_keras_fp32": float(np.max(np.abs(reference))),
-        "variants": report,
+        "max_abs_logit_tensorflow_fp32": float(np.max(np.abs(reference))),
+        "default_engine": default,
+        "fastest_peer": fastest_peer,
+        "paths": report,
+        "refused": refused,
     }
-    if "torch_fp32" in variants:
-        summary["comparison"] = compare(variants, latencies, report, batch)
-    return summary
-
-
-def add_peak_fractions(model_results, peaks):
-    """Adds to every variant its achieved GFLOP/s as a fraction of the matmul peak of its precision."""
-    for variant in model_results["variants"].values():
-        for key in [k for k in variant if k.endswith("gflop_per_s")]:
-            variant[key.replace("gflop_per_s", "fraction_of_matmul_peak")] = variant[key] / peaks[variant["precision"]]
-
-
-def compare(variants, latencies, report, batch):
-    """Speed-ups of the Keras variants over PyTorch fp32 (>1: Keras faster), and the issue's two targets."""
-    torch_fp32 = fastest(variants, latencies, "torch", "fp32")
-    keras_fp32 = fastest(variants, latencies, "keras", "fp32")
-    keras_best = min((n for n, v in variants.items() if v.framework == "keras"), key=latencies.get)
-    fp32_speedup = latencies[torch_fp32] / latencies[keras_fp32]
-    best_speedup = latencies[torch_fp32] / latencies[keras_best]
-    comparison = {
-        "torch_fp32_baseline": torch_fp32,
-        "speedup_vs_torch_fp32_plain_nchw": {
-            n: latencies["torch_fp32"] / latencies[n] for n, v in variants.items() if v.framework == "keras"
-        },
-        "speedup_vs_torch_fp32_baseline": {
-            n: latencies[torch_fp32] / latencies[n] for n, v in variants.items() if v.framework == "keras"
-        },
-        "max_abs_diff_torch_fp32_vs_keras_fp32": report["torch_fp32"]["max_abs_diff_vs_keras_fp32"],
-        "target_fp32_at_least_as_fast": {
-            "keras": keras_fp32,
-            "speedup": fp32_speedup,
-            "met": fp32_speedup >= 1,
-        },
-        "target_best_precision_2x": {"keras": keras_best, "speedup": best_speedup, "met": best_speedup >= 2},
-    }
-    key = f"batch{batch}_images_per_s"
-    if batch and key in report[torch_fp32]:
-        comparison[f"batch{batch}_throughput_vs_torch_fp32_baseline"] = {
-            n: report[n][key] / report[torch_fp32][key]
-            for n, v in variants.items()
-            if v.framework == "keras" and key in report[n]
-        }
-    return comparison
 
 
 def rounded(value):
@@ -340,57 +335,89 @@ def rounded(value):
     return value
 
 
+def _status_mib(field):
+    with open("/proc/self/status") as file:
+        return next(int(line.split()[1]) for line in file if line.startswith(f"{field}:")) / 1024
+
+
 def peak_memory_mib():
     """Peak resident memory of this process so far, in MiB (Linux)."""
-    with open("/proc/self/status") as file:
-        return next(int(line.split()[1]) for line in file if line.startswith("VmHWM:")) / 1024
+    return _status_mib("VmHWM")
+
+
+def resident_memory_mib():
+    """Resident memory of this process now, in MiB (Linux)."""
+    return _status_mib("VmRSS")
 
 
 def environment():
+    cpu = host_cpu()
     info = {
+        "cpu": cpu.model,
+        "cpu_flags": cpu.vector_flags(),
+        "native_bfloat16": cpu.native_bfloat16,
+        "host_kind": cpu.kind,
         "cores": len(os.sched_getaffinity(0)),
         "load_average_1min": os.getloadavg()[0],
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
     }
-    if TORCH_AVAILABLE:
-        import torch
-
-        info["torch"] = torch.__version__
+    for package in ("tensorflow", "keras", "openvino", "onnxruntime", "tf2onnx", "torch"):
+        if importlib.util.find_spec(package) is not None:
+            info[package] = importlib.metadata.version(package)
     return info
+
+
+def markdown(results):
+    """The README's speed tables from a benchmark's results."""
+    lines = []
+    for model_name, summary in results["models"].items():
+        height, width = summary["size"]
+        lines += [
+            f"{model_name} at {height}x{width}, batch 1 (default engine here: {summary['default_engine']}):",
+            "",
+            "| path | seconds | vs fastest peer | setup s | memory MiB | max diff vs TF fp32 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, path in summary["paths"].items():
+            memory = path["memory"] if isinstance(path["memory"], str) else f"{path['memory']['working_mib']:.0f}"
+            lines.append(
+                f"| `{name}` | {path['latency_s']:.3g} | {path['ratio_to_fastest_peer']:.2f} | {path['setup_s']:.3g} "
+                f"| {memory} "
+                f"| {path['max_abs_diff_vs_tensorflow_fp32']:.2g} |"
+            )
+        lines += [f"| `{name}` | refused | | | | |" for name in summary["refused"]]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=sorted(SIZES), default=list(SIZES))
-    parser.add_argument("--batch", type=int, help="batch size for throughput (default 8, --quick 2); 0 skips it")
-    parser.add_argument("--repeats", type=int, default=3, help="timed batch-1 runs per variant")
-    parser.add_argument("--no-constants", action="store_true", help="leave out the frozen-constants variants")
-    parser.add_argument("--quick", action="store_true", help="a smoke run, see the module docstring")
+    parser.add_argument("--repeats", type=int, default=5, help="timed batch-1 runs per path")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--markdown", metavar="FILE", help="print the README tables of saved results, and stop")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-onnx", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    constants_max_params = 0 if args.no_constants else QUICK_CONSTANTS_MAX_PARAMS if args.quick else None
-    repeats = 1 if args.quick else args.repeats
-    batch = args.batch if args.batch is not None else 2 if args.quick else 8
-    matmul_size = QUICK_MATMUL_SIZE if args.quick else MATMUL_SIZE
+    if args.markdown:
+        with open(args.markdown) as file:
+            print(markdown(json.load(file)))
+        return
+    if args.memory_of:
+        print(json.dumps(memory_of(args.memory_of, args.models[0], args.torch_onnx, args.weights)))
+        return
     keras.utils.set_random_seed(0)
-    results = {"environment": environment(), "matmul_peak_gflop_per_s": {"start": matmul_peak(matmul_size, 3)}}
-    results["models"] = {}
-    for backbone in args.models:
-        results["models"][backbone] = benchmark_model(
-            backbone,
-            QUICK_SIZE if args.quick else SIZES[backbone],
-            repeats=repeats,
-            batch=batch,
-            constants_max_params=constants_max_params,
-        )
-    results["matmul_peak_gflop_per_s"]["end"] = matmul_peak(matmul_size, 3)
-    peaks = {p: max(run[p] for run in results["matmul_peak_gflop_per_s"].values()) for p in PRECISIONS}
-    results["matmul_peak_gflop_per_s"]["used"] = peaks
-    for model_results in results["models"].values():
-        add_peak_fractions(model_results, peaks)
+    with tempfile.TemporaryDirectory() as keras_home:
+        os.environ["KERAS_HOME"] = keras_home  # a cold cache: setup_s includes each engine's export
+        results = {"environment": environment(), "models": {}}
+        for model_name in args.models:
+            results["models"][model_name] = benchmark_model(model_name, args.repeats, keras_home)
     results["environment"]["load_average_1min_end"] = os.getloadavg()[0]
-    results["environment"]["peak_memory_mib"] = peak_memory_mib()
-    print(json.dumps(rounded(results), indent=1))
+    text = json.dumps(rounded(results), indent=1)
+    if args.json:
+        with open(args.json, "w") as file:
+            file.write(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

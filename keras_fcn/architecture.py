@@ -13,6 +13,7 @@ import dataclasses
 
 import keras
 
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.geometry import node_references
 from keras_fcn.heads import HeadGeometry
 
@@ -125,7 +126,7 @@ def record(architecture, tensors):
 def _record_layer(model):
     records = [layer for layer in model.layers if isinstance(layer, ArchitectureRecord)]
     if len(records) != 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Model '{model.name}' is not a keras-fcn FCN: it has {len(records)} ArchitectureRecord layers, "
             "not one. Build it with keras_fcn.FCN32s, FCN16s, FCN8s or FCN8sAtOnce (or load one they built)."
         )

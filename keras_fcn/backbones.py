@@ -17,6 +17,8 @@ import keras
 
 from keras_fcn import geometry
 from keras_fcn.alexnet import reference_alexnet_trunk
+from keras_fcn.constants import CAFFE_IMAGENET_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.heads import PIXEL_BLOCKS, input_padding_for
 from keras_fcn.layers import InputNormalization, PadToMultiple
 from keras_fcn.reference import reference_vgg16_trunk
@@ -25,9 +27,9 @@ from keras_fcn.reference import reference_vgg16_trunk
 # family's `keras.applications.<family>.preprocess_input` does ("caffe":
 # BGR minus the ImageNet mean; "tf": to [-1, 1]; "torch": the ImageNet mean
 # and standard deviation, scaled to [0, 255]).
-CAFFE = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
+CAFFE = (CAFFE_IMAGENET_MEAN_BGR, (1.0, 1.0, 1.0), True)
 TF = ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5), False)
-TORCH = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375), False)
+TORCH = (IMAGENET_MEAN, IMAGENET_STD, False)
 # EfficientNetV2-S, M and L's own preprocessing, `Rescaling(1 / 128, offset=-1)`.
 HALF_RANGE = ((128.0, 128.0, 128.0), (128.0, 128.0, 128.0), False)
 # Nets that normalize inside (EfficientNet's Rescaling and Normalization layers).
@@ -198,7 +200,7 @@ def get_backbone(backbone):
         return Backbone(name=backbone.name, normalization=UNCHANGED, model=backbone)
     if isinstance(backbone, str) and backbone.lower() in BACKBONES:
         return BACKBONES[backbone.lower()]
-    raise ValueError(
+    raise InvalidArgumentError(
         "Unknown backbone. Expected a keras.Model or one of (any case) "
         f"{list(REFERENCE_BACKBONES) + list(APPLICATION_NAMES)}. Received backbone={backbone!r}"
     )
@@ -299,7 +301,7 @@ def _input_padding(trunk, name, size):
     except geometry.MergeError as error:
         if None not in size:
             raise
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Backbone '{name}' cannot take images of any size: {error} A network whose layers depend on "
             "its input's size (NASNet) needs a fixed size: pass input_shape=(height, width, 3)."
         ) from error

@@ -25,6 +25,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_fcn.errors import InvalidDataError
+
 # V1LayerParameter.LayerType values of the layers that hold blobs in FCNs.
 V1_LAYER_TYPES = {4: "Convolution", 39: "Deconvolution", 14: "InnerProduct"}
 _V1_TYPE_NUMBERS = {name: number for number, name in V1_LAYER_TYPES.items()}
@@ -38,7 +40,7 @@ _LAYER_FIELDS = {100: (1, 2, 7), 2: (4, 5, 6)}
 _V0_LAYER_FIELD = 1
 
 
-class CaffeModelError(ValueError):
+class CaffeModelError(InvalidDataError):
     """A `.caffemodel` that cannot be read, or whose blobs do not fit the Keras model."""
 
 

@@ -1,13 +1,19 @@
 """Training callbacks that survive a killed process: atomic checkpoints, backups and a resumable CSV log.
 
 Keras writes checkpoints in place, so a process killed while saving leaves a
-half-written file. These subclasses write every file under a temporary name
+half-written file. These callbacks write every file under a temporary name
 beside its target and rename it onto the target (`os.replace`, atomic on
 POSIX and Windows) only once complete.
 
-`keras.callbacks.BackupAndRestore` tells the others where a resumed run
-starts by setting `model._initial_epoch` in `on_train_begin` (what
-`model.fit` then starts from), so list it before them in `callbacks`.
+A resumed run starts from the epoch its backup holds: pass
+`initial_epoch=backup.initial_epoch` to `model.fit`
+(`keras.callbacks.BackupAndRestore` moves the start through a private
+attribute of the model instead, which no public API offers). The log and
+the checkpoints learn where a run starts from the first epoch they see.
+
+>>> backup = AtomicBackupAndRestore("run/backup")
+>>> model.fit(data, epochs=10, initial_epoch=backup.initial_epoch,
+...           callbacks=[backup, ResumableCSVLogger("run/log.csv")])
 """
 
 import csv
@@ -16,12 +22,7 @@ import os
 
 import keras
 
-from keras_fcn.zoo.cache import remove_if_exists, temporary_path, write_json_atomically
-
-
-def _resumed_epoch(model):
-    """The epoch `model.fit` starts from, as set by a `BackupAndRestore` that ran before."""
-    return model._initial_epoch or 0
+from keras_fcn.files import remove_if_exists, save_atomically, temporary_path, write_json_atomically
 
 
 def _read_json(path):
@@ -32,58 +33,65 @@ def _read_json(path):
         return json.load(file)
 
 
-def save_atomically(save, path):
-    """Calls `save(temporary)` on a temporary name beside `path`, then renames it onto `path`.
+class AtomicBackupAndRestore(keras.callbacks.Callback):
+    """A backup of the training state that is never half-written, for resuming killed runs.
 
-    Args:
-        save: a function writing a file to the path it gets, e.g.
-            `model.save`; the temporary name ends like `path` (`.keras`,
-            `.weights.h5`, ...) so Keras accepts it.
-        path: str, the file to write.
-    """
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    name = os.path.basename(path)
-    temporary = temporary_path(path, name[name.find(".") :] if "." in name else "")
-    try:
-        save(temporary)
-        os.replace(temporary, path)
-    finally:
-        remove_if_exists(temporary)
+    The file format of `keras.callbacks.BackupAndRestore` (one epoch
+    granularity), written atomically. At each epoch end the weights
+    (optimizer state included) go to `backup_dir/epoch-<n>.weights.h5`,
+    written atomically, and then `training_metadata.json`, the commit point,
+    is replaced atomically to name that file and the number `n` of completed
+    epochs; older weights files are removed after. A process killed at any
+    moment leaves a metadata file naming complete weights of the epoch it
+    records. At the start of training the weights it names are loaded. The
+    backup is kept after training, so running a finished run again trains
+    nothing, and raising `epochs` continues it.
 
-
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` whose backup is never half-written.
-
-    At each epoch end the weights (optimizer state included) go to
-    `backup_dir/epoch-<n>.weights.h5`, written atomically, and then
-    `training_metadata.json`, the commit point, is replaced atomically to
-    name that file and the number of completed epochs; older weights files
-    are removed after. A process killed at any moment leaves a metadata file
-    naming complete weights of the epoch it records, and a run started again
-    resumes after that epoch. The backup is kept after training, so running
-    a finished run again trains nothing, and raising `epochs` continues it.
+    Pass `initial_epoch=backup.initial_epoch` to `model.fit`: once a
+    backup is restored, training refuses to start from another epoch than
+    the backup's.
 
     Args:
         backup_dir: str, the folder of the backup (one per run and process).
     """
 
     def __init__(self, backup_dir):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        super().__init__()
+        self.backup_dir = os.fspath(backup_dir)
+        self.metadata_path = os.path.join(self.backup_dir, "training_metadata.json")
+        self.restored_epoch = None
+
+    @property
+    def initial_epoch(self):
+        """int, the number of epochs the backup holds (0 without one): where a resumed `fit` starts."""
+        metadata = _read_json(self.metadata_path)
+        return 0 if metadata is None else metadata["epoch"]
 
     def on_train_begin(self, logs=None):
-        metadata = _read_json(self._training_metadata_path)
+        metadata = _read_json(self.metadata_path)
+        self.restored_epoch = None
         if metadata is not None:
-            self._weights_path = os.path.join(self.backup_dir, metadata["weights"])
-        super().on_train_begin(logs)
+            optimizer = getattr(self.model, "optimizer", None)
+            if optimizer is not None and not optimizer.built:
+                # Without a tf.distribute strategy Keras builds the optimizer in the first step, after this
+                # callback: built now, its state (momentum, step count) is restored, not skipped with a warning.
+                optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+            self.restored_epoch = metadata["epoch"]
 
-    def _save_model(self):
-        name = f"epoch-{self._current_epoch}.weights.h5"
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.restored_epoch is not None and epoch != self.restored_epoch:
+            raise ValueError(
+                f"The backup in '{self.backup_dir}' holds {self.restored_epoch} completed epochs, but "
+                f"`model.fit` started at epoch {epoch}: pass `initial_epoch=backup.initial_epoch` to `fit`. "
+                f"Received initial_epoch={epoch}"
+            )
+        self.restored_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        name = f"epoch-{epoch + 1}.weights.h5"
         save_atomically(self.model.save_weights, os.path.join(self.backup_dir, name))
-        write_json_atomically(
-            self._training_metadata_path, {"epoch": self._current_epoch, "batch": 0, "weights": name}
-        )
+        write_json_atomically(self.metadata_path, {"epoch": epoch + 1, "batch": 0, "weights": name})
         for other in os.listdir(self.backup_dir):
             if other.startswith("epoch-") and other.endswith(".weights.h5") and other != name:
                 remove_if_exists(os.path.join(self.backup_dir, other))
@@ -92,45 +100,89 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """`keras.callbacks.ModelCheckpoint` that writes atomically and keeps its best value across resumes.
 
-    With `save_best_only=True` it also writes `<filepath>.json` (the epoch,
-    the monitored quantity and its value) after each save; when a resumed
-    run starts (see `AtomicBackupAndRestore`) it reads the best value back,
-    so a resumed run replaces the best checkpoint only with a better one.
-    Takes the arguments of `keras.callbacks.ModelCheckpoint`.
+    Keras saves each epoch's checkpoint under a temporary name beside
+    `filepath`, which is then renamed onto `filepath`. With
+    `save_best_only=True` it also writes `<filepath>.json` (the epoch, the
+    monitored quantity and its value) after each save; when a resumed run
+    starts (see `AtomicBackupAndRestore`) it reads the best value back, so
+    a resumed run replaces the best checkpoint only with a better one.
+
+    Args:
+        filepath: str, the `.keras` file (`.weights.h5` with
+            `save_weights_only=True`); a fixed name, without `{epoch}`
+            placeholders.
+        monitor, mode, save_best_only, save_weights_only, verbose,
+            initial_value_threshold: as for
+            `keras.callbacks.ModelCheckpoint`, which saves once per epoch.
+
+    Raises:
+        ValueError: for a `filepath` with placeholders.
     """
 
-    def on_train_begin(self, logs=None):
-        record = _read_json(self._record_path)
-        if (
-            self.save_best_only
-            and record is not None
-            and record["monitor"] == self.monitor
-            and record["epoch"] <= _resumed_epoch(self.model)
-        ):
-            self.best = record["value"]
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        mode="auto",
+        save_best_only=False,
+        save_weights_only=False,
+        verbose=0,
+        initial_value_threshold=None,
+    ):
+        filepath = os.fspath(filepath)
+        if "{" in filepath:
+            raise ValueError(f"`filepath` must be a fixed file name, without placeholders. Received filepath={filepath!r}")
+        extension = ".weights.h5" if filepath.endswith(".weights.h5") else os.path.splitext(filepath)[1]
+        super().__init__(
+            temporary_path(filepath, extension),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=save_best_only,
+            save_weights_only=save_weights_only,
+            verbose=verbose,
+            initial_value_threshold=initial_value_threshold,
+        )
+        self.target = filepath
+        self.started = False
 
     @property
-    def _record_path(self):
-        return f"{self.filepath}.json"
+    def record_path(self):
+        """str, the JSON file recording the epoch and value of the best checkpoint."""
+        return f"{self.target}.json"
 
-    def _save_model(self, epoch, batch, logs):
-        filepath = self._get_file_path(epoch, batch, logs)
-        if not self._should_save_model(epoch, batch, logs, filepath):
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if self.started:
             return
-        save_atomically(self.model.save_weights if self.save_weights_only else self.model.save, filepath)
-        if self.save_best_only:
-            write_json_atomically(
-                self._record_path, {"epoch": epoch + 1, "monitor": self.monitor, "value": float(self.best)}
-            )
+        self.started = True
+        record = _read_json(self.record_path)
+        if self.save_best_only and record is not None and record["monitor"] == self.monitor and record["epoch"] <= epoch:
+            self.best = record["value"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            super().on_epoch_end(epoch, logs)
+            if os.path.exists(self.filepath):
+                os.replace(self.filepath, self.target)
+                if self.save_best_only:
+                    write_json_atomically(
+                        self.record_path, {"epoch": epoch + 1, "monitor": self.monitor, "value": float(self.best)}
+                    )
+        finally:
+            remove_if_exists(self.filepath)
 
 
 class ResumableCSVLogger(keras.callbacks.CSVLogger):
     """`keras.callbacks.CSVLogger` that continues a log where a resumed run starts.
 
-    At the start of training it keeps the rows of the epochs before the one
-    training starts from (0 for a fresh run, the restored epoch for a
-    resumed one) and appends after them, so the log numbers every epoch
-    once: none repeated, none lost, whenever the previous run was killed.
+    At the first epoch of training it keeps the rows of the epochs before
+    it (0 for a fresh run, the restored epoch for a resumed one) and
+    appends after them, so the log numbers every epoch once: none repeated,
+    none lost, whenever the previous run was killed.
 
     Args:
         filename: str, the CSV file.
@@ -139,13 +191,20 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
 
     def __init__(self, filename, separator=","):
         super().__init__(filename, separator=separator, append=True)
+        self.started = False
 
     def on_train_begin(self, logs=None):
-        start = _resumed_epoch(self.model)
+        # The file is opened at the first epoch, once the epoch training starts from is known.
+        self.started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.started:
+            return
+        self.started = True
         if os.path.isfile(self.filename):
             with open(self.filename, newline="", encoding="utf-8") as file:
                 rows = list(csv.reader(file, delimiter=self.sep))
-            kept = [row for row in rows[1:] if row and int(row[0]) < start]
+            kept = [row for row in rows[1:] if row and int(row[0]) < epoch]
 
             def rewrite(path):
                 with open(path, "w", newline="", encoding="utf-8") as file:
@@ -155,4 +214,8 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
                 save_atomically(rewrite, self.filename)
             else:
                 os.remove(self.filename)
-        super().on_train_begin(logs)
+        super().on_train_begin()
+
+    def on_train_end(self, logs=None):
+        if self.started:
+            super().on_train_end(logs)

@@ -1,33 +1,42 @@
-"""The `keras-fcn` command line (also `python -m keras_fcn`): train, evaluate, predict, export, zoo.
+"""The `keras-fcn` command line (also `python -m keras_fcn`): train, evaluate, predict, export, plot, zoo.
 
-Run `keras-fcn VERB --help` for each verb's options and examples. Bad
-arguments end the command with a one-line error naming the argument and
-what it accepts, and exit status 2.
+Run `keras-fcn VERB --help` for each verb's options and examples. An error
+caused by the input (a bad argument, a missing or malformed file, bad data:
+`keras_fcn.errors.InputError`, an `OSError`) ends the command with one line
+naming what is at fault and exit status 2 (`--debug` also prints its
+traceback); any other error is a bug and ends it with a traceback and exit
+status 1.
 """
 
 import argparse
+import collections
+import itertools
 import json
 import math
 import os
 import sys
+import traceback
 
 import keras
 import numpy as np
-from PIL import Image
 
-from keras_fcn import assets, data, training, zoo
-from keras_fcn.backbones import BACKBONES
-from keras_fcn.data.decode import IMAGE_EXTENSIONS
+from keras_fcn import arguments, assets, data, plots, training, zoo
+from keras_fcn.constants import CLASSES_FILE
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError, input_error_message
 from keras_fcn.export import FORMATS, export
-from keras_fcn.inference import PRECISION_POLICIES, evaluate, predict
+from keras_fcn.engines import ENGINES
+from keras_fcn.inference import PRECISIONS, evaluate, predict
 from keras_fcn.metrics import FIGURES
+from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
+from keras_fcn.files import remove_if_exists, sha256_of, temporary_path
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
     zip(FIGURES, ("pixel accuracy", "mean accuracy", "mean IU", "frequency weighted IU"))
 )
 _EXPORT_SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
+TRAINING_CURVES_FILE = "training_curves.png"
 
 TRAIN_EXAMPLES = """examples:
   # a folder with images/ and masks/ (class-index PNGs), 3 classes, a small backbone
@@ -42,175 +51,70 @@ TRAIN_EXAMPLES = """examples:
 Run the same command again to resume after an interruption."""
 EVALUATE_EXAMPLES = """examples:
   keras-fcn evaluate runs/fcn8s/best.keras data/val --json val.json
+  keras-fcn evaluate runs/cells/best.keras cells/val --label-map 255:1       # masks holding 0 and 255
+  keras-fcn evaluate runs/streets/best.keras streets/val --color-map colors.txt
   keras-fcn evaluate runs/camvid/best.keras camvid --data-root data/camvid
   keras-fcn evaluate voc-fcn8s voc --data-root VOCdevkit"""
 PREDICT_EXAMPLES = """examples:
   keras-fcn predict camvid                 # the bundled street scene, into predictions/
   keras-fcn predict runs/fcn8s/best.keras photos/ --output-dir segmented
   keras-fcn predict voc-fcn8s cat.jpg dog.jpg
-writes <stem>.png (class ids, shown in the palette's colours) and <stem>_overlay.png per image."""
+writes <stem>.png (class ids, shown in the palette's colours) and <stem>_overlay.png per image; where two
+images share a stem (a.jpg, a.png) or <stem>.png is an input, <stem>_<extension>.png (a_jpg.png, a_png.png).
+Unreadable images are skipped and named; the exit status is then 2."""
 EXPORT_EXAMPLES = """examples:
   keras-fcn export runs/fcn8s/best.keras exported/fcn8s            # SavedModel, any input size
   keras-fcn export runs/fcn8s/best.keras fcn8s.tflite --input-size 360x480
-  keras-fcn export runs/fcn8s/best.keras fcn8s.onnx                # needs tf2onnx and onnx"""
+  keras-fcn export runs/fcn8s/best.keras fcn8s.onnx                # pip install keras-fcn[onnx]"""
+PLOT_EXAMPLES = """examples:
+  keras-fcn plot runs/fcn8s                                  # writes runs/fcn8s/training_curves.png
+  keras-fcn plot runs/32s runs/16s runs/8s --labels FCN-32s,FCN-16s,FCN-8s --output curves.png"""
 ZOO_EXAMPLES = """examples:
   keras-fcn zoo list
-  keras-fcn zoo download voc-fcn8s
+  keras-fcn zoo list --architecture fcn8s_vgg16_reference --markdown   # with sources and published metrics
+  keras-fcn zoo download voc-fcn8s        # downloads and converts once; prints the file and its sha256
   keras-fcn zoo convert voc-fcn8s --caffemodel fcn8s-heavy-pascal.caffemodel --output voc-fcn8s.weights.h5"""
+# Who measured a manifest metric, as the Markdown table says it.
+_MEASURED_BY = {"authors": "theirs", "keras-fcn": "ours"}
 
 
-class CommandError(Exception):
+class CommandError(InvalidArgumentError):
     """A bad argument found while running a verb: reported on one line, exit status 2."""
 
 
-def _size(text):
-    """`HxW` or `H,W` -> `(H, W)`."""
-    parts = text.lower().replace(",", "x").split("x")
-    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH in pixels, e.g. 360x480, not {text!r}")
-    return int(parts[0]), int(parts[1])
+def _verb_parser(verbs, name, **kwargs):
+    """A verb's parser, with its examples shown as written and a `--debug` flag."""
+    parser = verbs.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    _add_debug(parser, default=argparse.SUPPRESS)
+    return parser
 
 
-def _positive_int(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return int(text)
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
-    return value
-
-
-def _names(text):
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"must be class names separated by commas, not {text!r}")
-    return names
-
-
-def _keyword(text):
-    """`KEY=VALUE` -> `(KEY, VALUE)`, the value read as JSON when it is JSON (0.25, true) and as text otherwise."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, e.g. alpha=0.25, not {text!r}")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
-
-
-def _backbone_weights(text):
-    if text == "none":
-        return None
-    if text != "imagenet" and not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"must be 'imagenet', 'none' or an existing weights file, not {text!r}")
-    return text
-
-
-def _verbose(text):
-    if text not in ("auto", "0", "1", "2"):
-        raise argparse.ArgumentTypeError(f"must be one of auto, 0, 1, 2, not {text!r}")
-    return text if text == "auto" else int(text)
-
-
-def _add_class_options(parser):
-    parser.add_argument("--num-classes", type=_positive_int, help="number of classes (default: the dataset's or model's)")
-    parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
+def _add_debug(parser, default):
+    # Verbs default to SUPPRESS, so that a `--debug` given before the verb is not reset by the verb's parser.
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="print the traceback of an error, not only its line"
+    )
 
 
 def _train_parser(verbs):
-    parser = verbs.add_parser(
+    parser = _verb_parser(
+        verbs,
         "train",
         help="train an FCN (resumes an interrupted run)",
         description="Train an FCN with logs (log.csv, tensorboard/), checkpoints (best.keras by validation "
         "mean IU, last.keras) and a backup to resume from, all in --output-dir.",
         epilog=TRAIN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "dataset", help=f"one of {', '.join(training.NAMED_DATASETS)}, or a folder holding images/ and masks/"
     )
     parser.add_argument("--output-dir", required=True, help="the run folder")
-    parser.add_argument("--model", choices=sorted(training.MODELS), default="fcn8s")
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="vgg16_reference")
-    parser.add_argument(
-        "--backbone-weights", type=_backbone_weights, default="imagenet", help="imagenet (default), none, or a file"
-    )
-    parser.add_argument(
-        "--backbone-kwargs", type=_keyword, nargs="+", default=[], metavar="KEY=VALUE", help="e.g. alpha=0.25"
-    )
-    parser.add_argument("--weights", help="a zoo entry or weights file of this same architecture to start from")
-    parser.add_argument("--init-from", help="staged training: a .keras (or .weights.h5) file of a coarser stage")
-    parser.add_argument(
-        "--init-from-model",
-        choices=sorted(training.MODELS),
-        help="the architecture of a .weights.h5 --init-from (default: the previous stage)",
-    )
-    parser.add_argument("--data-root", help="where a named dataset lives (for sbd: holding benchmark_RELEASE/ and VOCdevkit/)")
-    parser.add_argument("--val-folder", help="a validation folder holding images/ and masks/")
-    _add_class_options(parser)
-    parser.add_argument("--crop-size", type=_size, metavar="HxW", help="training crop, e.g. 360x480 (default: whole images)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="global batch size (default: 8)")
-    parser.add_argument("--epochs", type=_positive_int, default=10, help="total epochs of the run (default: 10)")
-    parser.add_argument("--steps-per-epoch", type=_positive_int, help="default: one pass over the data")
-    parser.add_argument("--validation-steps", type=_positive_int, help="default: the whole validation set")
-    parser.add_argument(
-        "--optimizer",
-        choices=sorted(training.PRESETS),
-        default="adam",
-        help="paper: SGD momentum 0.99, summed loss, fixed tiny rate; sgd / adam: mean loss, poly decay (default: adam)",
-    )
-    parser.add_argument("--learning-rate", type=_non_negative_float, help="default: the preset's")
-    parser.add_argument("--weight-decay", type=_non_negative_float, help="default: the preset's (0 for none)")
-    parser.add_argument(
-        "--mixed-precision",
-        nargs="?",
-        const="auto",
-        choices=training.MIXED_PRECISION,
-        help="alone: mixed_float16 on GPU, mixed_bfloat16 on CPU",
-    )
-    parser.add_argument("--strategy", choices=training.STRATEGIES, default="default")
-    parser.add_argument("--no-augment", action="store_true", help="no random scaling and mirroring")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--verbose", type=_verbose, default="auto", help="auto, 0, 1 (progress bar) or 2")
+    options.add_arguments(parser)
     parser.set_defaults(run=_train)
 
 
 def _train(args):
-    training.train(
-        args.dataset,
-        args.output_dir,
-        model=args.model,
-        backbone=args.backbone,
-        backbone_weights=args.backbone_weights,
-        backbone_kwargs=dict(args.backbone_kwargs),
-        weights=args.weights,
-        init_from=args.init_from,
-        init_from_model=args.init_from_model,
-        data_root=args.data_root,
-        validation=args.val_folder,
-        num_classes=args.num_classes,
-        class_names=args.class_names,
-        crop_size=args.crop_size,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        validation_steps=args.validation_steps,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        mixed_precision=args.mixed_precision,
-        strategy=args.strategy,
-        augment=not args.no_augment,
-        seed=args.seed,
-        verbose=args.verbose,
-    )
+    training.train(args.dataset, args.output_dir, **options.from_arguments(args))
     print(f"Run folder: {args.output_dir} (best.keras, last.keras, log.csv, tensorboard/)")
 
 
@@ -218,14 +122,14 @@ def _load_model(name):
     """`(model, class names or None, palette or None)` of a saved model file or a zoo entry."""
     if os.path.isfile(name):
         model = keras.saving.load_model(name, compile=False)
-        classes = os.path.join(os.path.dirname(name), training.CLASSES_FILE)
+        classes = os.path.join(os.path.dirname(name), CLASSES_FILE)
         if not os.path.isfile(classes):
             return model, None, None
         with open(classes, encoding="utf-8") as file:
             try:
                 return model, list(json.load(file)["class_names"]), None
             except (ValueError, TypeError, KeyError) as error:
-                raise CommandError(
+                raise InvalidDataError(
                     f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
                 ) from None
     if name in zoo.available():
@@ -248,10 +152,16 @@ def _class_names(args, model, known):
 
 def _add_speed_arguments(parser):
     parser.add_argument(
+        "--engine",
+        choices=("auto", *ENGINES),
+        default="auto",
+        help="auto (default: the fastest installed for this CPU), tensorflow, openvino or onnxruntime",
+    )
+    parser.add_argument(
         "--precision",
-        choices=sorted(PRECISION_POLICIES),
+        choices=PRECISIONS,
         default="float32",
-        help="float32 (default, exact), bfloat16 (faster on CPUs with AMX) or float16 (GPUs)",
+        help="float32 (default, exact), auto (bfloat16 where the CPU has it natively), bfloat16 or float16 (GPUs)",
     )
     parser.add_argument(
         "--freeze",
@@ -261,20 +171,22 @@ def _add_speed_arguments(parser):
 
 
 def _evaluate_parser(verbs):
-    parser = verbs.add_parser(
+    parser = _verb_parser(
+        verbs,
         "evaluate",
         help="pixel accuracy, mean accuracy, mean IU, frequency weighted IU and per-class IU",
         description="Evaluate a model on a dataset's validation split or on a folder holding images/ and masks/; "
         "prints the paper's four figures and the per-class IU, and writes them as JSON with --json.",
         epilog=EVALUATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a .keras file (class names from classes.json beside it) or a zoo entry")
     parser.add_argument("dataset", help=f"one of {', '.join(training.NAMED_DATASETS)}, or a folder holding images/ and masks/")
-    parser.add_argument("--data-root", help="where a named dataset lives")
-    parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
-    parser.add_argument("--batch-size", type=_positive_int, default=1, help="images per batch (default: 1)")
+    options.add_arguments(parser, ("data_root", "class_names", "label_map", "color_map", "mask_threshold"))
+    parser.add_argument("--batch-size", type=arguments.positive_int, default=1, help="images per batch (default: 1)")
     parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument(
+        "--plot", metavar="DIR", help="write confusion_matrix.png and per_class_iou.png to DIR (needs matplotlib)"
+    )
     _add_speed_arguments(parser)
     parser.set_defaults(run=_evaluate)
 
@@ -296,54 +208,111 @@ def _json_safe(value):
 
 
 def _evaluate(args):
+    if args.plot:
+        plots.ensure_matplotlib()
     model, known, _ = _load_model(args.model)
-    names = _class_names(args, model, known)
-    splits = training.load_dataset(args.dataset, data_root=args.data_root, num_classes=len(names))
+    splits = training.load_dataset(
+        args.dataset,
+        data_root=args.data_root,
+        num_classes=model.output_shape[-1],
+        class_names=args.class_names or known,
+        label_map=args.label_map,
+        color_map=args.color_map,
+        mask_threshold=args.mask_threshold,
+    )
+    names = _class_names(args, model, splits.class_names)
     pairs = splits.validation if splits.validation is not None else splits.train
     figures = evaluate(
-        model, data.batch(pairs, args.batch_size), class_names=names, precision=args.precision, freeze=args.freeze
+        model,
+        data.batch(pairs, args.batch_size),
+        class_names=names,
+        engine=args.engine,
+        precision=args.precision,
+        freeze=args.freeze,
     )
     print(_figures_table(figures))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump({"model": args.model, "dataset": args.dataset, **_json_safe(figures)}, file, indent=1)
         print(f"Wrote {args.json}")
+    if args.plot:
+        print(f"Wrote {', '.join(plots.save_evaluation(figures, args.plot, title=f'{args.model} on {args.dataset}'))}")
 
 
 def _predict_parser(verbs):
-    parser = verbs.add_parser(
+    parser = _verb_parser(
+        verbs,
         "predict",
         help="segment images: class-index PNGs and colour overlays with a legend",
         description="Segment image files (or every image in folders), each at its own size; with no images, "
         "a street scene that ships with keras-fcn (a drawing in the style of CamVid, 360x480).",
         epilog=PREDICT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a .keras file (class names from classes.json beside it) or a zoo entry")
     parser.add_argument("inputs", nargs="*", help="image files or folders of images (default: the bundled street scene)")
     parser.add_argument("--output-dir", default="predictions", help="where to write the PNGs (default: predictions)")
-    parser.add_argument("--class-names", type=_names, help="class names separated by commas, class 0 first")
-    parser.add_argument("--alpha", type=_non_negative_float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
+    options.add_arguments(parser, ("class_names",))
+    parser.add_argument("--alpha", type=arguments.non_negative_float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
     _add_speed_arguments(parser)
     parser.set_defaults(run=_predict)
 
 
 def _image_files(inputs):
+    """The image files named by `inputs`: files as given, and the image files of folders (hidden ones skipped)."""
     files = []
     for path in inputs:
         if os.path.isdir(path):
-            files += sorted(
-                os.path.join(path, name)
-                for name in os.listdir(path)
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-            )
+            files += data.list_image_files(path)
         elif os.path.isfile(path):
             files.append(path)
         else:
             raise CommandError(f"argument inputs: must be image files or folders; {path!r} does not exist")
     if not files:
-        raise CommandError(f"argument inputs: found no images ({', '.join(IMAGE_EXTENSIONS)}) in {inputs}")
+        raise CommandError(f"argument inputs: found no images ({', '.join(data.IMAGE_EXTENSIONS)}) in {inputs}")
     return files
+
+
+OUTPUT_SUFFIXES = (".png", "_overlay.png")
+
+
+def _output_stems(files, output_dir):
+    """A name for each input's outputs (`<name>.png`, `<name>_overlay.png`), overwriting no input and no other output.
+
+    The name is the input's stem; `<stem>_<extension>` for inputs sharing a
+    stem (a.jpg, a.png) or whose outputs would replace an input (photo.png
+    in the output folder); then `_2`, `_3`, ... until free. Names are
+    compared without case, as on macOS and Windows file systems.
+    """
+
+    def key(path):
+        return os.path.realpath(path).casefold()
+
+    taken = {key(path) for path in files}
+    split = [os.path.splitext(os.path.basename(path)) for path in files]
+    stem_counts = collections.Counter(stem.casefold() for stem, _ in split)
+    stems = []
+    for stem, extension in split:
+        own = f"{stem}_{extension[1:]}" if extension else stem
+        candidates = itertools.chain(
+            [stem] if stem_counts[stem.casefold()] == 1 else [], [own], (f"{own}_{n}" for n in itertools.count(2))
+        )
+        for candidate in candidates:
+            outputs = {key(os.path.join(output_dir, candidate + suffix)) for suffix in OUTPUT_SUFFIXES}
+            if not outputs & taken:
+                break
+        taken |= outputs
+        stems.append(candidate)
+    return stems
+
+
+def _save_png(image, path):
+    """Saves a PIL image as PNG under a temporary name, then renames it onto `path`."""
+    temporary = temporary_path(path, ".png")
+    try:
+        image.save(temporary, format="PNG")
+        os.replace(temporary, path)
+    finally:
+        remove_if_exists(temporary)
 
 
 def _predict(args):
@@ -357,31 +326,45 @@ def _predict(args):
     model, known, palette = _load_model(args.model)
     names = _class_names(args, model, known)
     palette = palette or zoo.voc_palette(len(names))
-    images = [np.asarray(Image.open(path).convert("RGB")) for path in files]
+    readable, skipped = [], []
+    for path, stem in zip(files, _output_stems(files, args.output_dir)):
+        try:
+            readable.append((path, stem, data.read_image(path)))
+        except ValueError as error:
+            skipped.append(path)
+            print(f"{PROG} predict: skipping {path}: {error}", file=sys.stderr)
     os.makedirs(args.output_dir, exist_ok=True)
-    for path, image, labels in zip(files, images, predict(model, images, precision=args.precision, freeze=args.freeze)):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        label_image(labels, palette).save(os.path.join(args.output_dir, f"{stem}.png"))
-        overlay(image, labels, palette, names, alpha=args.alpha).save(os.path.join(args.output_dir, f"{stem}_overlay.png"))
+    images = [image for _, _, image in readable]
+    labels_of_images = predict(
+        model, images, engine=args.engine, precision=args.precision, freeze=args.freeze
+    )
+    for (path, stem, image), labels in zip(readable, labels_of_images):
+        output = os.path.join(args.output_dir, stem)
+        _save_png(label_image(labels, palette), f"{output}{OUTPUT_SUFFIXES[0]}")
+        _save_png(overlay(image, labels, palette, names, alpha=args.alpha), f"{output}{OUTPUT_SUFFIXES[1]}")
         shares = class_shares(labels, len(names))
         order = np.argsort(-shares, kind="stable")
         print(f"{path}: " + ", ".join(f"{names[c]} {100 * shares[c]:.1f}%" for c in order if shares[c] > 0))
-    print(f"Wrote {2 * len(files)} PNGs to {args.output_dir}")
+    print(f"Wrote {2 * len(readable)} PNGs to {args.output_dir}")
+    if skipped:
+        raise CommandError(
+            f"{len(skipped)} of {len(files)} images could not be read and were skipped: {', '.join(skipped)}"
+        )
 
 
 def _export_parser(verbs):
-    parser = verbs.add_parser(
+    parser = _verb_parser(
+        verbs,
         "export",
         help="export a model as a SavedModel, TFLite or ONNX",
         description="Export a model for serving. The exported model takes RGB images in [0, 255] and returns "
         "logits, like the Keras model.",
         epilog=EXPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a .keras file or a zoo entry")
     parser.add_argument("output", help="a folder (SavedModel) or a .tflite / .onnx file")
     parser.add_argument("--format", choices=FORMATS, help="default: from the output's extension, else savedmodel")
-    parser.add_argument("--input-size", type=_size, metavar="HxW", help="fixed input size (required for tflite)")
+    parser.add_argument("--input-size", type=arguments.size, metavar="HxW", help="fixed input size (required for tflite)")
     parser.set_defaults(run=_export)
 
 
@@ -394,34 +377,89 @@ def _export(args):
     print(f"Wrote {format} to {args.output}")
 
 
-def _zoo_parser(verbs):
+def _plot_parser(verbs):
     parser = verbs.add_parser(
+        "plot",
+        help="training curves (loss, mean IU per epoch) of runs, stage after stage, as a PNG",
+        description="Draw the loss and the mean IU per epoch, training and validation, from each run's log.csv; "
+        "several runs (staged training: 32s, 16s, 8s) are drawn one after another. Needs matplotlib "
+        "(pip install 'keras-fcn[plot]').",
+        epilog=PLOT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding log.csv (or CSV logs)")
+    parser.add_argument("--labels", type=arguments.names, help="a name per run separated by commas (default: the folder names)")
+    parser.add_argument(
+        "--output", metavar="PNG", help=f"the PNG to write (default: {TRAINING_CURVES_FILE} in the last run folder)"
+    )
+    parser.set_defaults(run=_plot)
+
+
+def _plot(args):
+    last = args.runs[-1]
+    output = args.output or os.path.join(last if os.path.isdir(last) else os.path.dirname(last), TRAINING_CURVES_FILE)
+    plots.save(plots.training_curves(args.runs, args.labels), output)
+    print(f"Wrote {output}")
+
+
+def _zoo_parser(verbs):
+    parser = _verb_parser(
+        verbs,
         "zoo",
         help="list, download or convert pretrained weights",
         description="The weight zoo: the authors' models and others, downloaded once into $KERAS_HOME/keras_fcn.",
         epilog=ZOO_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="{list,download,convert}", required=True)
-    listing = actions.add_parser("list", help="list the entries")
+    listing = _verb_parser(actions, "list", help="list the entries")
     listing.add_argument("--architecture", help="only the entries of this architecture, e.g. fcn8s_vgg16_reference")
-    download = actions.add_parser("download", help="download (and convert) an entry's weights; prints the path")
+    listing.add_argument(
+        "--markdown", action="store_true", help="a Markdown table with inputs, sources and published metrics"
+    )
+    download = _verb_parser(
+        actions, "download", help="download (and convert) an entry's weights; prints the path and sha256"
+    )
     download.add_argument("name", choices=zoo.available(), metavar="NAME", help="an entry, e.g. voc-fcn8s")
-    convert = actions.add_parser("convert", help="convert a local caffemodel without network access")
+    convert = _verb_parser(actions, "convert", help="convert a local caffemodel without network access")
     convert.add_argument("name", choices=zoo.available(), metavar="NAME", help="an entry, e.g. voc-fcn8s")
     convert.add_argument("--caffemodel", required=True, help="the .caffemodel file")
     convert.add_argument("--output", required=True, help="the .weights.h5 file to write")
     parser.set_defaults(run=_zoo)
 
 
+def _metric(metric):
+    by = _MEASURED_BY[metric["measured_by"]]
+    return f"{metric['metric']} {metric['value']} on {metric['split']} ({by}, {metric['source']})"
+
+
+def _zoo_table(names):
+    """The entries as a Markdown table; metrics measured by the authors are marked "theirs", ours "ours"."""
+    rows = [
+        "| entry | alias | architecture | classes | input | source | published metrics |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        entry = zoo.get(name)
+        classes = " + ".join(str(len(class_names)) for _, class_names in entry.outputs)
+        inputs = ", ".join(f"{key}: {pre.description.rsplit(' (', 1)[0]}" for key, pre in entry.inputs)
+        source = f"[{entry.source_format}]({entry.urls[0]})" if entry.urls else f"{entry.source_format} (in the package)"
+        metrics = "; ".join(map(_metric, entry.metrics)) or "none published"
+        aliases = ", ".join(entry.aliases) or "-"
+        rows.append(f"| {name} | {aliases} | {entry.architecture} | {classes} | {inputs} | {source} | {metrics} |")
+    return "\n".join(rows)
+
+
 def _zoo(args):
-    if args.action == "list":
+    if args.action == "list" and args.markdown:
+        print(_zoo_table(zoo.available(args.architecture)))
+    elif args.action == "list":
         for name in zoo.available(args.architecture):
             entry = zoo.get(name)
             aliases = f" (alias {', '.join(entry.aliases)})" if entry.aliases else ""
             print(f"{name}{aliases}: {entry.architecture}, {entry.num_classes} classes, {entry.dataset}")
     elif args.action == "download":
-        print(zoo.fetch(args.name))
+        path = zoo.fetch(args.name)
+        print(f"{path}\nsha256 {sha256_of(path)}")
     else:
         print(f"{args.output}\nsha256 {zoo.convert_caffemodel(args.name, args.caffemodel, args.output)}")
 
@@ -433,8 +471,9 @@ def build_parser():
         description="Fully Convolutional Networks for semantic segmentation (Long, Shelhamer and Darrell, CVPR 2015).",
         epilog="Run 'keras-fcn VERB --help' for a verb's options and examples.",
     )
-    verbs = parser.add_subparsers(dest="verb", metavar="{train,evaluate,predict,export,zoo}", required=True)
-    for add in (_train_parser, _evaluate_parser, _predict_parser, _export_parser, _zoo_parser):
+    _add_debug(parser, default=False)
+    verbs = parser.add_subparsers(dest="verb", metavar="{train,evaluate,predict,export,plot,zoo}", required=True)
+    for add in (_train_parser, _evaluate_parser, _predict_parser, _export_parser, _plot_parser, _zoo_parser):
         add(verbs)
     return parser
 
@@ -447,15 +486,26 @@ def main(argv=None):
             `sys.argv[1:]`.
 
     Returns:
-        int, the exit status: 0 on success, 2 for a bad argument (after a
-        one-line message on standard error). Argument parsing errors exit
-        through `SystemExit(2)` as argparse does.
+        int, the exit status: 0 on success, 2 for an error caused by the
+        input (after its message on standard error: one line, or a line
+        and a list such as every bad image/mask pair; and its traceback
+        with `--debug`). Argument parsing errors exit through
+        `SystemExit(2)` as argparse does.
+
+    Raises:
+        Exception: any other error, a bug, as it was raised (Python prints
+            its traceback and exits with status 1).
     """
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (CommandError, ValueError, ImportError, zoo.WeightsDownloadError) as error:
-        message = " ".join(str(error).split())
-        print(f"{PROG} {args.verb}: error: {message}", file=sys.stderr)
+    except Exception as error:
+        message = input_error_message(error)
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
+        print(f"{PROG} {args.verb}: error: " + "\n".join(lines), file=sys.stderr)
         return 2
     return 0

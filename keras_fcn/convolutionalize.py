@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_fcn.graph import producers
+
 
 def _spatial_shape(tensor, layer):
     height, width = tensor.shape[1:3]
@@ -12,10 +14,6 @@ def _spatial_shape(tensor, layer):
             f"model built with include_top=True. Received shape {tuple(tensor.shape)}"
         )
     return height, width
-
-
-def _producer(tensor):
-    return tensor._keras_history.operation
 
 
 _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
@@ -35,6 +33,7 @@ class _HeadRewriter:
     """
 
     def __init__(self, classifier):
+        self.producers = producers(classifier)
         starts = [
             index
             for index, layer in enumerate(classifier.layers)
@@ -61,7 +60,7 @@ class _HeadRewriter:
             )
             return pooling(pool_size=_spatial_shape(layer.input, layer), strides=1, name=layer.name)
         if isinstance(layer, keras.layers.Dense):
-            source = _producer(layer.input)
+            source = self.producers.get(id(layer.input))
             if isinstance(source, keras.layers.Flatten):
                 kernel_size = _spatial_shape(source.input, layer)
             else:
@@ -120,16 +119,11 @@ def convolutionalize(classifier, name=None):
     >>> net(np.zeros((1, 288, 352, 3))).shape
     (1, 3, 5, 1000)
     """
-    if not isinstance(classifier, keras.Model) or not hasattr(classifier, "_run_through_graph"):
-        raise TypeError(
-            "convolutionalize() takes a functional keras.Model (such as a Keras "
-            f"Applications classifier). Received: {classifier!r}"
-        )
+    rewriter = _HeadRewriter(classifier)
     channels = classifier.input.shape[-1]
     inputs = keras.Input(shape=(None, None, channels), name=classifier.input.name)
-    rewriter = _HeadRewriter(classifier)
-    outputs = classifier._run_through_graph(inputs, operation_fn=rewriter)
-    model = keras.Model(inputs, outputs, name=name or f"{classifier.name}_fully_conv")
+    rewritten = keras.models.clone_model(classifier, input_tensors=inputs, clone_function=rewriter)
+    model = keras.Model(inputs, rewritten.outputs, name=name or f"{classifier.name}_fully_conv")
     for layer in classifier.layers:
         weights = layer.get_weights()
         if not weights:

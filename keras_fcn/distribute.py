@@ -1,5 +1,6 @@
-"""A multi-worker strategy that Keras 3's `model.fit` can use."""
+"""Multi-worker training that Keras 3 can run, and the sums over replicas a loss needs under `tf.distribute`."""
 
+import keras
 import tensorflow as tf
 
 # Dtypes that TensorFlow's collective all-reduce accepts.
@@ -33,3 +34,28 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
             return tf.cast(parent.reduce(reduce_op, as_float, item_axis), local.dtype)
 
         return tf.nest.map_structure(reduce_one, value)
+
+
+def sum_over_replicas(value):
+    """The sum of `value` over the replicas of the `tf.distribute` step that runs this code.
+
+    Called in a replica context of a strategy with several replicas (inside
+    `strategy.run`, as `model.fit` and `model.evaluate` call losses), it
+    all-reduces `value` over every replica of every worker; elsewhere (one
+    device, a cross-replica context, the JAX backend, whose distribution
+    computes on global arrays) `value` is already the global value and is
+    returned as is.
+
+    Args:
+        value: a tensor, the replica's own value (e.g. its count of valid
+            pixels).
+
+    Returns:
+        A tensor of the same shape and dtype.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return value
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)

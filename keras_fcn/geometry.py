@@ -39,6 +39,7 @@ from typing import Optional
 import keras
 
 from keras_fcn.alexnet import LocalResponseNormalization
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.layers import InputNormalization, PadToMultiple
 
 _L = keras.layers
@@ -68,7 +69,7 @@ GLOBAL_LAYERS = (_L.GlobalAveragePooling2D, _L.GlobalMaxPooling2D, _L.Flatten)
 AXES = ("rows", "columns")
 
 
-class GeometryError(ValueError):
+class GeometryError(InvalidArgumentError):
     """A layer's effect on the receptive-field geometry is unknown, or its inputs disagree."""
 
 
@@ -469,7 +470,7 @@ def receptive_field(model, layer_name, input_size=None):
     """The `ReceptiveField` of one layer's output; see `receptive_fields`."""
     field = receptive_fields(model, input_size).get(layer_name)
     if field is None:
-        raise ValueError(f"Model '{model.name}' has no layer named '{layer_name}'.")
+        raise InvalidArgumentError(f"Model '{model.name}' has no layer named '{layer_name}'.")
     if field is GLOBAL:
         raise GeometryError(f"Layer '{layer_name}' of model '{model.name}' has no spatial extent (global).")
     return field
@@ -595,4 +596,4 @@ def node_output(model, name):
             for position, (source, node_index, _) in enumerate(references):
                 if (source, node_index) == (name, 0):
                     return keras.tree.flatten(layers[record["name"]].input)[position]
-    raise ValueError(f"Model '{model.name}' has no layer or operation '{name}' whose output a layer reads.")
+    raise InvalidArgumentError(f"Model '{model.name}' has no layer or operation '{name}' whose output a layer reads.")

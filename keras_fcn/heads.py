@@ -25,6 +25,7 @@ from fractions import Fraction
 
 import keras
 
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.geometry import AXES, FEATURE_STRIDES, GeometryError
 from keras_fcn.initializers import BilinearUpsampling
 from keras_fcn.layers import CropLike
@@ -218,7 +219,7 @@ def design_head(fields, *, input_padding=((0, 0), (0, 0)), stepwise=True, alignm
             next's (a skip off by a fraction of a cell).
     """
     if alignment not in ALIGNMENTS:
-        raise ValueError(f"`alignment` must be one of {ALIGNMENTS}. Received alignment={alignment!r}")
+        raise InvalidArgumentError(f"`alignment` must be one of {ALIGNMENTS}. Received alignment={alignment!r}")
     rows, columns = (
         _axis_design(
             {

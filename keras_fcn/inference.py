@@ -1,73 +1,156 @@
 """Evaluating and applying a segmentation model on images of any size, fast."""
 
 from collections import defaultdict
+import warnings
 
 import keras
 import numpy as np
 
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.cpu import host_cpu
+from keras_fcn.engines import ENGINES, ExportCheckError, auto_engine, exported_function
 from keras_fcn.metrics import ConfusionMatrix, class_keys
-from keras_fcn.precision import with_dtype_policy
+from keras_fcn.precision import dtype_policies, with_dtype_policy
 
 MAX_UINT8_CLASSES = 256
 # `precision` argument -> the Keras dtype policy the model computes under.
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+PRECISIONS = ("auto", *PRECISION_POLICIES)
 # The model attribute holding its float32 inference functions, by `jit_compile`.
 LIVE_FUNCTIONS_ATTRIBUTE = "_keras_fcn_inference_functions"
 
 
-def inference_function(model, *, precision="float32", freeze=False, jit_compile=False):
-    """A function that runs `model` on batches of images of any size, compiled once.
-
-    Under the TensorFlow backend the model runs in a `tf.function` whose
-    input signature leaves batch, height and width open, so it is traced
-    once for every image size (Keras's `predict_on_batch` traces per shape
-    until it relaxes). Under other backends it is `model.predict_on_batch`
-    (compiled by the backend per shape).
-
-    A float32 function of a float32 model without `freeze` reads the
-    model's weights as they are at each call, and is made once per model
-    and kept on it: calling `keras_fcn.predict` again does not trace again.
-    Other precisions and `freeze` work on a copy of the weights taken now:
-    make the function once and call it for every batch.
+def resolve_precision(precision):
+    """The precision `precision` stands for: `"auto"` is bfloat16 where the CPU computes it natively, else float32.
 
     Args:
-        model: a single-input Keras model taking `(batch, H, W, 3)` images.
-        precision: `"float32"` (default, exact), `"bfloat16"` (a copy of the
-            model computing under `mixed_bfloat16`: several times faster on
-            CPUs with AMX or AVX512-BF16, logits within about 1% of their
-            range) or `"float16"` (`mixed_float16`, for GPUs).
-        freeze: bool, TensorFlow backend only. True folds the weights into
-            the compiled graph as constants, which lets oneDNN lay them out
-            once instead of at every call: with `"bfloat16"` the fastest way
-            to run a big net on a CPU, at a one-time cost of seconds to tens
-            of seconds (about 75 s and 10 GB for the 134 million weights of
-            the reference VGG16 on 2 cores).
-        jit_compile: bool, TensorFlow backend only: compile with XLA (once
-            per input shape). On a 2-core AVX-512 CPU it made the float32
-            reference VGG16 FCN-8s 1.2 to 1.8 times faster and MobileNetV2
-            nets ten times slower; see `benchmarks/inference.py`.
+        precision: one of `PRECISIONS`.
 
     Returns:
-        A function from a `(batch, H, W, 3)` array (any real dtype, as the
-        model takes it) to the model's float32 outputs as numpy arrays (a
-        dict of them for a model with several outputs).
+        `"float32"`, `"bfloat16"` or `"float16"`.
 
-    Example:
-
-    >>> run = keras_fcn.inference_function(model, precision="bfloat16")
-    >>> run(np.zeros((1, 360, 480, 3))).shape, run(np.zeros((2, 500, 375, 3))).shape
-    ((1, 360, 480, 11), (2, 500, 375, 11))
+    Raises:
+        ValueError: for any other value.
     """
-    if precision not in PRECISION_POLICIES:
-        raise ValueError(f"`precision` must be one of {sorted(PRECISION_POLICIES)}. Received precision={precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {list(PRECISIONS)}. Received precision={precision!r}")
+    if precision == "auto":
+        return "bfloat16" if host_cpu().native_bfloat16 else "float32"
+    return precision
+
+
+def resolve_engine(model, engine, precision, *, freeze=False, jit_compile=False):
+    """The engine `engine` stands for: `"auto"` is the fastest installed for this host (`keras_fcn.engines`).
+
+    `freeze` and `jit_compile` are TensorFlow options, so with either of
+    them `"auto"` is `"tensorflow"`.
+
+    Args:
+        model: a `keras.Model`.
+        engine: `"auto"` or one of `keras_fcn.engines.ENGINES`.
+        precision: `"float32"`, `"bfloat16"` or `"float16"` (resolved).
+        freeze, jit_compile: bool, the TensorFlow options asked for.
+
+    Returns:
+        One of `keras_fcn.engines.ENGINES`.
+
+    Raises:
+        ValueError: for an unknown engine, or a TensorFlow option with another engine.
+    """
+    if engine not in ("auto", *ENGINES):
+        raise ValueError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
     for name, value in (("freeze", freeze), ("jit_compile", jit_compile)):
         if value and keras.backend.backend() != "tensorflow":
             raise ValueError(f"`{name}=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
-    same_precision = PRECISION_POLICIES[precision] == model.dtype_policy.name
+        if value and engine not in ("auto", "tensorflow"):
+            raise ValueError(f'`{name}=True` is a TensorFlow option. Received engine={engine!r}; use engine="tensorflow"')
+    if engine != "auto":
+        return engine
+    return "tensorflow" if freeze or jit_compile else auto_engine(model, precision)
+
+
+def inference_function(model, *, engine="auto", precision="float32", freeze=False, jit_compile=False):
+    """A function that runs `model` on batches of images of any size, compiled once.
+
+    Engines (see `keras_fcn.engines`):
+
+    - `"tensorflow"`: under the TensorFlow backend the model runs in a
+      `tf.function` whose input signature leaves batch, height and width
+      open, so it is traced once for every image size (Keras's
+      `predict_on_batch` traces per shape until it relaxes). Under other
+      backends it is `model.predict_on_batch` (compiled per shape).
+    - `"openvino"` and `"onnxruntime"`: the model exported by
+      `model.export` (OpenVINO IR, ONNX), with dynamic batch, height and
+      width, checked against the Keras model and cached on disk under
+      `$KERAS_HOME/keras_fcn/engines` (`keras_fcn.engine_cache`): the first
+      call for a model pays the export (seconds), later ones, in any
+      process, load it. Install them with `pip install keras-fcn[openvino]`
+      or `keras-fcn[onnx]`.
+    - `"auto"` (default): the fastest of these measured on this kind of
+      host that is installed and can run the model in `precision`, else
+      `"tensorflow"`.
+
+    A float32 TensorFlow function of a model computing in float32 without
+    `freeze` reads the model's weights as they are at each call, and is
+    made once per model and kept on it: calling `keras_fcn.predict` again
+    does not trace again. Every other function works on the weights the
+    model has when it is made: make it once and call it for every batch.
+
+    Args:
+        model: a single-input Keras model taking `(batch, H, W, C)` images.
+        engine: `"auto"` (default), `"tensorflow"`, `"openvino"` or
+            `"onnxruntime"`.
+        precision: `"float32"` (default: every layer computes in float32,
+            whatever policy the model was trained or saved with; the
+            engines give the TensorFlow float32 logits to 1e-4 of their
+            largest magnitude), `"auto"` (`"bfloat16"` where the CPU
+            computes it natively, AMX or AVX512-BF16 as `/proc/cpuinfo`
+            lists them, else `"float32"`), `"bfloat16"` (logits within
+            about 1% of their range; faster only on such CPUs) or
+            `"float16"` (TensorFlow only, `mixed_float16`, for GPUs).
+        freeze: bool, TensorFlow only. True folds the weights into the
+            compiled graph as constants, which lets oneDNN lay them out
+            once instead of at every call, at a one-time cost of seconds to
+            tens of seconds (about 75 s and 10 GB for the 134 million
+            weights of the reference VGG16 on 2 cores).
+        jit_compile: bool, TensorFlow only: compile with XLA (once per input
+            shape); see `benchmarks/inference.py`.
+
+    Returns:
+        A function from a `(batch, H, W, C)` array (any real dtype, as the
+        model takes it) to the model's float32 outputs as numpy arrays (a
+        dict of them for a TensorFlow model with several outputs).
+
+    Raises:
+        ValueError: for a bad `engine` or `precision`, a TensorFlow option
+            with another engine, or an engine that cannot run the model
+            (not installed, precision, several outputs); the message says
+            which.
+        keras_fcn.engines.ExportCheckError: when the model exported for an
+            explicitly chosen engine does not compute the model's logits
+            (`"auto"` then warns and uses TensorFlow).
+
+    Example:
+
+    >>> run = keras_fcn.inference_function(model)
+    >>> run(np.zeros((1, 360, 480, 3))).shape, run(np.zeros((2, 500, 375, 3))).shape
+    ((1, 360, 480, 11), (2, 500, 375, 11))
+    """
+    precision = resolve_precision(precision)
+    chosen = resolve_engine(model, engine, precision, freeze=freeze, jit_compile=jit_compile)
+    if chosen != "tensorflow":
+        try:
+            return exported_function(model, chosen, precision)
+        except ExportCheckError as error:
+            if engine != "auto":
+                raise
+            warnings.warn(f"{error} Running the model with TensorFlow instead.", RuntimeWarning, stacklevel=2)
+    policy = PRECISION_POLICIES[precision]
+    same_precision = dtype_policies(model) == {policy}
     live = same_precision and not freeze
     if live and jit_compile in getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}):
         return getattr(model, LIVE_FUNCTIONS_ATTRIBUTE)[jit_compile]
-    compute = model if same_precision else with_dtype_policy(model, PRECISION_POLICIES[precision])
+    compute = model if same_precision else with_dtype_policy(model, policy)
     if keras.backend.backend() == "tensorflow":
         run = _tensorflow_function(compute, freeze, jit_compile)
     else:
@@ -120,13 +203,33 @@ def _output_classes(model):
 
 
 def evaluate(
-    model, dataset, *, num_classes=None, class_names=None, ignore_index=255, precision="float32", freeze=False, verbose=1
+    model,
+    dataset,
+    *,
+    num_classes=None,
+    class_names=None,
+    ignore_index=IGNORE_LABEL,
+    engine="auto",
+    precision="float32",
+    freeze=False,
+    verbose=1,
 ):
     """The paper's four figures and per-class IU of a model on a dataset.
 
-    Runs the model batch by batch (through `inference_function`, so each
-    batch may have its own image size) and accumulates one confusion
-    matrix; see `keras_fcn.metrics` for the definitions.
+    Every image is scored at its own size, as the reference code does
+    (`score.py` of fcn.berkeleyvision.org runs one image at a time), so the
+    figures do not depend on how the images are batched. A batch of images
+    of different sizes is padded (e.g. by `keras_fcn.data.batch` or
+    `tf.data.Dataset.padded_batch`), and padding seen by the model changes
+    its predictions near the edges; so each image is first cropped to its
+    own extent, found from the batch itself: padding is the bottom rows and
+    right columns whose labels are all `ignore_index` and whose pixels all
+    equal the bottom-right pixel (the padding value). Images of the same
+    extent run together. An unpadded image whose own last rows (or
+    columns) are both unlabelled and of one colour is indistinguishable
+    from padding and is scored without them (their pixels carry no labels;
+    only the predictions next to them may change); without an
+    `ignore_index` nothing is taken for padding.
 
     Args:
         model: a Keras model mapping `(batch, H, W, 3)` images to
@@ -136,23 +239,28 @@ def evaluate(
             `(batch, H, W, 3)`, float or uint8, as the model takes them
             (RGB in `[0, 255]` for the `keras_fcn` builders); masks of shape
             `(batch, H, W)`, integer labels. `H` and `W` may change from
-            batch to batch.
+            batch to batch, and images may be padded as above.
         num_classes: int, the number of classes; defaults to
             `len(class_names)` or else the model's number of outputs.
         class_names: None or a sequence of `num_classes` names, the keys of
             the per-class IU; defaults to the class indices.
-        ignore_index: int or None, the label of pixels to skip. Defaults to
-            255 (the VOC "void" border).
-        precision: `"float32"` (default), `"bfloat16"` or `"float16"`; see
+        ignore_index: int or None, the label of pixels to skip (and of
+            padding). Defaults to 255 (the VOC "void" border).
+        engine: `"auto"` (default), `"tensorflow"`, `"openvino"` or
+            `"onnxruntime"`; see `inference_function`.
+        precision: `"float32"` (default, so that the figures are the
+            model's on any host), `"auto"`, `"bfloat16"` or `"float16"`; see
             `inference_function`.
         freeze: bool; see `inference_function`.
         verbose: 0 (silent) or 1 (a progress bar with the running mean IU).
 
     Returns:
         A dict: `"pixel_accuracy"`, `"mean_accuracy"`, `"mean_iou"`,
-        `"frequency_weighted_iou"` (floats, fractions in `[0, 1]`) and
+        `"frequency_weighted_iou"` (floats, fractions in `[0, 1]`),
         `"per_class_iou"` (a dict from class name, or index, to float; NaN
-        for a class absent from both masks and predictions).
+        for a class absent from both masks and predictions) and
+        `"confusion_matrix"` (the pixel counts as nested lists of ints, rows
+        indexed by the true class, columns by the predicted class).
 
     Example:
 
@@ -168,12 +276,52 @@ def evaluate(
         )
     class_keys(class_names, num_classes)
     metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-    run = inference_function(model, precision=precision, freeze=freeze)
+    run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
     progbar = keras.utils.Progbar(_length(dataset), verbose=verbose, stateful_metrics=["mean_iou"], unit_name="batch")
     for step, (images, masks) in enumerate(dataset, 1):
-        metric.update_state(np.asarray(masks), run(images))
+        images, masks = np.asarray(images), np.asarray(masks)
+        by_extent = defaultdict(list)
+        for index, extent in enumerate(unpadded_sizes(images, masks, ignore_index)):
+            if min(extent) > 0:
+                by_extent[extent].append(index)
+        for (height, width), indices in by_extent.items():
+            metric.update_state(masks[indices, :height, :width], run(images[indices, :height, :width]))
         progbar.update(step, values=[("mean_iou", metric.figures()["mean_iou"])] if verbose else None)
-    return metric.figures(class_names)
+    return {**metric.figures(class_names), "confusion_matrix": keras.ops.convert_to_numpy(metric.result()).tolist()}
+
+
+def unpadded_sizes(images, masks, ignore_index=255):
+    """The size of each image of a padded batch: its extent without the padding at the bottom and right.
+
+    Padding is the bottom rows and right columns in which every label is
+    `ignore_index` and every pixel equals the image's bottom-right pixel
+    (the padding value, e.g. the mean of `keras_fcn.data.batch` or the zero
+    of `tf.data.Dataset.padded_batch`).
+
+    Args:
+        images: array `(batch, H, W, channels)`.
+        masks: integer array `(batch, H, W)`.
+        ignore_index: int or None, the label of padding; None: no padding.
+
+    Returns:
+        A list of `(height, width)`, one per image; `(0, 0)` for an image
+        that is all padding.
+    """
+    batch, height, width = masks.shape
+    if ignore_index is None:
+        return [(height, width)] * batch
+    sizes = []
+    for image, mask in zip(images, masks):
+        padding = (mask == ignore_index) & np.all(image == image[-1, -1], axis=-1)
+        rows = _trailing_true(np.all(padding, axis=1))
+        columns = _trailing_true(np.all(padding, axis=0))
+        sizes.append((0, 0) if rows == height else (height - rows, width - columns))
+    return sizes
+
+
+def _trailing_true(flags):
+    """The number of True values at the end of a 1-D boolean array."""
+    return len(flags) - (np.flatnonzero(~flags)[-1] + 1) if not flags.all() else len(flags)
 
 
 def _length(dataset):
@@ -184,7 +332,7 @@ def _length(dataset):
         return None
 
 
-def predict(model, images, *, batch_size=1, precision="float32", freeze=False, verbose=0):
+def predict(model, images, *, batch_size=1, engine="auto", precision="float32", freeze=False, verbose=0):
     """Segments images of different sizes, each at its own size.
 
     Images of the same size are batched together, up to `batch_size`, and
@@ -199,9 +347,11 @@ def predict(model, images, *, batch_size=1, precision="float32", freeze=False, v
             size, uint8 or float, as the model takes them (RGB in `[0, 255]`
             for the `keras_fcn` builders).
         batch_size: int, the most images run at once.
-        precision: `"float32"` (default), `"bfloat16"` (faster on CPUs with
-            AMX; a few pixels on class boundaries may change) or
-            `"float16"`; see `inference_function`.
+        engine: `"auto"` (default), `"tensorflow"`, `"openvino"` or
+            `"onnxruntime"`; see `inference_function`.
+        precision: `"float32"` (default, exact), `"auto"`, `"bfloat16"`
+            (faster on CPUs with AMX; a few pixels on class boundaries may
+            change) or `"float16"`; see `inference_function`.
         freeze: bool; see `inference_function`.
         verbose: 0 (silent, default) or 1 (a progress bar over the images).
 
@@ -231,7 +381,7 @@ def predict(model, images, *, batch_size=1, precision="float32", freeze=False, v
             )
         by_size[image.shape].append(index)
     labels = [None] * len(images)
-    run = inference_function(model, precision=precision, freeze=freeze)
+    run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
     progbar = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     for size, indices in by_size.items():
         for start in range(0, len(indices), batch_size):

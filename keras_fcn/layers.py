@@ -102,8 +102,10 @@ class PadToMultiple(keras.layers.Layer):
 
     def call(self, inputs):
         shape = ops.shape(inputs)
-        pad_h = (-shape[1]) % self.multiple
-        pad_w = (-shape[2]) % self.multiple
+        # (m - s % m) % m, not (-s) % m: ONNX converters turn an integer modulo into truncated division,
+        # which is wrong for a negative operand.
+        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
         return ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
 
     def compute_output_shape(self, input_shape):

@@ -16,12 +16,13 @@ mean IU, and a class absent from the labels is left out of mean accuracy.
 import keras
 from keras import ops
 
+from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.losses import per_pixel, valid_pixels
 
 FIGURES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
 
 
-def confusion_matrix(y_true, y_pred, num_classes, *, ignore_index=255, sample_weight=None):
+def confusion_matrix(y_true, y_pred, num_classes, *, ignore_index=IGNORE_LABEL, sample_weight=None):
     """Counts the pixels of each (true class, predicted class) pair.
 
     Pixels labelled `ignore_index`, or with a label outside
@@ -159,7 +160,7 @@ class ConfusionMatrix(keras.metrics.Metric):
     {'background': 0.0, 'cat': 0.5}
     """
 
-    def __init__(self, num_classes, *, ignore_index=255, name="confusion_matrix", dtype=None):
+    def __init__(self, num_classes, *, ignore_index=IGNORE_LABEL, name="confusion_matrix", dtype=None):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive int. Received num_classes={num_classes!r}")
         if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
@@ -206,7 +207,7 @@ class ConfusionMatrix(keras.metrics.Metric):
 class _Figure(ConfusionMatrix):
     """A confusion matrix reporting one of the paper's figures as its result."""
 
-    def __init__(self, num_classes, *, ignore_index=255, name=None, dtype=None):
+    def __init__(self, num_classes, *, ignore_index=IGNORE_LABEL, name=None, dtype=None):
         super().__init__(num_classes, ignore_index=ignore_index, name=name or self.figure, dtype=dtype)
 
     def result(self):
@@ -279,8 +280,10 @@ class MeanAccuracy(_Figure):
     "mean_iou",
     "mean intersection over union (mean IU)",
     "The per-class IU averaged over classes: `(1/n_cl) sum_i n_ii / (t_i + sum_j n_ji - n_ii)`.",
-    "classes absent from both labels and predictions are left out of the mean (unlike "
-    "`keras.metrics.MeanIoU`, which counts them and does not skip 255).",
+    "classes absent from both labels and predictions are left out of the mean. In Keras 3.15, "
+    "`keras.metrics.MeanIoU(num_classes, ignore_class=255, sparse_y_pred=False)` gives the same value "
+    "on logits (it skips those pixels and leaves those classes out too); this one shares its confusion "
+    "matrix code with the paper's three other figures and `keras_fcn.evaluate`.",
 )
 class MeanIoU(_Figure):
     pass

@@ -7,6 +7,7 @@ import keras
 from keras_fcn.architecture import Architecture, architecture_name, model_name, record
 from keras_fcn.backbones import APPLICATION_NAMES, build_trunk, get_backbone
 from keras_fcn.convolutionalize import convolutionalize
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.geometry import FEATURE_STRIDES, output_fields
 from keras_fcn.heads import ALIGNMENTS, RECEPTIVE_FIELD, design_head, fcn_head
 from keras_fcn.reference import keras_vgg16_name
@@ -19,27 +20,27 @@ DROPOUT_RATE = 0.5
 
 def _validate(num_classes, spec, backbone_weights, backbone_kwargs, input_shape, geometry):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive int. Received num_classes={num_classes!r}")
+        raise InvalidArgumentError(f"`num_classes` must be a positive int. Received num_classes={num_classes!r}")
     if spec.model is None and backbone_weights not in (None, "imagenet") and not (
         isinstance(backbone_weights, (str, os.PathLike)) and os.path.isfile(backbone_weights)
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`backbone_weights` must be None, 'imagenet', or the path to a Keras "
             f"Applications weights file that exists. Received backbone_weights={backbone_weights!r}"
         )
     if spec.model is not None and (backbone_weights not in (None, "imagenet") or backbone_kwargs):
-        raise ValueError(
+        raise InvalidArgumentError(
             "A keras.Model backbone brings its own weights and arguments: leave `backbone_weights` and "
             f"`backbone_kwargs` out. Received backbone_weights={backbone_weights!r}, "
             f"backbone_kwargs={backbone_kwargs!r}"
         )
     if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(
+        raise InvalidArgumentError(
             "`input_shape` must be (height, width, 3), with None for sizes that vary. "
             f"Received input_shape={input_shape!r}"
         )
     if geometry not in ALIGNMENTS:
-        raise ValueError(f"`geometry` must be one of {ALIGNMENTS}. Received geometry={geometry!r}")
+        raise InvalidArgumentError(f"`geometry` must be one of {ALIGNMENTS}. Received geometry={geometry!r}")
 
 
 def _fully_connected(x, padding, kernel):
@@ -65,7 +66,7 @@ def _entry_geometry(entry, geometry):
     if entry is None:
         return geometry or RECEPTIVE_FIELD
     if geometry not in (None, entry.geometry):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Weights '{entry.name}' were trained with the '{entry.geometry}' head geometry and do not fit a "
             f"head with geometry={geometry!r}: leave `geometry` out (or pass geometry={entry.geometry!r})."
         )
@@ -103,7 +104,7 @@ def build_fcn(
     if weights is not None:
         backbone_weights = None
     if spec.model is None and not spec.has_imagenet_weights and backbone_weights is not None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Backbone {spec.name!r} has no Keras Applications (ImageNet) weights: pass "
             "backbone_weights=None, or FCN weights as weights=. "
             f"Received backbone_weights={backbone_weights!r}"
@@ -198,7 +199,7 @@ Returns:
     reads back what it is.
 
 Raises:
-    ValueError: for an unknown backbone (listing the names), a backbone that
+    keras_fcn.errors.InvalidArgumentError: (a ValueError) for an unknown backbone (listing the names), a backbone that
         never reaches stride 32 or needs a fixed input size (saying what to
         pass), weights that do not fit, or a bad argument (naming it).
 

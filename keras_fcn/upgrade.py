@@ -4,6 +4,7 @@ import dataclasses
 
 import keras
 
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.architecture import architecture_name, architecture_of, record, recorded_tensors
 from keras_fcn.heads import fcn_head
 
@@ -48,9 +49,9 @@ def upgrade(model, name=None):
     """
     architecture = architecture_of(model)
     if architecture.at_once:
-        raise ValueError(f"Model '{model.name}' is an at-once FCN, which is not trained in stages.")
+        raise InvalidArgumentError(f"Model '{model.name}' is an at-once FCN, which is not trained in stages.")
     if architecture.stride == 8:
-        raise ValueError(f"Model '{model.name}' is already an FCN-8s: there is no next stage.")
+        raise InvalidArgumentError(f"Model '{model.name}' is already an FCN-8s: there is no next stage.")
     tensors = recorded_tensors(model)
     logits, scores = fcn_head(
         model.input,

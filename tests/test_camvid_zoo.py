@@ -11,7 +11,7 @@ from PIL import Image
 import keras_fcn
 from keras_fcn import zoo
 from keras_fcn.assets import sample_image_path
-from keras_fcn.zoo.cache import sha256_of
+from keras_fcn.files import sha256_of
 
 PAPER_FIGURES = ("pixel accuracy", "mean accuracy", "mean IU", "f.w. IU")
 

@@ -1,6 +1,8 @@
-"""The keras-fcn command line: evaluate, predict, export, zoo, help, and one-line errors."""
+"""The keras-fcn command line: train options, evaluate, predict, export, zoo, help, and errors."""
 
+import dataclasses
 import importlib.util
+import inspect
 import json
 import os
 import pathlib
@@ -12,7 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_fcn
-from keras_fcn import cli
+from keras_fcn import cli, training
+from keras_fcn.training import options
 from keras_fcn.assets import sample_image_path
 from test_training_support import NUM_CLASSES, TINY_MODEL, run_python, write_pairs
 
@@ -143,7 +146,7 @@ def test_sample_image_is_the_one_examples_draw_street_draws(tmp_path):
 def test_export_tflite_matches_the_model_and_savedmodel_serves_any_size(saved_model, tmp_path):
     model, path = saved_model
     assert cli.main(["export", path, str(tmp_path / "fcn.tflite"), "--input-size", "40x48"]) == 0
-    interpreter = tf.lite.Interpreter(str(tmp_path / "fcn.tflite"))
+    interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter(str(tmp_path / "fcn.tflite"))
     interpreter.allocate_tensors()
     images = np.random.default_rng(1).uniform(0, 255, (1, 40, 48, 3)).astype("float32")
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
@@ -205,13 +208,17 @@ def test_errors_found_while_running_are_one_line(saved_model, tmp_path, capsys):
          "keras-fcn predict: error: argument model: must be a saved model file (.keras) or a zoo entry, one of voc-fcn32s"),
         (["export", path, str(tmp_path / "fcn.tflite")],
          "keras-fcn export: error: argument --input-size: required for tflite, e.g. --input-size 360x480"),
-        (["export", path, str(tmp_path / "fcn.onnx")],
-         "keras-fcn export: error: ONNX export needs the packages tf2onnx, onnx, which are not installed: "
-         "pip install tf2onnx onnx"),
         (["evaluate", path, str(tmp_path / "missing")],
          "keras-fcn evaluate: error: `dataset` must be one of ['camvid', 'voc', 'sbd', 'oxford_iiit_pet', "
          "'scene_parse150'], a folder holding images/ and masks/"),
     ]
+    missing = [name for name in ("tf2onnx", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        cases.append(
+            (["export", path, str(tmp_path / "fcn.onnx")],
+             f"keras-fcn export: error: ONNX export needs the packages {', '.join(missing)}, which are not installed: "
+             "pip install tf2onnx onnx")
+        )
     for argv, start in cases:
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
@@ -234,3 +241,69 @@ def test_python_m_keras_fcn_reports_errors_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("keras-fcn train: error: `dataset` must be one of")
+
+
+def test_train_flags_are_the_training_options_with_the_same_defaults():
+    args = cli.build_parser().parse_args(["train", "data", "--output-dir", "run"])
+    fields = dataclasses.fields(training.TrainingOptions)
+    assert list(inspect.signature(keras_fcn.train).parameters) == ["dataset", "output_dir", *(f.name for f in fields)]
+    assert options.from_arguments(args) == {field.name: field.default for field in fields}
+
+
+def test_train_flags_reach_train_as_its_keyword_arguments(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
+    argv = ["train", "data", "--output-dir", "run", "--backbone-kwargs", "alpha=0.25", "depth_multiplier=1"]
+    argv += ["--no-augment", "--mixed-precision", "--val-folder", "val", "--class-names", "a, b", "--crop-size", "9x7"]
+    argv += ["--verbose", "2", "--learning-rate", "1e-3"]
+    assert cli.main(argv) == 0
+    ((positional, keywords),) = calls
+    assert positional == ("data", "run")
+    assert keywords["backbone_kwargs"] == {"alpha": 0.25, "depth_multiplier": 1}
+    assert keywords["augment"] is False and keywords["mixed_precision"] == "auto" and keywords["validation"] == "val"
+    assert keywords["class_names"] == ["a", "b"] and keywords["crop_size"] == (9, 7) and keywords["verbose"] == 2
+    assert keywords["learning_rate"] == 1e-3 and keywords["epochs"] == 10
+    assert "Run folder: run" in capsys.readouterr().out
+
+
+def test_an_internal_error_is_raised_with_its_traceback_not_reported_as_a_bad_argument(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")  # a bug, not the user's input
+
+    monkeypatch.setattr(training, "train", broken)
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        cli.main(["train", "data", "--output-dir", "run"])
+    assert capsys.readouterr().err == ""
+
+
+def test_python_m_keras_fcn_shows_the_traceback_of_a_bug_with_exit_status_1(tmp_path):
+    code = (
+        "import sys\n"
+        "from keras_fcn import cli, training\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise KeyError('internal')\n"
+        "training.train = broken\n"
+        f"sys.exit(cli.main(['train', 'data', '--output-dir', {str(tmp_path)!r}]))\n"
+    )
+    result = run_python(["-c", code], 120)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and "KeyError: 'internal'" in result.stderr
+
+
+def test_debug_prints_the_traceback_of_an_input_error_and_still_exits_2(tmp_path, capsys):
+    missing = str(tmp_path / "missing")
+    for argv in (["--debug", "train", missing, "--output-dir", "run"], ["train", missing, "--output-dir", "run", "--debug"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in err and "keras_fcn.errors.InvalidArgumentError" in err
+        assert err.strip().splitlines()[-1].startswith("keras-fcn train: error: `dataset` must be one of")
+
+
+def test_bad_mask_values_are_reported_naming_the_file_without_a_traceback(saved_model, tmp_path, capsys):
+    _, path = saved_model
+    data = write_pairs(tmp_path / "val", 2, size=(16, 16))
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(f"{data}/masks/001.png")
+    assert cli.main(["evaluate", path, data]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-2] == "keras-fcn evaluate: error: 1 of 2 image/mask pairs cannot be used:"
+    assert lines[-1].startswith(f"- Mask '{data}/masks/001.png' has values [7] that are neither")

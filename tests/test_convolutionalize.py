@@ -47,6 +47,7 @@ def _padding_free_classifier(head):
     return keras.Model(inputs, outputs)
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize("head", ["flatten", "global_pooling"])
 def test_each_output_equals_the_classifier_on_its_window(rng, head):
     """The paper's Figure 2: output (i, j) is the classifier on the window at (4i, 4j)."""
@@ -64,6 +65,7 @@ def test_each_output_equals_the_classifier_on_its_window(rng, head):
     np.testing.assert_allclose(dense, expected, atol=1e-5)
 
 
+@pytest.mark.floor
 def test_flatten_dense_becomes_a_valid_convolution_with_the_reshaped_kernel():
     classifier = _padding_free_classifier("flatten")
     net = convolutionalize(classifier)
@@ -86,6 +88,7 @@ def test_the_result_owns_its_weights():
         np.testing.assert_array_equal(kept, keras.ops.convert_to_numpy(weight))
 
 
+@pytest.mark.floor
 def test_rejects_a_headless_model_and_a_non_model():
     inputs = keras.Input((32, 32, 3))
     headless = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs), name="trunk_only")

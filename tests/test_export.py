@@ -1,9 +1,18 @@
-"""SavedModel export. TensorFlow backend only: a SavedModel is a TensorFlow artifact."""
+"""SavedModel, ONNX and TFLite exports. TensorFlow backend only: each is converted from a TensorFlow graph."""
 
+import importlib.util
+import os
+
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import keras_fcn
+from keras_fcn import cli
+from keras_fcn.export import ExportTooLargeError, export
+from keras_fcn.precision import with_dtype_policy
+from _inference_helpers import assert_float32_logits, random_fcn8s
 
 
 def test_exported_savedmodel_serves_arbitrary_sizes(tmp_path, rng):
@@ -18,3 +27,67 @@ def test_exported_savedmodel_serves_arbitrary_sizes(tmp_path, rng):
         out = served.serve(images).numpy()
         assert out.shape == (2, *size, 3)
         np.testing.assert_allclose(out, model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_cli_onnx_export_runs_in_onnxruntime_like_keras_at_any_size(tmp_path, rng):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    model = random_fcn8s(rng)
+    model.save(tmp_path / "fcn.keras")
+    assert cli.main(["export", str(tmp_path / "fcn.keras"), str(tmp_path / "fcn.onnx")]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "fcn.onnx"), providers=["CPUExecutionProvider"])
+    [name] = [spec.name for spec in session.get_inputs()]
+    # Sizes off the stride-32 grid: the padding to a multiple of 32 and the crops run inside the ONNX graph.
+    for shape in [(1, 37, 45), (2, 64, 96), (1, 100, 33)]:
+        images = rng.uniform(0, 255, (*shape, 3)).astype("float32")
+        assert_float32_logits(session.run(None, {name: images})[0], model.predict(images, verbose=0))
+
+
+def test_onnx_export_of_a_mixed_precision_model_computes_in_float32(tmp_path, rng):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    mixed = random_fcn8s(rng, policy="mixed_bfloat16")
+    float32 = with_dtype_policy(mixed, "float32")
+    export(mixed, str(tmp_path / "fcn.onnx"), "onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "fcn.onnx"), providers=["CPUExecutionProvider"])
+    images = rng.uniform(0, 255, (1, 48, 64, 3)).astype("float32")
+    logits = session.run(None, {session.get_inputs()[0].name: images})[0]
+    assert_float32_logits(logits, float32.predict(images, verbose=0))
+
+
+def test_tflite_export_runs_in_the_litert_interpreter(tmp_path, rng):
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    model = random_fcn8s(rng)
+    export(model, str(tmp_path / "fcn.tflite"), "tflite", input_size=(40, 56))
+    interpreter = litert.Interpreter(str(tmp_path / "fcn.tflite"))
+    interpreter.allocate_tensors()
+    images = rng.uniform(0, 255, (1, 40, 56, 3)).astype("float32")
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert_float32_logits(logits, model.predict(images, verbose=0))
+
+
+def test_onnx_export_of_the_reference_vgg16_net_is_refused_up_front(tmp_path, monkeypatch):
+    # tf2onnx holds about 47 copies of the weights: 25 GiB for these 513 MiB (measured: killed past 12 GB).
+    model = keras_fcn.FCN8s(21, backbone="vgg16_reference", backbone_weights=None)
+    monkeypatch.setattr(keras.Model, "export", lambda *args, **kwargs: pytest.fail("the export was started"))
+    with pytest.raises(ExportTooLargeError) as error:
+        export(model, str(tmp_path / "fcn.onnx"), "onnx")
+    assert str(error.value).startswith(
+        "ONNX export of this model (134,489,759 weights, 513 MiB) would need about 25 GiB of memory"
+    )
+    assert "export this one as a SavedModel, or run it with engine=\"openvino\"" in str(error.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_onnx_export_without_its_packages_says_what_to_install(tmp_path, rng, monkeypatch, capsys):
+    random_fcn8s(rng).save(tmp_path / "fcn.keras")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else find_spec(name, *a))
+    assert cli.main(["export", str(tmp_path / "fcn.keras"), str(tmp_path / "fcn.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "keras-fcn export: error: ONNX export needs the packages tf2onnx, which are not installed: "
+        "pip install keras-fcn[onnx]"
+    )
+    assert not os.path.exists(tmp_path / "fcn.onnx")

@@ -3,9 +3,14 @@ import numpy as np
 import pytest
 
 import keras_fcn
-from keras_fcn.inference import evaluate, predict
+from keras_fcn.inference import evaluate, predict, unpadded_sizes
+from keras_fcn.precision import dtype_policies
+from _inference_helpers import random_fcn8s
 
 NUM_CLASSES = 3
+# These tests are about what predict and evaluate compute, not the engine (tests/test_engines.py): the engine
+# that runs the model in this process, without an export.
+TF = "tensorflow"
 
 
 class RedChannelOneHot(keras.layers.Layer):
@@ -32,7 +37,7 @@ def test_evaluate_over_batches_of_different_sizes():
     labels_2 = np.array([[[0, 1]]])
     predicted_2 = np.array([[[0, 1]]])
     dataset = [(_images(predicted_1), labels_1.astype("uint8")), (_images(predicted_2), labels_2.astype("uint8"))]
-    figures = evaluate(_oracle(), dataset, class_names=["background", "cat", "dog"], verbose=0)
+    figures = evaluate(_oracle(), dataset, class_names=["background", "cat", "dog"], engine=TF, verbose=0)
     # n = [[2, 1, 0], [0, 3, 1], [0, 0, 0]]; t = (3, 4, 0); predicted totals (2, 4, 1).
     assert figures["pixel_accuracy"] == pytest.approx(5 / 7)
     assert figures["mean_accuracy"] == pytest.approx((2 / 3 + 3 / 4) / 2)
@@ -45,7 +50,7 @@ def test_evaluate_over_batches_of_different_sizes():
 @pytest.mark.backend_agnostic
 def test_evaluate_defaults_and_checks():
     dataset = [(_images(np.array([[[0, 1]]])), np.array([[[0, 0]]]))]
-    figures = evaluate(_oracle(), iter(dataset), verbose=0)
+    figures = evaluate(_oracle(), iter(dataset), engine=TF, verbose=0)
     assert figures["per_class_iou"] == pytest.approx({0: 0.5, 1: 0.0, 2: np.nan}, nan_ok=True)
     with pytest.raises(ValueError, match="scores 3 classes but `num_classes` is 4"):
         evaluate(_oracle(), dataset, num_classes=4, verbose=0)
@@ -59,7 +64,7 @@ def test_evaluate_takes_a_tf_dataset():
     images = _images(np.array([[[2, 1], [1, 1]]] * 3))
     masks = np.array([[[2, 1], [1, 255]]] * 3, "uint8")
     dataset = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
-    figures = evaluate(_oracle(), dataset, verbose=0)
+    figures = evaluate(_oracle(), dataset, engine=TF, verbose=0)
     assert figures["pixel_accuracy"] == 1.0 and figures["mean_iou"] == 1.0
 
 
@@ -70,7 +75,7 @@ def test_predict_each_image_at_its_own_size():
     expected = [rng.integers(0, NUM_CLASSES, size) for size in sizes]
     images = [_images(labels) if i % 2 else _images(labels).astype("float32") for i, labels in enumerate(expected)]
     for batch_size in (1, 2):
-        label_maps = predict(_oracle(), images, batch_size=batch_size)
+        label_maps = predict(_oracle(), images, batch_size=batch_size, engine=TF)
         assert len(label_maps) == len(images)
         for label_map, labels in zip(label_maps, expected):
             assert label_map.dtype == np.uint8
@@ -86,7 +91,7 @@ def test_predict_checks():
     inputs = keras.Input((None, None, 3))
     halving = keras.Model(inputs, keras.layers.Conv2D(2, 1, strides=2)(inputs))
     with pytest.raises(ValueError, match="output scores at the size of its input"):
-        predict(halving, [np.zeros((4, 4, 3))])
+        predict(halving, [np.zeros((4, 4, 3))], engine=TF)
 
 
 def test_predict_and_evaluate_fcn8s_on_odd_sizes():
@@ -96,10 +101,11 @@ def test_predict_and_evaluate_fcn8s_on_odd_sizes():
     )
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (37, 45, 3)).astype("uint8"), rng.integers(0, 256, (50, 33, 3)).astype("uint8")]
-    label_maps = predict(model, images)
+    label_maps = predict(model, images, engine=TF)
     assert [m.shape for m in label_maps] == [(37, 45), (50, 33)]
     assert all(m.dtype == np.uint8 and m.max() < NUM_CLASSES for m in label_maps)
-    figures = evaluate(model, [(image[None], label_map[None]) for image, label_map in zip(images, label_maps)], verbose=0)
+    pairs = [(image[None], label_map[None]) for image, label_map in zip(images, label_maps)]
+    figures = evaluate(model, pairs, engine=TF, verbose=0)
     assert figures["pixel_accuracy"] == 1.0 and figures["mean_accuracy"] == 1.0
 
 
@@ -118,7 +124,7 @@ def test_inference_function_is_traced_once_for_every_size_and_batch():
     model = keras.Model(inputs, RedChannelOneHot()(CountingIdentity()(inputs)))
     CountingIdentity.calls = 0  # building the model called it once
     for options in ({}, {"freeze": True}, {"jit_compile": True}):
-        run = keras_fcn.inference_function(model, **options)
+        run = keras_fcn.inference_function(model, engine=TF, **options)
         for shape in [(1, 5, 7), (2, 5, 7), (1, 9, 4), (3, 2, 2)]:
             labels = np.random.default_rng(sum(shape)).integers(0, NUM_CLASSES, shape)
             logits = run(_images(labels))
@@ -136,9 +142,9 @@ def test_bfloat16_inference_is_close_to_float32():
         kernel, bias = model.get_layer(layer).get_weights()
         model.get_layer(layer).set_weights([rng.normal(size=kernel.shape).astype("float32"), bias])
     images = rng.uniform(0, 255, (2, 64, 96, 3)).astype("float32")
-    exact = keras_fcn.inference_function(model)(images)
+    exact = keras_fcn.inference_function(model, engine=TF)(images)
     for freeze in (False, True):
-        approximate = keras_fcn.inference_function(model, precision="bfloat16", freeze=freeze)(images)
+        approximate = keras_fcn.inference_function(model, engine=TF, precision="bfloat16", freeze=freeze)(images)
         assert approximate.dtype == np.float32
         # bfloat16 keeps 8 significant bits: logits within a few percent of their range.
         assert np.abs(approximate - exact).max() < 0.05 * np.abs(exact).max()
@@ -153,18 +159,18 @@ def test_predict_reuses_the_models_function_which_reads_its_current_weights():
     CountingIdentity.calls = 0
     image = np.zeros((3, 4, 3), "float32")
     image[0, 0] = [1, 0, 0]
-    assert predict(model, [image])[0][0, 0] == 0  # a tie: argmax takes class 0
+    assert predict(model, [image], engine=TF)[0][0, 0] == 0  # a tie: argmax takes class 0
     layer.kernel.assign(np.array([[[[0, 1], [0, 0], [0, 0]]]], "float32"))
-    assert predict(model, [image, image[:2]])[0][0, 0] == 1
-    assert keras_fcn.inference_function(model) is keras_fcn.inference_function(model)
+    assert predict(model, [image, image[:2]], engine=TF)[0][0, 0] == 1
+    assert keras_fcn.inference_function(model, engine=TF) is keras_fcn.inference_function(model, engine=TF)
     assert CountingIdentity.calls == 1
 
 
 def test_frozen_function_keeps_the_weights_it_was_made_with():
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="ones")(inputs))
-    frozen = keras_fcn.inference_function(model, freeze=True)
-    live = keras_fcn.inference_function(model)
+    frozen = keras_fcn.inference_function(model, freeze=True)  # "auto" with a TensorFlow option: TensorFlow
+    live = keras_fcn.inference_function(model, engine=TF)
     model.layers[-1].kernel.assign(np.full((1, 1, 3, 2), 2.0, "float32"))
     image = np.ones((1, 2, 2, 3), "float32")
     np.testing.assert_array_equal(frozen(image), np.full((1, 2, 2, 2), 3.0))
@@ -173,10 +179,104 @@ def test_frozen_function_keeps_the_weights_it_was_made_with():
 
 @pytest.mark.backend_agnostic
 def test_inference_function_checks_its_arguments():
-    with pytest.raises(ValueError, match=r"`precision` must be one of \['bfloat16', 'float16', 'float32'\]. Received precision='int8'"):
+    with pytest.raises(
+        ValueError, match=r"`precision` must be one of \['auto', 'float32', 'bfloat16', 'float16'\]. Received precision='int8'"
+    ):
         keras_fcn.inference_function(_oracle(), precision="int8")
-    if keras.backend.backend() != "tensorflow":
+    with pytest.raises(ValueError, match=r"`engine` must be one of \['auto', 'tensorflow', 'openvino', 'onnxruntime'\]"):
+        keras_fcn.inference_function(_oracle(), engine="tensorrt")
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ValueError, match="`jit_compile=True` is a TensorFlow option. Received engine='openvino'"):
+            keras_fcn.inference_function(_oracle(), engine="openvino", jit_compile=True)
+    else:
         with pytest.raises(ValueError, match="`freeze=True` needs the TensorFlow backend"):
             keras_fcn.inference_function(_oracle(), freeze=True)
         with pytest.raises(ValueError, match="`jit_compile=True` needs the TensorFlow backend"):
             keras_fcn.inference_function(_oracle(), jit_compile=True)
+
+
+def _numpy_figures(pairs, num_classes):
+    """Mean IU and pixel accuracy from `(labels, predicted)` pairs, as the paper defines them (numpy only)."""
+    confusion = np.zeros((num_classes, num_classes))
+    for labels, predicted in pairs:
+        valid = labels != 255
+        confusion += np.bincount(
+            num_classes * labels[valid].astype(int) + predicted[valid], minlength=num_classes**2
+        ).reshape(num_classes, num_classes)
+    with np.errstate(invalid="ignore"):  # a class absent from labels and predictions: NaN, left out of the mean
+        iu = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    return np.nanmean(iu), np.diag(confusion).sum() / confusion.sum()
+
+
+def test_evaluate_scores_each_image_at_its_own_size_for_any_batch_size(rng):
+    # The bundled camvid model on crops of mixed sizes of the sample street (two sizes repeated), masks its own
+    # predictions at a shifted position with 10% void: batched by keras_fcn.data.batch, padded with the mean
+    # (masks with 255). Padding seen by the model changes its predictions near the edges.
+    tf = pytest.importorskip("tensorflow")
+    from PIL import Image
+
+    model = keras_fcn.zoo.load_model("camvid")
+    street = np.asarray(Image.open(keras_fcn.assets.sample_image_path()).convert("RGB"))
+    boxes = [(0, 0, 96, 128), (40, 200, 150, 96), (100, 100, 96, 128), (200, 0, 72, 160),
+             (150, 300, 110, 110), (0, 350, 150, 96), (250, 150, 64, 180), (20, 60, 120, 90)]
+    images = [street[top : top + height, left : left + width] for top, left, height, width in boxes]
+    run = keras_fcn.inference_function(model, engine=TF)
+    predictions = [run(image[None])[0].argmax(-1) for image in images]
+    masks = [np.where(rng.random(p.shape) < 0.1, 255, np.roll(p, 3, axis=1)).astype("uint8") for p in predictions]
+    expected_iou, expected_accuracy = _numpy_figures(zip(masks, predictions), model.output_shape[-1])
+    pairs = tf.data.Dataset.from_generator(
+        lambda: zip(images, masks),
+        output_signature=(tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((None, None), tf.uint8)),
+    )
+    for batch_size in (1, 3, 8):
+        figures = evaluate(model, keras_fcn.data.batch(pairs, batch_size), engine=TF, verbose=0)
+        assert figures["mean_iou"] == pytest.approx(expected_iou, rel=1e-6), batch_size
+        assert figures["pixel_accuracy"] == pytest.approx(expected_accuracy, rel=1e-6), batch_size
+
+
+def test_unpadded_sizes_finds_the_padding_at_the_bottom_and_right():
+    images = np.full((4, 4, 5, 3), 7.0)
+    masks = np.full((4, 4, 5), 255)
+    masks[0, :2, :3] = 1  # a 2x3 image padded to 4x5
+    masks[1, 0, 0] = 1  # unlabelled last row and column, but neither all of the padding value: 4x5, unpadded
+    images[1, -1, 1] = images[1, 0, -1] = 0.0
+    masks[2] = 0  # a full 4x5 image of one colour
+    # images[3]: all padding
+    assert unpadded_sizes(images, masks) == [(2, 3), (4, 5), (4, 5), (0, 0)]
+    assert unpadded_sizes(images, masks, ignore_index=None) == [(4, 5)] * 4
+
+
+def _reloaded_and_float32_copy(policy, rng, tmp_path):
+    """A model trained under `policy`, saved and reloaded, and a float32 FCN-8s built with the same weights."""
+    random_fcn8s(rng, NUM_CLASSES, policy).save(tmp_path / "mixed.keras")
+    reloaded = keras.saving.load_model(tmp_path / "mixed.keras", compile=False)
+    # It reloads with each layer's policy but a float32 model policy.
+    assert policy in dtype_policies(reloaded) and reloaded.dtype_policy.name == "float32"
+    float32 = keras_fcn.FCN8s(
+        num_classes=NUM_CLASSES, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25}
+    )
+    float32.set_weights(reloaded.get_weights())
+    assert dtype_policies(float32) == {"float32"}
+    return reloaded, float32
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_float32_means_float32_in_every_layer_of_a_reloaded_mixed_precision_model(policy, rng, tmp_path):
+    reloaded, float32 = _reloaded_and_float32_copy(policy, rng, tmp_path)
+    images = rng.uniform(0, 255, (2, 64, 96, 3)).astype("float32")
+    expected = float32.predict(images, verbose=0)
+    logits = keras_fcn.inference_function(reloaded, engine=TF, precision="float32")(images)
+    assert np.abs(logits - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_predict_and_evaluate_of_a_mixed_precision_model_are_exact_by_default(rng, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # the default engine may cache an export
+    reloaded, float32 = _reloaded_and_float32_copy("mixed_bfloat16", rng, tmp_path)
+    images = rng.uniform(0, 255, (2, 64, 96, 3)).astype("float32")
+    logits = float32.predict(images, verbose=0)
+    # The function predict and evaluate run by default: the engines' float32 tolerance (bfloat16 is 1e-2 away).
+    assert np.abs(keras_fcn.inference_function(reloaded)(images) - logits).max() <= 1e-4 * np.abs(logits).max()
+    expected = logits.argmax(-1)
+    np.testing.assert_array_equal(np.stack(predict(reloaded, list(images))), expected)
+    figures = evaluate(reloaded, [(images, expected)], verbose=0)
+    assert figures["pixel_accuracy"] == 1.0 and figures["mean_iou"] == 1.0

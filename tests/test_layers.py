@@ -37,6 +37,7 @@ def test_crop_like_takes_the_window_at_the_offset_with_zeros_outside(rng, offset
     np.testing.assert_array_equal(out, _window(x, oy, ox, like_shape))
 
 
+@pytest.mark.floor
 def test_crop_like_serves_new_sizes_after_save_and_load(tmp_path, rng):
     model = _dynamic_model(CropLike((1, 2), name="crop"), 2, 1)
     path = tmp_path / "crop.keras"

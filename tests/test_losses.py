@@ -6,7 +6,7 @@ import pytest
 
 from keras_fcn.losses import SegmentationCrossEntropy
 
-pytestmark = pytest.mark.backend_agnostic
+pytestmark = [pytest.mark.backend_agnostic, pytest.mark.floor]
 
 NUM_CLASSES = 4
 

@@ -55,6 +55,7 @@ def test_hand_computed_two_classes():
     assert figures["per_class_iou"] == pytest.approx({0: 2 / 3, 1: 3 / 4})
 
 
+@pytest.mark.floor
 def test_hand_computed_three_classes_with_an_absent_class():
     # n = [[1, 1, 0], [0, 0, 0], [0, 0, 2]]: class 1 is never true but predicted once,
     # so its IU is 0 and counts in mean IU, while it has no accuracy.
@@ -114,6 +115,19 @@ def test_ignored_pixels_are_not_counted():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.result()), [[2, 0], [0, 2]])
 
 
+def test_mean_iou_is_keras_mean_iou_with_ignore_class_255():
+    # What MeanIoU's docstring says of Keras 3's metric: it skips label 255 and leaves absent classes out too.
+    rng = np.random.default_rng(0)
+    labels, predicted = rng.integers(0, 3, (2, 5, 6)), rng.integers(0, 3, (2, 5, 6))  # class 3 absent from both
+    labels[0, 0] = 255
+    expected = _paper_figures(labels, predicted, 4)[0]["mean_iou"]
+    ours = metrics.MeanIoU(4)
+    theirs = keras.metrics.MeanIoU(4, ignore_class=255, sparse_y_pred=False)
+    for metric in (ours, theirs):
+        metric.update_state(labels, _logits(predicted, 4))
+        assert float(keras.ops.convert_to_numpy(metric.result())) == pytest.approx(expected, rel=1e-6)
+
+
 def test_sample_weight_masks_pixels():
     labels = np.array([[[0, 1]], [[1, 1]]])
     predicted = np.array([[[0, 0]], [[1, 1]]])
@@ -151,6 +165,7 @@ def test_invalid_arguments():
         metric.figures(class_names=["a", "b"])
 
 
+@pytest.mark.floor
 def test_compile_and_fit_report_the_paper_figures():
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (4, 6, 8, 3)).astype("float32")

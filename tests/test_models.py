@@ -25,6 +25,7 @@ def test_output_has_the_input_size(rng, backbone):
         assert out.dtype == "float32"
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize("builder", [keras_fcn.FCN32s, keras_fcn.FCN16s, keras_fcn.FCN8sAtOnce])
 def test_every_head_keeps_odd_sizes(rng, builder):
     model = builder(5, **SMALL)
@@ -235,6 +236,7 @@ def test_bad_arguments_name_the_argument_and_value(kwargs, message):
         keras_fcn.FCN8s(**arguments)
 
 
+@pytest.mark.floor
 def test_weights_file_round_trip(tmp_path, rng):
     model = keras_fcn.FCN16s(3, **SMALL)
     _randomize(model, ["score_fr", "score_pool4"], rng, scale=0.05)
@@ -270,6 +272,7 @@ def test_backbone_kwargs_reach_the_application():
     assert full.get_layer("conv_pw_13_relu").output.shape[-1] == 1024
 
 
+@pytest.mark.floor
 def test_keras_file_round_trip_serves_any_size(tmp_path, rng):
     model = keras_fcn.FCN8sAtOnce(4, **SMALL)
     _randomize(model, ["score_fr", "score_pool4", "score_pool3"], rng, scale=0.05)
@@ -281,6 +284,7 @@ def test_keras_file_round_trip_serves_any_size(tmp_path, rng):
         np.testing.assert_array_equal(_run(restored, image), _run(model, image))
 
 
+@pytest.mark.floor
 def test_fit_on_random_images_and_masks(rng):
     model = keras_fcn.FCN8s(3, **SMALL)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -4,6 +4,8 @@ import pytest
 
 from keras_fcn.optimizers import CaffeSGD
 
+pytestmark = pytest.mark.floor
+
 
 @pytest.mark.backend_agnostic
 def test_caffe_sgd_doubles_the_bias_rate_with_caffes_momentum():
@@ -25,3 +27,10 @@ def test_caffe_sgd_round_trips_through_its_config():
     optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(CaffeSGD(1e-3, momentum=0.99, bias_learning_rate_multiplier=3)))
     assert isinstance(optimizer, CaffeSGD)
     assert (optimizer.bias_learning_rate_multiplier, float(optimizer.momentum)) == (3.0, 0.99)
+
+
+@pytest.mark.parametrize("clipping", [{"clipnorm": 1.0}, {"global_clipnorm": 1.0}, {"clipvalue": 0.5}])
+def test_caffe_sgd_refuses_gradient_clipping(clipping):
+    (name, value), = clipping.items()
+    with pytest.raises(ValueError, match=f"Received {{'{name}': {value}}}"):
+        CaffeSGD(1e-3, **clipping)

@@ -156,7 +156,7 @@ def test_manifest_lists_the_papers_models_with_their_metadata():
             and entry.weights_sha256 is None
         )
         assert len(entry.class_names) == num_classes == len(entry.palette)
-        assert entry.licence and entry.command == f"python zoo/convert_caffemodel.py {name}"
+        assert entry.licence and entry.command == f"keras-fcn zoo download {name}"
         assert all(metric["measured_by"] == "authors" and metric["source"] for metric in entry.metrics)
     assert zoo.get("voc-fcn8s").class_names == tuple(VOC_CLASSES)
     assert zoo.get("pascalcontext-fcn8s").class_names[:21] == tuple(VOC_CLASSES)

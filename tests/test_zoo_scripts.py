@@ -1,4 +1,4 @@
-"""Tests of the zoo/ command-line scripts: convert, publish, list."""
+"""Tests of `zoo/publish.py` and of the `keras-fcn zoo` verb that lists, downloads and converts weights."""
 
 import hashlib
 import importlib.util
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_fcn
-from keras_fcn import zoo
+from keras_fcn import cli, zoo
 from keras_fcn.zoo import registry
 from test_caffe import caffe_fcn_blobs, protobuf_caffemodel, small_reference  # noqa: F401
 from test_zoo import assert_weights_equal_blobs, keras_home, server  # noqa: F401
@@ -25,19 +25,14 @@ def script(name):
     return module
 
 
-def test_convert_script_converts_a_local_caffemodel(small_reference, tmp_path, capsys):
+def test_zoo_convert_verb_converts_a_local_caffemodel(small_reference, tmp_path, capsys):
     blobs = caffe_fcn_blobs(21, 32)
     caffemodel = tmp_path / "fcn32s.caffemodel"
     caffemodel.write_bytes(
         protobuf_caffemodel([(name, kind, arrays) for name, (kind, arrays) in blobs.items()])
     )
     output = tmp_path / "voc-fcn32s.weights.h5"
-    assert (
-        script("convert_caffemodel").main(
-            ["voc-fcn32s", "--caffemodel", str(caffemodel), "--output", str(output)]
-        )
-        == 0
-    )
+    assert cli.main(["zoo", "convert", "voc-fcn32s", "--caffemodel", str(caffemodel), "--output", str(output)]) == 0
     assert capsys.readouterr().out.split() == [
         str(output),
         "sha256",
@@ -49,8 +44,20 @@ def test_convert_script_converts_a_local_caffemodel(small_reference, tmp_path, c
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
-def test_list_script_marks_published_metrics_as_theirs(capsys):
-    assert script("list_zoo").main(["--architecture", "fcn8s_vgg16_reference"]) == 0
+def test_zoo_convert_verb_reports_a_truncated_caffemodel_on_one_line(small_reference, tmp_path, capsys):
+    blobs = caffe_fcn_blobs(21, 32)
+    data = protobuf_caffemodel([(name, kind, arrays) for name, (kind, arrays) in blobs.items()])
+    caffemodel = tmp_path / "cut.caffemodel"
+    caffemodel.write_bytes(data[: len(data) // 2])
+    output = tmp_path / "voc-fcn32s.weights.h5"
+    assert cli.main(["zoo", "convert", "voc-fcn32s", "--caffemodel", str(caffemodel), "--output", str(output)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("keras-fcn zoo: error: ") and "cut.caffemodel" in err and "\n" not in err
+    assert not output.exists()
+
+
+def test_zoo_list_markdown_marks_published_metrics_as_theirs(capsys):
+    assert cli.main(["zoo", "list", "--architecture", "fcn8s_vgg16_reference", "--markdown"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4
     assert lines[2].startswith("| voc-fcn8s | voc | fcn8s_vgg16_reference | 21 |")
@@ -59,6 +66,13 @@ def test_list_script_marks_published_metrics_as_theirs(capsys):
         "mean IU 35.1 on PASCAL-Context val, 59 classes (theirs, Long, Shelhamer, Darrell, CVPR 2015)"
         in lines[3]
     )
+
+
+def test_zoo_list_markdown_shows_bundled_weights_and_our_metrics(capsys):
+    assert cli.main(["zoo", "list", "--architecture", "fcn8s_mobilenet", "--markdown"]) == 0
+    (row,) = capsys.readouterr().out.splitlines()[2:]
+    assert row.startswith("| camvid | - | fcn8s_mobilenet | 11 |") and "keras (in the package)" in row
+    assert "mean IU 62.45 on CamVid val (101 images) (ours, keras-fcn evaluate --json" in row
 
 
 def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, server, keras_home, monkeypatch):

@@ -36,9 +36,10 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_fcn import arguments
 from keras_fcn.backbones import BACKBONES
+from keras_fcn.files import save_atomically, sha256_of, write_json_atomically
 from keras_fcn.zoo import architectures, registry
-from keras_fcn.zoo.cache import sha256_of, temporary_path, write_json_atomically
 
 HASH_PREFIX = 8
 # A `.keras` model and the zoo architecture holding its weights must agree on this image to this tolerance.
@@ -65,17 +66,6 @@ def parse_metric(text):
         raise argparse.ArgumentTypeError(f"a metric is 'split:metric:value'; received {text!r}")
     split, metric, value = parts
     return measured(split, metric, float(value), "zoo/publish.py")
-
-
-def parse_keyword(text):
-    """`"alpha=0.25"` -> `("alpha", 0.25)`, the value read as JSON when it can be (numbers, booleans)."""
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE; received {text!r}")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 def evaluation_metrics(path, split):
@@ -138,7 +128,7 @@ def new_record(args, file_name, digest, preprocessing_key, classes_key):
         "command": args.training_command,
     }
     if args.backbone_kwargs:
-        record["backbone_kwargs"] = dict(args.backbone_kwargs)
+        record["backbone_kwargs"] = args.backbone_kwargs
     return record
 
 
@@ -188,11 +178,8 @@ def publish(args):
         if trained is not None:
             check_same_outputs(args.weights, trained, built)
         output_dir = registry.BUNDLED_WEIGHTS_DIR if args.bundle else args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
         output = os.path.join(output_dir, file_name)
-        temporary = temporary_path(output, ".weights.h5")
-        shutil.copyfile(weights, temporary)
-        os.replace(temporary, output)
+        save_atomically(lambda temporary: shutil.copyfile(weights, temporary), output)
     write_json_atomically(args.manifest, manifest)
     return output
 
@@ -208,7 +195,8 @@ def main(argv=None):
         "--architecture", required=True, help="the builder's default model name, e.g. fcn8s_vgg16"
     )
     parser.add_argument(
-        "--backbone-kwargs", nargs="+", default=[], type=parse_keyword, metavar="KEY=VALUE",
+        "--backbone-kwargs", nargs="+", default={}, type=arguments.keyword, action=arguments.KeywordArguments,
+        metavar="KEY=VALUE",
         help="the backbone arguments the model was built with, e.g. alpha=0.25",
     )
     parser.add_argument(

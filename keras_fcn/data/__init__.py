@@ -18,8 +18,13 @@ Example:
 
 from keras_fcn.data.batching import batch, make_pipeline
 from keras_fcn.data.camvid import CAMVID_CLASSES, camvid
-from keras_fcn.data.decode import IGNORE_LABEL, LabelSpec, from_file_pairs
+from keras_fcn.data.checks import check_file_pairs
+from keras_fcn.data.color_map import ColorMap, read_color_map
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.data.decode import LabelSpec
+from keras_fcn.data.file_pairs import from_file_pairs
 from keras_fcn.data.folders import from_folders, match_by_stem
+from keras_fcn.data.image_files import IMAGE_EXTENSIONS, list_image_files, read_image
 from keras_fcn.data.stats import class_frequencies, median_frequency_weights
 from keras_fcn.data.tfds import TFDS_SOURCES, from_tfds
 from keras_fcn.data.transforms import IMAGENET_MEAN, augment
@@ -29,19 +34,25 @@ __all__ = [
     "CAMVID_CLASSES",
     "IGNORE_LABEL",
     "IMAGENET_MEAN",
+    "IMAGE_EXTENSIONS",
     "TFDS_SOURCES",
     "VOC_CLASSES",
+    "ColorMap",
     "LabelSpec",
     "augment",
     "batch",
     "camvid",
+    "check_file_pairs",
     "class_frequencies",
     "from_file_pairs",
     "from_folders",
     "from_tfds",
+    "list_image_files",
     "make_pipeline",
     "match_by_stem",
     "median_frequency_weights",
+    "read_color_map",
+    "read_image",
     "sbd",
     "seg11valid",
     "seg11valid_ids",

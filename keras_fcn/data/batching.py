@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from keras_fcn.data.decode import IGNORE_LABEL
+from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.data.transforms import (
     IMAGENET_MEAN,
     augment,
@@ -12,6 +12,7 @@ from keras_fcn.data.transforms import (
     validate_mean,
     validate_size,
 )
+from keras_fcn.errors import InvalidArgumentError
 
 FITS = ("pad", "resize_crop")
 
@@ -96,11 +97,11 @@ def batch(dataset, batch_size, *, size=None, fit="pad", mean=IMAGENET_MEAN, drop
     """
     check_unbatched(dataset, "batch")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int. Received batch_size={batch_size!r}")
+        raise InvalidArgumentError(f"`batch_size` must be a positive int. Received batch_size={batch_size!r}")
     if fit not in FITS:
-        raise ValueError(f"`fit` must be one of {FITS}. Received fit={fit!r}")
+        raise InvalidArgumentError(f"`fit` must be one of {FITS}. Received fit={fit!r}")
     if fit == "resize_crop" and size is None:
-        raise ValueError("`fit='resize_crop'` needs a `size`. Received size=None")
+        raise InvalidArgumentError("`fit='resize_crop'` needs a `size`. Received size=None")
     mean = validate_mean(mean)
     dataset = dataset.map(_as_float, num_parallel_calls=tf.data.AUTOTUNE)
     if size is None:
@@ -157,9 +158,9 @@ def make_pipeline(
     >>> model.fit(train, epochs=10)
     """
     if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int) or shuffle_buffer < 0:
-        raise ValueError(f"`shuffle_buffer` must be an int >= 0. Received shuffle_buffer={shuffle_buffer!r}")
+        raise InvalidArgumentError(f"`shuffle_buffer` must be an int >= 0. Received shuffle_buffer={shuffle_buffer!r}")
     if not isinstance(cache, (bool, str)):
-        raise ValueError(f"`cache` must be a bool or a file name prefix. Received cache={cache!r}")
+        raise InvalidArgumentError(f"`cache` must be a bool or a file name prefix. Received cache={cache!r}")
     if cache is not False:
         dataset = dataset.cache("" if cache is True else cache)
     if not training:

@@ -3,6 +3,7 @@
 import os
 
 from keras_fcn.data.folders import from_folders
+from keras_fcn.errors import InvalidArgumentError
 
 CAMVID_CLASSES = (
     "sky",
@@ -41,7 +42,7 @@ def camvid(root, split="train", *, label_map=None):
     """
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"CamVid split folder {split_dir!r} does not exist: `root` must hold "
             f"`{split}/images` and `{split}/masks`. Received root={root!r}, split={split!r}"
         )

@@ -2,26 +2,28 @@
 
 import os
 
-from keras_fcn.data.decode import IMAGE_EXTENSIONS, format_list, from_file_pairs
+from keras_fcn.data.decode import format_list
+from keras_fcn.data.file_pairs import from_file_pairs
+from keras_fcn.data.image_files import IMAGE_EXTENSIONS, list_image_files
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
 
 
 def _files_by_stem(directory, what):
-    """Maps each file stem in `directory` to its path (image extensions only)."""
+    """Maps each file stem in `directory` to its path (image files only, hidden files skipped)."""
     if not os.path.isdir(directory):
-        raise ValueError(f"`{what}` must be an existing directory. Received {what}={directory!r}")
+        raise InvalidArgumentError(f"`{what}` must be an existing directory. Received {what}={directory!r}")
     files = {}
-    for name in sorted(os.listdir(directory)):
-        stem, extension = os.path.splitext(name)
-        if extension.lower() not in IMAGE_EXTENSIONS:
-            continue
+    for path in list_image_files(directory):
+        name = os.path.basename(path)
+        stem = os.path.splitext(name)[0]
         if stem in files:
-            raise ValueError(
+            raise InvalidDataError(
                 f"Two files in {directory!r} share the name {stem!r}: "
                 f"{os.path.basename(files[stem])!r} and {name!r}. Keep one."
             )
-        files[stem] = os.path.join(directory, name)
+        files[stem] = path
     if not files:
-        raise ValueError(
+        raise InvalidDataError(
             f"Found no image files ({', '.join(IMAGE_EXTENSIONS)}) in {what}={directory!r}"
         )
     return files
@@ -31,7 +33,9 @@ def match_by_stem(images_dir, masks_dir, mask_suffix=""):
     """Pairs the images in one folder with the masks in another by file stem.
 
     Args:
-        images_dir: str, folder of `.png`, `.jpg`, `.jpeg` or `.bmp` images.
+        images_dir: str, folder of images (PNG, JPEG, BMP, TIFF, by
+            extension); hidden files, such as macOS `._*` files, are
+            skipped.
         masks_dir: str, folder of masks with the same extensions.
         mask_suffix: str, what a mask's stem adds to its image's stem, e.g.
             `"_L"` to pair `0001.png` with `0001_L.png`.
@@ -59,7 +63,7 @@ def match_by_stem(images_dir, masks_dir, mask_suffix=""):
             lines.append(f"images without a mask in {masks_dir!r}: {format_list(unmatched_images)}")
         if unmatched_masks:
             lines.append(f"masks without an image in {images_dir!r}: {format_list(unmatched_masks)}")
-        raise ValueError(
+        raise InvalidDataError(
             f"Images and masks must pair up by file name (mask name = image name + "
             f"mask_suffix={mask_suffix!r}); found " + "; ".join(lines)
         )
@@ -67,34 +71,51 @@ def match_by_stem(images_dir, masks_dir, mask_suffix=""):
     return [images[s] for s in stems], [masks[s] for s in stems]
 
 
-def from_folders(images_dir, masks_dir, *, num_classes, color_map=None, label_map=None, mask_suffix=""):
+def from_folders(
+    images_dir,
+    masks_dir,
+    *,
+    num_classes,
+    color_map=None,
+    label_map=None,
+    mask_threshold=None,
+    mask_suffix="",
+    check=True,
+):
     """A dataset of the image/mask pairs in two folders, matched by file stem.
 
     Masks are class-index PNGs (palette or greyscale) or, with `color_map`,
-    RGB colour-coded images. Pairs come in order of file stem.
+    RGB colour-coded images. Pairs come in order of file stem. Every pair is
+    checked now (see `from_file_pairs`).
 
     Args:
-        images_dir: str, folder of `.png`, `.jpg`, `.jpeg` or `.bmp` images
-            (greyscale and RGBA images become RGB).
+        images_dir: str, folder of images (PNG, JPEG, BMP, TIFF; read
+            upright, as RGB; see `keras_fcn.data.read_image`). Hidden files,
+            such as macOS `._*` files, are skipped.
         masks_dir: str, folder of masks, one per image.
         num_classes: int, the number of classes; mask values must be
             `0 .. num_classes - 1` or 255 (ignore), after `label_map`.
         color_map: optional, for colour-coded masks: a sequence of `(r, g, b)`
             colours (position `i` is class `i`) or a dict
-            `{(r, g, b): class id or 255}`.
+            `{(r, g, b): class id or 255}`; see also `read_color_map`.
         label_map: optional dict `{raw value: class id or 255}` remapping
-            index masks, e.g. `{11: 255}`.
+            index masks, e.g. `{11: 255}`, or `{255: 1}` for 0/255 binary
+            masks.
+        mask_threshold: optional int, for binary masks with in-between
+            values (JPEG): grey values below it are class 0, the others
+            class 1 (`num_classes=2`).
         mask_suffix: str, see `match_by_stem`.
+        check: bool, whether to read every pair now and raise one error
+            listing all bad pairs (see `from_file_pairs`).
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
-        `(H, W)`. A size mismatch, a bad mask value or an unreadable file
-        raises `tf.errors.InvalidArgumentError` naming the file when the
-        pair is read.
+        `(H, W)`.
 
     Raises:
-        ValueError: at once, for an image without a mask or a mask without an
-            image (listing them) and for invalid arguments.
+        ValueError: for an image without a mask or a mask without an image
+            (listing them), for bad pairs (listing them all), and for invalid
+            arguments.
 
     Example:
 
@@ -105,5 +126,11 @@ def from_folders(images_dir, masks_dir, *, num_classes, color_map=None, label_ma
     """
     image_paths, mask_paths = match_by_stem(images_dir, masks_dir, mask_suffix)
     return from_file_pairs(
-        image_paths, mask_paths, num_classes=num_classes, label_map=label_map, color_map=color_map
+        image_paths,
+        mask_paths,
+        num_classes=num_classes,
+        label_map=label_map,
+        color_map=color_map,
+        mask_threshold=mask_threshold,
+        check=check,
     )

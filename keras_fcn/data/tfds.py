@@ -5,7 +5,9 @@ from typing import Optional
 
 import tensorflow as tf
 
-from keras_fcn.data.decode import IGNORE_LABEL, LabelSpec, set_pair_shapes
+from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.data.decode import LabelSpec, set_pair_shapes
+from keras_fcn.errors import InvalidArgumentError, MissingPackageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +89,12 @@ def from_tfds(
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise ImportError(
+        raise MissingPackageError(
             "`from_tfds` needs tensorflow-datasets: pip install 'keras-fcn[data]'"
         ) from error
     known = TFDS_SOURCES.get(name)
     if known is None and (mask_key is None or num_classes is None):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Dataset {name!r} has no defaults (known: {sorted(TFDS_SOURCES)}); pass `mask_key` "
             f"and `num_classes`. Received mask_key={mask_key!r}, num_classes={num_classes!r}"
         )
@@ -105,7 +107,7 @@ def from_tfds(
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
     missing = {image_key, mask_key} - set(dataset.element_spec)
     if missing:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Dataset {name!r} has no feature {sorted(missing)}; its features are "
             f"{sorted(dataset.element_spec)}. Received image_key={image_key!r}, mask_key={mask_key!r}"
         )

@@ -9,10 +9,8 @@ import numbers
 
 import tensorflow as tf
 
-from keras_fcn.data.decode import IGNORE_LABEL
-
-# ImageNet mean, RGB in [0, 255]: padding with it is zero after normalization.
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
+from keras_fcn.constants import IGNORE_LABEL, IMAGENET_MEAN
+from keras_fcn.errors import InvalidArgumentError
 
 
 def validate_size(size, name):
@@ -23,7 +21,7 @@ def validate_size(size, name):
         and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
     )
     if not valid:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`{name}` must be a (height, width) pair of positive ints. Received {name}={size!r}"
         )
     return tuple(size)
@@ -36,7 +34,7 @@ def validate_mean(mean):
         and len(mean) == 3
         and all(isinstance(m, numbers.Real) and 0 <= m <= 255 for m in mean)
     ):
-        raise ValueError(f"`mean` must be 3 numbers (R, G, B) in [0, 255]. Received mean={mean!r}")
+        raise InvalidArgumentError(f"`mean` must be 3 numbers (R, G, B) in [0, 255]. Received mean={mean!r}")
     return tuple(float(m) for m in mean)
 
 
@@ -49,7 +47,7 @@ def check_unbatched(dataset, function):
         and spec[0].shape.rank == 3
         and spec[1].shape.rank == 2
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`{function}` takes a dataset of single (image (H, W, 3), mask (H, W)) "
             f"pairs, before batching. Received a dataset with element_spec={spec!r}"
         )
@@ -127,16 +125,16 @@ def _validate_augment_args(crop_size, scale_range, flip, jitter, seed):
         and all(isinstance(s, numbers.Real) for s in scale_range)
         and 0 < scale_range[0] <= scale_range[1]
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`scale_range` must be None or (min, max) with 0 < min <= max. "
             f"Received scale_range={scale_range!r}"
         )
     if not isinstance(flip, bool):
-        raise ValueError(f"`flip` must be a bool. Received flip={flip!r}")
+        raise InvalidArgumentError(f"`flip` must be a bool. Received flip={flip!r}")
     if not (isinstance(jitter, numbers.Real) and 0 <= jitter < 1):
-        raise ValueError(f"`jitter` must be a number in [0, 1). Received jitter={jitter!r}")
+        raise InvalidArgumentError(f"`jitter` must be a number in [0, 1). Received jitter={jitter!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ValueError(f"`seed` must be None or an int. Received seed={seed!r}")
+        raise InvalidArgumentError(f"`seed` must be None or an int. Received seed={seed!r}")
 
 
 def augment(

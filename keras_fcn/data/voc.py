@@ -8,7 +8,9 @@ SBD copies.
 
 import os
 
-from keras_fcn.data.decode import format_list, from_file_pairs
+from keras_fcn.data.decode import format_list
+from keras_fcn.data.file_pairs import from_file_pairs
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
 
 VOC_CLASSES = (
     "background",
@@ -38,7 +40,7 @@ VOC_CLASSES = (
 def read_ids(path):
     """The image ids of a split file, one per line, in file order."""
     if not os.path.isfile(path):
-        raise ValueError(f"Split file {path!r} does not exist.")
+        raise InvalidDataError(f"Split file {path!r} does not exist.")
     with open(path) as f:
         return [line.strip() for line in f if line.strip()]
 
@@ -46,7 +48,7 @@ def read_ids(path):
 def _voc_year_dir(root, year):
     year_dir = os.path.join(root, f"VOC{year}")
     if not os.path.isdir(year_dir):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`root` must be a VOCdevkit folder holding VOC{year}/; {year_dir!r} does "
             f"not exist. Received root={root!r}, year={year!r}"
         )
@@ -59,7 +61,7 @@ def _dataset_from_ids(ids, image_pattern, mask_pattern, label_map):
     mask_paths = [mask_pattern.format(i) for i in ids]
     missing = [p for p in image_paths + mask_paths if not os.path.isfile(p)]
     if missing:
-        raise ValueError(f"Files of the split are missing: {format_list(missing)}")
+        raise InvalidDataError(f"Files of the split are missing: {format_list(missing)}")
     return from_file_pairs(image_paths, mask_paths, num_classes=len(VOC_CLASSES), label_map=label_map)
 
 
@@ -103,7 +105,7 @@ def voc(root, split="train", *, year="2012", label_map=None):
 def _sbd_dir(root):
     dataset_dir = os.path.join(root, "dataset")
     if not os.path.isdir(dataset_dir):
-        raise ValueError(
+        raise InvalidArgumentError(
             "`root` must be the SBD folder holding dataset/ (with train.txt, val.txt, "
             f"img/ and cls/), e.g. benchmark_RELEASE; {dataset_dir!r} does not exist. "
             f"Received root={root!r}"

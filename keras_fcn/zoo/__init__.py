@@ -22,17 +22,20 @@ Preprocessing travels with the model: every model takes images in
 `[0, 255]` (RGB, or HHA for the NYUDv2 depth models) and its first layer,
 `normalization`, converts them as its weights need (BGR minus the reference
 mean for the paper's models). There is no separate `preprocess_input`.
+
+The builders resolve `weights` through this package, so the parts that
+need the builders (`keras_fcn.zoo.architectures`) or the Caffe reader
+(`keras_fcn.caffe`) are imported when first used, not with the package.
 """
 
 import json
 import os
 
-from keras_fcn import caffe
 from keras_fcn.backbones import BACKBONES
-from keras_fcn.zoo import architectures
-from keras_fcn.zoo.cache import WeightsDownloadError, cache_dir, download, remove_if_exists, sha256_of
-from keras_fcn.zoo.cache import temporary_path, write_json_atomically
+from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.files import remove_if_exists, save_atomically, sha256_of, write_json_atomically
 from keras_fcn.zoo import registry
+from keras_fcn.zoo.cache import WeightsDownloadError, cache_dir, download
 from keras_fcn.zoo.registry import REGISTRY, Preprocessing, ZooEntry, read_manifest, voc_palette
 
 __all__ = [
@@ -69,7 +72,7 @@ def available(architecture=None):
 
 
 def get(name):
-    """The `ZooEntry` called `name`; a ValueError lists the valid names."""
+    """The `ZooEntry` called `name`; an `InvalidArgumentError` (a `ValueError`) lists the valid names."""
     return REGISTRY.get(name)
 
 
@@ -95,19 +98,16 @@ def convert_caffemodel(entry, caffemodel, output):
     Raises:
         keras_fcn.caffe.CaffeModelError: when the caffemodel does not fit.
     """
+    from keras_fcn import caffe
+    from keras_fcn.zoo import architectures
+
     entry = entry if isinstance(entry, ZooEntry) else get(entry)
     if not str(output).endswith(".weights.h5"):
-        raise ValueError(f"`output` must end in '.weights.h5'. Received output={output!r}")
+        raise InvalidArgumentError(f"`output` must end in '.weights.h5'. Received output={output!r}")
     model = architectures.build(entry)
     caffe.load_caffemodel_weights(model, caffemodel)
-    temporary = temporary_path(str(output), ".weights.h5")
-    try:
-        model.save_weights(temporary)
-        digest = sha256_of(temporary)
-        os.replace(temporary, output)
-    finally:
-        remove_if_exists(temporary)
-    return digest
+    save_atomically(model.save_weights, os.fspath(output))
+    return sha256_of(output)
 
 
 def _recorded_sha256(record_path):
@@ -129,11 +129,13 @@ def _fetch_converted(entry):
             return target
     remove_if_exists(target)
     remove_if_exists(record_path)
+    from keras_fcn.caffe import CaffeModelError
+
     caffemodel = download(entry.urls, f"{entry.name}.caffemodel", entry.source_sha256)
     try:
         source_sha256 = entry.source_sha256 or sha256_of(caffemodel)
         digest = convert_caffemodel(entry, caffemodel, target)
-    except caffe.CaffeModelError as error:
+    except CaffeModelError as error:
         raise WeightsDownloadError(
             f"The caffemodel downloaded for '{entry.name}' from {entry.urls} could not be converted "
             f"(it was deleted; a truncated download looks like this): {error}"
@@ -197,6 +199,8 @@ def fetch(name):
 
 
 def _builder_hint(entry):
+    from keras_fcn.zoo import architectures
+
     call = architectures.builder_call(entry.architecture)
     if call is None or not entry.preprocessing.matches(BACKBONES[call[1]].normalization):
         return f"keras_fcn.zoo.load_model({entry.name!r})"
@@ -205,23 +209,23 @@ def _builder_hint(entry):
 
 def _check_fits(entry, architecture, num_classes, backbone_kwargs):
     if entry.architecture != architecture:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Weights '{entry.name}' are for architecture '{entry.architecture}', not '{architecture}'. "
             f"Use {_builder_hint(entry)}."
         )
     if num_classes != entry.num_classes:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Weights '{entry.name}' have {entry.num_classes} classes ({entry.dataset}); "
             f"received num_classes={num_classes!r}. Pass num_classes={entry.num_classes}, or leave it out."
         )
     if dict(backbone_kwargs or {}) != entry.backbone_kwargs:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Weights '{entry.name}' fit a '{entry.backbone}' backbone built with backbone_kwargs="
             f"{entry.backbone_kwargs!r}; received backbone_kwargs={backbone_kwargs!r}. Leave backbone_kwargs out."
         )
     backbone = BACKBONES[entry.backbone]
     if not entry.preprocessing.matches(backbone.normalization):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Weights '{entry.name}' expect inputs converted as: {entry.preprocessing.description}; "
             f"the '{entry.backbone}' builders normalize with mean {backbone.normalization[0]} "
             f"(bgr={backbone.normalization[2]}). Use {_builder_hint(entry)}, which builds the model "
@@ -264,7 +268,7 @@ def resolve_weights(weights, *, architecture, num_classes, backbone_kwargs=None)
         A path, or `None` when `weights` is `None`.
 
     Raises:
-        ValueError: for an unknown name (listing the valid ones), or zoo
+        keras_fcn.errors.InvalidArgumentError: (a `ValueError`) for an unknown name (listing the valid ones), or zoo
             weights of another architecture, class count, backbone
             arguments or input preprocessing (saying which and what to
             call instead).
@@ -277,9 +281,9 @@ def resolve_weights(weights, *, architecture, num_classes, backbone_kwargs=None)
     if isinstance(weights, str) and weights.startswith(_URL_SCHEMES):
         fname = os.path.basename(weights.split("?", 1)[0])
         if not fname.endswith(".weights.h5"):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "A `weights` URL must point to a Keras '.weights.h5' file (convert a caffemodel with "
-                f"zoo/convert_caffemodel.py first). Received weights={weights!r}"
+                f"`keras-fcn zoo convert` first). Received weights={weights!r}"
             )
         return download([weights], fname)
     entry = entry_for(weights, architecture)
@@ -294,7 +298,7 @@ def resolve_weights(weights, *, architecture, num_classes, backbone_kwargs=None)
             if others
             else ""
         )
-        raise ValueError(
+        raise InvalidArgumentError(
             "`weights` must be None, the path of an existing weights file, an http(s) URL, or the name or "
             f"alias of a zoo entry. Entries for '{architecture}': {available(architecture)}; all entries: "
             f"{available()}.{elsewhere} Received weights={weights!r}"
@@ -324,6 +328,8 @@ def load_model(name):
         e.g. `model({"color": rgb, "hha": hha})` for
         `"nyud-fcn32s-color-hha"`.
     """
+    from keras_fcn.zoo import architectures
+
     entry = get(name)
     model = architectures.build(entry)
     model.load_weights(fetch(entry.name))

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_fcn import models
 from keras_fcn.architecture import architecture_of, recorded_tensors
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.heads import fcn_head, upsample_to_image
@@ -65,8 +66,6 @@ def _copy(model, preprocessing, *, input_name=None, suffix=""):
 
 def _random_fcn(builder, entry):
     """`keras_fcn.<builder>` for `entry`'s classes, backbone and head geometry, random weights."""
-    from keras_fcn import models  # here, as keras_fcn.models imports the zoo to resolve `weights`
-
     return getattr(models, builder)(
         entry.num_classes,
         backbone=entry.backbone,

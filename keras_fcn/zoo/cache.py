@@ -1,59 +1,15 @@
 """Verified downloads into the Keras cache, leaving nothing partial or unverified behind."""
 
-import hashlib
-import json
 import os
-import uuid
 
 import keras
 
-CACHE_SUBDIR = "keras_fcn"
+from keras_fcn.errors import InputError
+from keras_fcn.files import cache_dir, remove_if_exists, sha256_of, temporary_path
 
 
-class WeightsDownloadError(OSError):
+class WeightsDownloadError(InputError, OSError):
     """No URL of a weights file gave a complete file with the expected sha256."""
-
-
-def cache_dir():
-    """The folder holding downloaded and converted weights: `$KERAS_HOME/keras_fcn`.
-
-    `KERAS_HOME` is read at each call (default `~/.keras`), so it can be
-    changed after Keras is imported.
-    """
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, CACHE_SUBDIR)
-
-
-def sha256_of(path):
-    """The sha256 of a file, as 64 lowercase hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def temporary_path(path, suffix=""):
-    """A unique hidden name beside `path`, so that `os.replace` onto `path` is atomic."""
-    directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.{uuid.uuid4().hex}.part{suffix}")
-
-
-def remove_if_exists(path):
-    if os.path.lexists(path):
-        os.remove(path)
-
-
-def write_json_atomically(path, record):
-    """Writes `record` as JSON under a temporary name, then renames it onto `path`."""
-    temporary = temporary_path(path)
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(record, file, indent=1)
-            file.write("\n")
-        os.replace(temporary, path)
-    finally:
-        remove_if_exists(temporary)
 
 
 def cached(path, sha256):

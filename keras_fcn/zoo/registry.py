@@ -6,6 +6,8 @@ import os
 import re
 from typing import Optional
 
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
+
 MANIFEST_PATH = os.path.join(os.path.dirname(__file__), "manifest.json")
 BUNDLED_WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 SOURCE_FORMATS = ("caffemodel", "keras")
@@ -156,7 +158,7 @@ class ZooEntry:
         if len(self.palette) != self.num_classes:
             problems.append(f"the palette has {len(self.palette)} colours for {self.num_classes} classes")
         if problems:
-            raise ValueError(f"Invalid zoo entry '{self.name}': " + "; ".join(problems) + ".")
+            raise InvalidDataError(f"Invalid zoo entry '{self.name}': " + "; ".join(problems) + ".")
 
 
 def _palette(record, palettes, num_classes):
@@ -164,7 +166,7 @@ def _palette(record, palettes, num_classes):
     if record["palette"] == "voc":
         return voc_palette(num_classes)
     if record["palette"] not in palettes:
-        raise ValueError(
+        raise InvalidDataError(
             f"Entry '{record['name']}': unknown palette {record['palette']!r}; expected 'voc' or one of {sorted(palettes)}."
         )
     return tuple(tuple(colour) for colour in palettes[record["palette"]])
@@ -225,11 +227,11 @@ class Registry:
 
     def register(self, entry):
         if entry.name in self._entries:
-            raise ValueError(f"A zoo entry named '{entry.name}' already exists.")
+            raise InvalidArgumentError(f"A zoo entry named '{entry.name}' already exists.")
         for alias in entry.aliases:
             for other in self._entries.values():
                 if alias in other.aliases and other.architecture == entry.architecture:
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"Alias '{alias}' of zoo entry '{entry.name}' already names '{other.name}' "
                         f"for architecture '{entry.architecture}'."
                     )
@@ -240,7 +242,7 @@ class Registry:
 
     def get(self, name):
         if name not in self._entries:
-            raise ValueError(f"Unknown zoo entry. Expected one of {self.names()}. Received name={name!r}")
+            raise InvalidArgumentError(f"Unknown zoo entry. Expected one of {self.names()}. Received name={name!r}")
         return self._entries[name]
 
     def find(self, name_or_alias, architecture):

@@ -18,14 +18,15 @@ FCN from this package, the model from the image to `score_fr`:
 
 >>> fcn = keras_fcn.FCN32s(21, backbone_weights=None)
 >>> net = keras.Model(fcn.input, fcn.get_layer("score_fr").output)   # stride 32
->>> stitched = keras_fcn.dense.shift_and_stitch(net, 4)             # stride 8, 16 passes
->>> rarefied = keras_fcn.dense.rarefy(net, from_layer="pool4")      # stride 8, one pass
+>>> stitched = keras_fcn.dense_prediction.shift_and_stitch(net, 4)             # stride 8, 16 passes
+>>> rarefied = keras_fcn.dense_prediction.rarefy(net, from_layer="pool4")      # stride 8, one pass
 """
 
 import keras
 from keras import ops
 from keras import tree
 
+from keras_fcn.graph import producers
 from keras_fcn.layers import CropLike, PadToMultiple, _pair
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
@@ -197,19 +198,13 @@ def _densities(model, start):
         of the strides of the layers at or after `start` on the path to
         the layer's input (output). Branches that merge must agree.
     """
-    if not hasattr(model, "_run_through_graph"):
-        raise TypeError(f"Expected a functional keras.Model. Received: {model!r}")
+    producer = producers(model)
     densities = {}
     for index, layer in enumerate(model.layers):
         if isinstance(layer, keras.layers.InputLayer):
             densities[layer.name] = (1, 1)
             continue
-        if len(layer._inbound_nodes) != 1:
-            raise ValueError(
-                f"Layer '{layer.name}' is called {len(layer._inbound_nodes)} times in model "
-                f"'{model.name}'; shift-and-stitch and rarefy need every layer called once."
-            )
-        sources = {t._keras_history.operation.name for t in tree.flatten(layer.input)}
+        sources = {_source(producer, tensor, f"Layer '{layer.name}'", model).name for tensor in tree.flatten(layer.input)}
         incoming = {densities[source][1] for source in sources}
         if len(incoming) != 1:
             raise ValueError(
@@ -230,10 +225,20 @@ def _densities(model, start):
     return densities
 
 
+def _source(producer, tensor, consumer, model):
+    """The layer of `producer` (see `keras_fcn.graph.producers`) that outputs `tensor`, which `consumer` takes."""
+    if id(tensor) not in producer:
+        raise ValueError(
+            f"{consumer} takes a tensor that no layer of model '{model.name}' outputs on its first call: "
+            "a layer is called more than once (shared); shift-and-stitch and rarefy need every layer called once."
+        )
+    return producer[id(tensor)]
+
+
 def _output_layer(model):
     if len(model.outputs) != 1:
         raise ValueError(f"Expected a model with one output. Model '{model.name}' has {len(model.outputs)}.")
-    return model.outputs[0]._keras_history.operation.name
+    return _source(producers(model), model.outputs[0], "The output", model).name
 
 
 def _start(model, from_layer):
@@ -411,8 +416,7 @@ def rarefy(model, from_layer, name=None):
             return layer.__class__.from_config(layer.get_config())
         return _rarefied(layer, densities[layer.name][0])
 
-    source = model.input._keras_history.operation
-    inputs = keras.Input(batch_shape=model.input.shape, dtype=model.input.dtype, name=source.name)
+    inputs = keras.Input(batch_shape=model.input.shape, dtype=model.input.dtype, name=model.input.name)
     rarefied = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
     for layer in model.layers:
         if layer.weights:

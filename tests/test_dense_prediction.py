@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 import keras_fcn
-from keras_fcn import dense
+from keras_fcn import dense_prediction
 from _helpers import run as _run
+
+pytestmark = pytest.mark.floor
 
 
 def _small_valid_net(rng):
@@ -68,11 +70,11 @@ def _numpy_dense(model, image, step):
 @pytest.mark.parametrize("from_layer, factor", [("p1", 8), ("c3", 4), ("p2", 2)])
 def test_rarefy_equals_shift_and_stitch_equals_numpy_brute_force(rng, from_layer, factor):
     net = _small_valid_net(rng)
-    assert dense.subsampling(net) == 8
-    assert dense.subsampling(net, from_layer) == factor
+    assert dense_prediction.subsampling(net) == 8
+    assert dense_prediction.subsampling(net, from_layer) == factor
     image = rng.normal(size=(1, 27, 30, 2)).astype("float32")
-    stitched = _run(dense.shift_and_stitch(net, factor), image)[0]
-    rarefied = _run(dense.rarefy(net, from_layer), image)[0]
+    stitched = _run(dense_prediction.shift_and_stitch(net, factor), image)[0]
+    rarefied = _run(dense_prediction.rarefy(net, from_layer), image)[0]
     expected = _numpy_dense(net, image[0], 8 // factor)
     assert stitched.shape == rarefied.shape == expected.shape
     # Receptive field 14: one output per step pixels where the 14-pixel window fits.
@@ -83,12 +85,12 @@ def test_rarefy_equals_shift_and_stitch_equals_numpy_brute_force(rng, from_layer
 
 def test_rarefy_dilates_later_layers_and_keeps_weights(rng):
     net = _small_valid_net(rng)
-    rarefied = dense.rarefy(net, "c3")
+    rarefied = dense_prediction.rarefy(net, "c3")
     assert rarefied.get_layer("c1").strides == (1, 1) and rarefied.get_layer("c1").dilation_rate == (1, 1)
     assert rarefied.get_layer("p1").strides == (2, 2)
     assert (rarefied.get_layer("c3").strides, rarefied.get_layer("c3").dilation_rate) == ((1, 1), (1, 1))
     p2 = rarefied.get_layer("p2")
-    assert isinstance(p2, dense.DilatedPooling2D) and (p2.dilation_rate, p2.mode) == ((2, 2), "average")
+    assert isinstance(p2, dense_prediction.DilatedPooling2D) and (p2.dilation_rate, p2.mode) == ((2, 2), "average")
     assert rarefied.get_layer("c4").dilation_rate == (4, 4)
     for layer in net.layers[1:]:
         for old, new in zip(layer.get_weights(), rarefied.get_layer(layer.name).get_weights()):
@@ -111,7 +113,7 @@ def _numpy_dilated_pool(x, size, dilation, padding, reduce):
 def test_dilated_pooling_matches_numpy_and_ignores_padding(rng, mode, reduce):
     x = rng.normal(size=(1, 9, 11, 1)).astype("float32")
     padding = ((1, 3), (0, 2))
-    layer = dense.DilatedPooling2D(3, dilation_rate=2, padding=padding, mode=mode)
+    layer = dense_prediction.DilatedPooling2D(3, dilation_rate=2, padding=padding, mode=mode)
     expected = _numpy_dilated_pool(x[0, :, :, 0], 3, 2, padding, reduce)
     out = keras.ops.convert_to_numpy(layer(x))[0, :, :, 0]
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
@@ -121,7 +123,7 @@ def test_dilated_pooling_matches_numpy_and_ignores_padding(rng, mode, reduce):
 def test_interlace_places_shift_outputs_and_drops_missing_cells():
     # Output (x, y) holds 10 * x + y; the shifted outputs (1, *) lack a row, the (*, 1) a column.
     parts = [np.full((1, 3 - x, 4 - y, 1), 10 * x + y, "float32") for x in range(2) for y in range(2)]
-    out = keras.ops.convert_to_numpy(dense.Interlace(2)(parts))[0, :, :, 0]
+    out = keras.ops.convert_to_numpy(dense_prediction.Interlace(2)(parts))[0, :, :, 0]
     expected = np.array([[10 * (i % 2) + j % 2 for j in range(7)] for i in range(5)])
     np.testing.assert_array_equal(out, expected)
 
@@ -143,8 +145,8 @@ def _same_padded_net(rng):
 def test_padded_net_agrees_with_shift_and_stitch_away_from_the_borders(rng):
     net = _same_padded_net(rng)
     image = rng.normal(size=(1, 61, 50, 1)).astype("float32")
-    stitched = _run(dense.shift_and_stitch(net, 4), image)[0]
-    rarefied = _run(dense.rarefy(net, "pool2"), image)[0]
+    stitched = _run(dense_prediction.shift_and_stitch(net, 4), image)[0]
+    rarefied = _run(dense_prediction.rarefy(net, "pool2"), image)[0]
     assert stitched.shape == rarefied.shape == (31, 25, 2)  # ceil(H / 2), ceil(W / 2)
     # A shifted input's first coarse cell (receptive field rows -7..14 of that input) sees the zero padding
     # above it, where the rarefied net sees image rows: dense rows and columns 0..3 (x = 0..3 times the cell 0).
@@ -153,7 +155,7 @@ def test_padded_net_agrees_with_shift_and_stitch_away_from_the_borders(rng):
 
 
 def test_rarefied_model_round_trips_through_a_keras_file(rng, tmp_path):
-    rarefied = dense.rarefy(_same_padded_net(rng), "pool1")
+    rarefied = dense_prediction.rarefy(_same_padded_net(rng), "pool1")
     path = tmp_path / "rarefied.keras"
     rarefied.save(path)
     image = rng.normal(size=(1, 20, 17, 1)).astype("float32")
@@ -163,24 +165,38 @@ def test_rarefied_model_round_trips_through_a_keras_file(rng, tmp_path):
 def test_fcn_coarse_net_densifies_to_the_shift_and_stitch_shape(rng):
     fcn = keras_fcn.FCN32s(3, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25})
     net = keras.Model(fcn.input, fcn.get_layer("score_fr").output)
-    assert dense.subsampling(net) == 32 and dense.subsampling(net, "conv_pad_12") == 2
+    assert dense_prediction.subsampling(net) == 32 and dense_prediction.subsampling(net, "conv_pad_12") == 2
     image = rng.uniform(0, 255, size=(1, 70, 90, 3)).astype("float32")
     coarse = _run(net, image)
     assert coarse.shape == (1, 3, 3, 3)
     # 70x90 is padded to 96x96, 6x6 cells at stride 16; conv_dw_12 (3x3 VALID after padding by 1) loses one.
-    assert _run(dense.rarefy(net, "conv_pad_12"), image).shape == (1, 5, 5, 3)
+    assert _run(dense_prediction.rarefy(net, "conv_pad_12"), image).shape == (1, 5, 5, 3)
     # The image shifted by 16 pixels, 54x74, is padded again, to 64x96: 2x3 cells, interlaced with 3x3.
-    assert _run(dense.shift_and_stitch(net, 2), image).shape == (1, 5, 6, 3)
+    assert _run(dense_prediction.shift_and_stitch(net, 2), image).shape == (1, 5, 6, 3)
 
 
 def test_bad_arguments_are_refused(rng):
     net = _small_valid_net(rng)
     with pytest.raises(ValueError, match="must divide the total stride 8"):
-        dense.shift_and_stitch(net, 3)
+        dense_prediction.shift_and_stitch(net, 3)
     with pytest.raises(ValueError, match="has no layer 'p9'"):
-        dense.rarefy(net, "p9")
+        dense_prediction.rarefy(net, "p9")
     with pytest.raises(ValueError, match="does not subsample at or after layer 'c4'"):
-        dense.rarefy(net, "c4")
+        dense_prediction.rarefy(net, "c4")
     fcn = keras_fcn.FCN32s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25})
     with pytest.raises(ValueError, match="'upscore_1' \\(Conv2DTranspose\\) resamples"):
-        dense.rarefy(fcn, "conv_pad_12")
+        dense_prediction.rarefy(fcn, "conv_pad_12")
+
+
+def test_shared_layers_and_non_functional_models_are_refused():
+    inputs = keras.Input((None, None, 2))
+    shared = keras.layers.Conv2D(2, 3, strides=2, name="shared")
+    twice = keras.Model(inputs, keras.layers.Conv2D(1, 1, name="head")(shared(shared(inputs))), name="twice")
+    with pytest.raises(ValueError, match="Layer 'head' takes a tensor that no layer of model 'twice'.*called more than once"):
+        dense_prediction.subsampling(twice)
+    # The second call's output as the model's output.
+    last = keras.Model(inputs, shared(keras.layers.Conv2D(2, 1, name="first")(shared.output)), name="last")
+    with pytest.raises(ValueError, match="The output takes a tensor that no layer of model 'last'"):
+        dense_prediction.subsampling(last)
+    with pytest.raises(TypeError, match="functional keras.Model"):
+        dense_prediction.subsampling(keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(1, 3, strides=2)]))

@@ -1,0 +1,88 @@
+"""Command-line argument types: the text of an argument to its value, or a one-line error saying what is allowed.
+
+Each function is an `argparse` `type`: it raises
+`argparse.ArgumentTypeError`, which `argparse` reports as
+`argument --flag: <message>` and exit status 2. Shared by `keras-fcn`, the
+training options (`keras_fcn.training.options`) and `zoo/publish.py`.
+"""
+
+import argparse
+import json
+import math
+import os
+
+
+def size(text):
+    """`HxW` or `H,W` -> `(H, W)`, positive ints."""
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH in pixels, e.g. 360x480, not {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def positive_int(text):
+    """A positive int."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return int(text)
+
+
+def non_negative_float(text):
+    """A finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    return value
+
+
+def names(text):
+    """Names separated by commas -> a list of str, none empty."""
+    items = [name.strip() for name in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"must be class names separated by commas, not {text!r}")
+    return items
+
+
+def keyword(text):
+    """`KEY=VALUE` -> `(KEY, VALUE)`, the value read as JSON when it is JSON (0.25, true) and as text otherwise."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, e.g. alpha=0.25, not {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+class KeywordArguments(argparse.Action):
+    """Collects `KEY=VALUE` arguments (parsed by `keyword`) into a dict; use with `nargs="+"`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, dict(values))
+
+
+def backbone_weights(text):
+    """`imagenet`, `none` (-> None) or an existing file."""
+    if text == "none":
+        return None
+    if text != "imagenet" and not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"must be 'imagenet', 'none' or an existing weights file, not {text!r}")
+    return text
+
+
+def label_map(text):
+    """`RAW:CLASS,RAW:CLASS` -> `{RAW: CLASS}`, non-negative ints."""
+    pairs = [pair.split(":") for pair in text.split(",")]
+    if not all(len(pair) == 2 and all(part.strip().isdigit() for part in pair) for pair in pairs):
+        raise argparse.ArgumentTypeError(f"must be RAW:CLASS pairs separated by commas, e.g. 255:1, not {text!r}")
+    return {int(raw): int(class_id) for raw, class_id in pairs}
+
+
+def verbose(text):
+    """`auto`, or 0, 1, 2 (-> int), as `model.fit` takes them."""
+    if text not in ("auto", "0", "1", "2"):
+        raise argparse.ArgumentTypeError(f"must be one of auto, 0, 1, 2, not {text!r}")
+    return text if text == "auto" else int(text)

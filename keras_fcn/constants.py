@@ -1,0 +1,18 @@
+"""Values that several parts of keras-fcn share, defined once (as timm's `data/constants.py` does).
+
+- `IGNORE_LABEL`: the mask value of pixels that count in no loss or metric
+  (PASCAL VOC's "void" border; the reference code's `ignore_label: 255`).
+- `IMAGENET_MEAN`, `IMAGENET_STD`: the ImageNet training set's RGB mean and
+  standard deviation in `[0, 255]` (torchvision's, the Keras Applications'
+  `"torch"` preprocessing); padding images with the mean makes the padding
+  zero after the models' normalization.
+- `CAFFE_IMAGENET_MEAN_BGR`: the BGR mean subtracted by the Caffe models of
+  Keras Applications (VGG16, ResNet50: their `"caffe"` preprocessing).
+- `CLASSES_FILE`: the file beside a trained model that names its classes.
+"""
+
+IGNORE_LABEL = 255
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+CAFFE_IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+CLASSES_FILE = "classes.json"

@@ -1,0 +1,226 @@
+"""Inference engines: TensorFlow itself, or OpenVINO or ONNX Runtime running the model Keras exports.
+
+`"openvino"` runs `model.export(format="openvino")` (OpenVINO IR) and
+`"onnxruntime"` runs `model.export(format="onnx")`, both exported once
+with dynamic batch, height and width, checked against the Keras model,
+and cached on disk (`keras_fcn.engine_cache`). `"auto"` takes the first
+engine of `FASTEST_FIRST[host kind]` that is installed and can run the
+model in the requested precision, and otherwise TensorFlow.
+
+The order comes from `benchmarks/inference.py` (median seconds per image,
+batch 1, float32, each engine on the same Keras model, in one run):
+
+- `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX; README "Speed"): the
+  bundled camvid FCN-8s (MobileNet 0.25) at 360x480, quiet host: ONNX
+  Runtime 0.031 s, OpenVINO 0.077 s, TensorFlow 0.081 s; the reference
+  VGG16 FCN-8s at 500x500 (too large for the ONNX export, so ONNX Runtime
+  cannot run it): OpenVINO 2.73 s, TensorFlow 3.91 s. So ONNX Runtime
+  first, and OpenVINO for what it cannot run.
+- `x86_amx` and `x86_avx512` (2-core AVX-512 + AMX hosts, the VGG16
+  net, the project's performance notes): ONNX Runtime float32 1.37 s,
+  OpenVINO float32 1.63 s (both on the PyTorch export), TensorFlow
+  float32 2.42 s; OpenVINO bfloat16 0.58 s, the fastest for
+  `precision="bfloat16"` (ONNX Runtime has no bfloat16). Not remeasured
+  with this package's exports.
+- other hosts (e.g. ARM): not measured, so TensorFlow.
+"""
+
+import importlib.metadata
+import importlib.util
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from keras_fcn import engine_cache
+from keras_fcn.cpu import host_cpu
+from keras_fcn.export import ONNX_EXPORT_MAX_WEIGHT_BYTES, ONNX_PACKAGES, check_onnx_export_memory, weight_bytes
+from keras_fcn.precision import as_float32
+
+ENGINES = ("tensorflow", "openvino", "onnxruntime")
+# The packages an engine needs (to export the model and to run it), and the extra that installs them.
+REQUIRED_PACKAGES = {"tensorflow": (), "openvino": ("openvino",), "onnxruntime": ("onnxruntime", *ONNX_PACKAGES)}
+EXTRAS = {"openvino": "keras-fcn[openvino]", "onnxruntime": "keras-fcn[onnx]"}
+# The precisions each engine computes in. ONNX Runtime's CPU kernels are float32.
+ENGINE_PRECISIONS = {
+    "tensorflow": ("float32", "bfloat16", "float16"),
+    "openvino": ("float32", "bfloat16"),
+    "onnxruntime": ("float32",),
+}
+# Measured order per `keras_fcn.cpu.CPU.kind`, fastest first; see the module docstring.
+FASTEST_FIRST = {
+    "x86_amx": ("onnxruntime", "openvino", "tensorflow"),
+    "x86_avx512": ("onnxruntime", "openvino", "tensorflow"),
+    "x86_avx2": ("onnxruntime", "openvino", "tensorflow"),
+    "other": ("tensorflow",),
+}
+# OpenVINO's name for each precision (its CPU plugin's `INFERENCE_PRECISION_HINT`; without it, AMX hosts run bf16).
+OPENVINO_PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
+# The exported model must give the Keras model's float32 logits to this fraction of their largest magnitude.
+EXPORT_CHECK_TOLERANCE = 1e-4
+# The image size the export is checked on, when the model takes any: odd, off every stride grid.
+EXPORT_CHECK_SIZE = (67, 93)
+# A version increase invalidates every cache entry: bump it when what is cached changes.
+CACHE_FORMAT = 1
+FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
+# The model attribute holding its loaded exported functions, by (engine, precision).
+LOADED_ATTRIBUTE = "_keras_fcn_exported_functions"
+
+
+class ExportCheckError(RuntimeError):
+    """An exported model does not compute what the Keras model computes (a converter fault)."""
+
+
+def installed(engine):
+    """Whether the packages `engine` needs are installed."""
+    return all(importlib.util.find_spec(package) is not None for package in REQUIRED_PACKAGES[engine])
+
+
+def versions(engine):
+    """`{package: version}` of everything the exported files of `engine` depend on."""
+    packages = ("tensorflow", "keras", *REQUIRED_PACKAGES[engine])
+    return {package: importlib.metadata.version(package) for package in packages}
+
+
+def unavailable_reason(engine, model, precision):
+    """Why `engine` cannot run `model` in `precision`, or None when it can.
+
+    Args:
+        engine: one of `ENGINES`.
+        model: a `keras.Model`.
+        precision: `"float32"`, `"bfloat16"` or `"float16"`.
+
+    Returns:
+        None, or a sentence naming what is missing.
+    """
+    if precision not in ENGINE_PRECISIONS[engine]:
+        return f"{engine} computes in {' or '.join(ENGINE_PRECISIONS[engine])}, not {precision}"
+    if engine == "tensorflow":
+        return None
+    if not installed(engine):
+        return f"{engine} is not installed: pip install {EXTRAS[engine]}"
+    if keras.backend.backend() != "tensorflow":
+        return f"{engine} runs what Keras exports with dynamic sizes, which needs the TensorFlow backend"
+    if len(model.outputs) != 1:
+        return f"{engine} runs single-output models; this one has {len(model.outputs)} outputs"
+    if engine == "onnxruntime" and weight_bytes(model) > ONNX_EXPORT_MAX_WEIGHT_BYTES:
+        return f"the model is too large for the ONNX export ({weight_bytes(model) / 2**20:.0f} MiB of weights)"
+    return None
+
+
+def auto_engine(model, precision):
+    """The fastest engine measured on this host kind that is installed and can run `model` in `precision`.
+
+    Args:
+        model: a `keras.Model`.
+        precision: `"float32"`, `"bfloat16"` or `"float16"`.
+
+    Returns:
+        str, one of `ENGINES`; `"tensorflow"` when no other engine can.
+    """
+    order = FASTEST_FIRST.get(host_cpu().kind, FASTEST_FIRST["other"])
+    return next((engine for engine in order if unavailable_reason(engine, model, precision) is None), "tensorflow")
+
+
+def exported_function(model, engine, precision):
+    """A function running `model` through `engine` ("openvino" or "onnxruntime") in `precision`.
+
+    The float32 model (a copy when some layer computes in another
+    precision) is exported with `model.export` once per architecture,
+    weights, precision and engine version, checked, and cached on disk; the
+    function then runs the cached export, whatever the image size. It
+    computes with the weights the model has now (they are hashed at each
+    call: the function made last for the same weights is reused).
+
+    Args:
+        model: a single-output `keras.Model` taking `(batch, H, W, C)`
+            images.
+        engine: `"openvino"` or `"onnxruntime"`.
+        precision: one of `ENGINE_PRECISIONS[engine]`.
+
+    Returns:
+        A function from a `(batch, H, W, C)` array of any real dtype to the
+        float32 logits, a numpy array.
+
+    Raises:
+        ValueError: when the engine cannot run the model; the message says why.
+        ExportCheckError: when the export does not compute the model's
+            logits; nothing is cached then.
+    """
+    reason = unavailable_reason(engine, model, precision)
+    if reason is not None:
+        raise ValueError(f'engine="{engine}" cannot run this model in {precision}: {reason}.')
+    key = {
+        "format": CACHE_FORMAT,
+        "engine": engine,
+        "versions": versions(engine),
+        "precision": precision,
+        "architecture": engine_cache.architecture_digest(model),
+        "weights": engine_cache.weights_digest(model),
+    }
+    loaded = getattr(model, LOADED_ATTRIBUTE, {})
+    if (engine, precision) in loaded and loaded[engine, precision][0] == key:
+        return loaded[engine, precision][1]
+    folder = engine_cache.cached_export(key, lambda folder: _export_and_check(as_float32(model), engine, folder))
+    run = _LOADERS[engine](os.path.join(folder, FILES[engine]), precision)
+    # Kept on the model, as Keras keeps `predict_function` (plain attribute setting would track it as state):
+    # the latest function of each engine and precision, used again while the weights are the same.
+    object.__setattr__(model, LOADED_ATTRIBUTE, {**loaded, (engine, precision): (key, run)})
+    return run
+
+
+def _export_and_check(model, engine, folder):
+    """Exports the float32 `model` for `engine` into `folder`, then checks it on a random image."""
+    if engine == "onnxruntime":
+        check_onnx_export_memory(model)
+    height, width = model.input_shape[1:3]
+    channels = model.input_shape[-1]
+    signature = [keras.InputSpec(shape=(None, height, width, channels), dtype="float32")]
+    path = os.path.join(folder, FILES[engine])
+    with warnings.catch_warnings():
+        # tf2onnx probes numpy for names that numpy 2 deprecated; nothing to act on.
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(path, format="onnx" if engine == "onnxruntime" else engine, input_signature=signature, verbose=False)
+    check_size = (height or EXPORT_CHECK_SIZE[0], width or EXPORT_CHECK_SIZE[1])
+    images = np.random.default_rng(0).uniform(0, 255, (1, *check_size, channels)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(images, training=False)).astype("float32")
+    received = _LOADERS[engine](path, "float32")(images)
+    error = float(np.max(np.abs(received - expected))) if received.shape == expected.shape else float("inf")
+    if not error <= EXPORT_CHECK_TOLERANCE * float(np.max(np.abs(expected))):
+        raise ExportCheckError(
+            f"The model exported for {engine} does not compute the Keras model's logits: on a "
+            f"{check_size[0]}x{check_size[1]} image it gives shape {received.shape}, largest difference {error:.3g} "
+            f"(logits up to {np.max(np.abs(expected)):.3g}; allowed: {EXPORT_CHECK_TOLERANCE:g} of that). "
+            'Use engine="tensorflow".'
+        )
+
+
+def _openvino_function(path, precision):
+    import openvino
+
+    compiled = openvino.Core().compile_model(
+        path, "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    )
+    # Results beyond the first are unused shape values the TensorFlow converter keeps; the model's output is first.
+    output = compiled.output(0)
+
+    def run(images):
+        return compiled(np.asarray(images, dtype="float32"))[output]
+
+    return run
+
+
+def _onnxruntime_function(path, precision):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(images):
+        return session.run(None, {name: np.asarray(images, dtype="float32")})[0]
+
+    return run
+
+
+_LOADERS = {"openvino": _openvino_function, "onnxruntime": _onnxruntime_function}

@@ -1,0 +1,205 @@
+"""OpenVINO and ONNX Runtime running Keras's own exports: the float32 Keras logits at any size, cached on disk.
+
+TensorFlow backend only (the exports need it). Each engine is skipped only when its package is not installed:
+`pip install -e ".[test,openvino,onnx]"` runs them all.
+"""
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_fcn
+from keras_fcn import engine_cache, engines
+from _inference_helpers import assert_float32_logits, random_fcn8s
+
+EXPORT_ENGINES = ("openvino", "onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def keras_home(tmp_path, monkeypatch):
+    """An empty Keras cache folder for each test."""
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home
+
+
+def _require(engine):
+    for package in engines.REQUIRED_PACKAGES[engine]:
+        pytest.importorskip(package)
+
+
+@pytest.fixture
+def exports(monkeypatch):
+    """Counts the calls of `keras.Model.export`."""
+    calls = []
+    export = keras.Model.export
+
+    def counting(model, *args, **kwargs):
+        calls.append(kwargs.get("format"))
+        return export(model, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "export", counting)
+    return calls
+
+
+def _tiny_model(rng):
+    """A two-convolution net of any image size: quick to export, for the cache tests."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(x))
+    model.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def _an_installed_engine():
+    engine = next((e for e in EXPORT_ENGINES if engines.installed(e)), None)
+    if engine is None:
+        pytest.skip("neither openvino nor onnxruntime is installed")
+    return engine
+
+
+def _entries(home):
+    return sorted(glob.glob(os.path.join(home, "keras_fcn", "engines", "*")))
+
+
+@pytest.mark.parametrize("engine", EXPORT_ENGINES)
+def test_engine_gives_the_float32_keras_logits_at_any_size(engine, rng):
+    _require(engine)
+    model = random_fcn8s(rng)
+    run = keras_fcn.inference_function(model, engine=engine)
+    for shape in [(1, 37, 45), (2, 64, 96), (3, 50, 33)]:
+        images = rng.uniform(0, 255, (*shape, 3)).astype("float32")
+        assert_float32_logits(run(images), model.predict(images, verbose=0))
+    # uint8 images, as predict passes them, and predict's label maps
+    images = rng.integers(0, 256, (2, 41, 29, 3)).astype("uint8")
+    expected = model.predict(images.astype("float32"), verbose=0)
+    assert_float32_logits(run(images), expected)
+    labels = keras_fcn.predict(model, list(images), engine=engine)
+    assert np.mean(np.stack(labels) == expected.argmax(-1)) >= 0.999
+
+
+def test_openvino_bfloat16_is_close_to_float32(rng):
+    _require("openvino")
+    model = _tiny_model(rng)
+    images = rng.uniform(0, 255, (1, 64, 96, 3)).astype("float32")
+    expected = model.predict(images, verbose=0)
+    logits = keras_fcn.inference_function(model, engine="openvino", precision="bfloat16")(images)
+    # bfloat16 keeps 8 significant bits (and hosts without it compute float32).
+    assert np.abs(logits - expected).max() < 0.05 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("engine", EXPORT_ENGINES)
+def test_export_is_cached_on_disk_for_the_next_process(engine, rng, exports, keras_home, tmp_path):
+    _require(engine)
+    model = _tiny_model(rng)
+    model.save(tmp_path / "model.keras")
+    keras_fcn.inference_function(model, engine=engine)
+    assert len(exports) == 1 and len(_entries(keras_home)) == 1
+    # A new process: the model loaded from its file, nothing kept in memory.
+    run = keras_fcn.inference_function(keras.saving.load_model(tmp_path / "model.keras"), engine=engine)
+    images = rng.uniform(0, 255, (1, 45, 61, 3)).astype("float32")
+    assert_float32_logits(run(images), model.predict(images, verbose=0))
+    assert len(exports) == 1
+
+
+def test_a_corrupt_or_stale_cache_entry_is_rebuilt_not_used(rng, exports, keras_home, tmp_path):
+    engine = _an_installed_engine()
+    model = _tiny_model(rng)
+    model.save(tmp_path / "model.keras")
+    images = rng.uniform(0, 255, (1, 45, 61, 3)).astype("float32")
+    expected = model.predict(images, verbose=0)
+    keras_fcn.inference_function(model, engine=engine)
+    [entry] = _entries(keras_home)
+
+    def fresh_run():
+        """The function a new process would make: a model loaded from its file, so nothing kept in memory."""
+        return keras_fcn.inference_function(keras.saving.load_model(tmp_path / "model.keras"), engine=engine)
+
+    largest = max(glob.glob(os.path.join(entry, "model.*")), key=os.path.getsize)
+    with open(largest, "r+b") as file:  # one byte of the weights changed
+        file.seek(os.path.getsize(largest) - 8)
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.warns(RuntimeWarning, match="corrupt or stale"):
+        run = fresh_run()
+    assert len(exports) == 2
+    assert_float32_logits(run(images), expected)
+
+    manifest = os.path.join(entry, engine_cache.MANIFEST)
+    with open(manifest) as file:
+        record = json.load(file)
+    record["key"]["versions"]["keras"] = "0.0.1"  # made by another version
+    with open(manifest, "w") as file:
+        json.dump(record, file)
+    with pytest.warns(RuntimeWarning, match="corrupt or stale"):
+        fresh_run()
+    assert len(exports) == 3
+
+    os.remove(manifest)  # as a crash while writing the entry would leave it, were it not renamed into place
+    with pytest.warns(RuntimeWarning, match="corrupt or stale"):
+        assert_float32_logits(fresh_run()(images), expected)
+    assert len(exports) == 4 and _entries(keras_home) == [entry]
+
+
+def test_new_weights_are_exported_again(rng, exports, keras_home):
+    engine = _an_installed_engine()
+    model = _tiny_model(rng)
+    images = rng.uniform(0, 255, (1, 40, 40, 3)).astype("float32")
+    keras_fcn.inference_function(model, engine=engine)
+    assert keras_fcn.inference_function(model, engine=engine) is keras_fcn.inference_function(model, engine=engine)
+    layer = model.layers[-1]
+    layer.set_weights([w + 0.5 for w in layer.get_weights()])
+    assert_float32_logits(keras_fcn.inference_function(model, engine=engine)(images), model.predict(images, verbose=0))
+    assert len(exports) == 2 and len(_entries(keras_home)) == 2
+
+
+def test_a_failed_export_leaves_nothing_in_the_cache(rng, keras_home, monkeypatch):
+    engine = _an_installed_engine()
+
+    def failing(model, path, **kwargs):
+        with open(path, "w") as file:
+            file.write("half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(keras.Model, "export", failing)
+    with pytest.raises(OSError, match="No space left"):
+        keras_fcn.inference_function(_tiny_model(rng), engine=engine)
+    assert os.listdir(os.path.join(keras_home, "keras_fcn", "engines")) == []
+
+
+def test_an_export_that_computes_something_else_is_refused_and_auto_falls_back(rng, keras_home, monkeypatch):
+    engine = _an_installed_engine()
+    model = _tiny_model(rng)
+    monkeypatch.setattr(engines, "EXPORT_CHECK_TOLERANCE", 0.0)  # float32 rounding now counts as a difference
+    with pytest.raises(engines.ExportCheckError, match=f"exported for {engine} does not compute"):
+        keras_fcn.inference_function(model, engine=engine)
+    assert os.listdir(os.path.join(keras_home, "keras_fcn", "engines")) == []
+    monkeypatch.setattr(engines, "auto_engine", lambda model, precision: engine)
+    images = rng.uniform(0, 255, (1, 40, 40, 3)).astype("float32")
+    with pytest.warns(RuntimeWarning, match="Running the model with TensorFlow instead"):
+        run = keras_fcn.inference_function(model)
+    np.testing.assert_array_equal(run(images), keras_fcn.inference_function(model, engine="tensorflow")(images))
+
+
+def test_engines_refuse_what_they_cannot_run(rng, monkeypatch):
+    inputs = keras.Input((None, None, 3))
+    two_outputs = keras.Model(inputs, [keras.layers.Conv2D(2, 1)(inputs), keras.layers.Conv2D(2, 1)(inputs)])
+    with pytest.raises(ValueError, match='engine="onnxruntime" cannot run this model in bfloat16: onnxruntime computes'
+                       " in float32, not bfloat16"):
+        keras_fcn.inference_function(two_outputs, engine="onnxruntime", precision="bfloat16")
+    for engine in EXPORT_ENGINES:
+        if engines.installed(engine):
+            with pytest.raises(ValueError, match="runs single-output models; this one has 2 outputs"):
+                keras_fcn.inference_function(two_outputs, engine=engine)
+        else:
+            with pytest.raises(ValueError, match=rf"{engine} is not installed: pip install keras-fcn\[o"):
+                keras_fcn.inference_function(two_outputs, engine=engine)
+    if engines.installed("onnxruntime"):
+        monkeypatch.setattr(engines, "ONNX_EXPORT_MAX_WEIGHT_BYTES", 1000)
+        with pytest.raises(ValueError, match=r"too large for the ONNX export \(1 MiB of weights\)"):
+            keras_fcn.inference_function(random_fcn8s(rng), engine="onnxruntime")
