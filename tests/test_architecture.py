@@ -48,6 +48,7 @@ def test_the_record_says_what_the_model_is(fcn16s):
     assert keras_fcn.architecture_of(keras_fcn.FCN8sAtOnce(3, **SMALL)).at_once
 
 
+@pytest.mark.floor
 def test_the_record_survives_keras_files_and_clones(fcn16s, tmp_path, rng):
     path = tmp_path / "fcn16s.keras"
     fcn16s.save(path)
@@ -67,6 +68,7 @@ def test_the_model_exports_with_its_record(fcn16s, tmp_path, rng):
     np.testing.assert_allclose(served.serve(tf.constant(image)).numpy(), _run(fcn16s, image), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.floor
 def test_upgrade_reads_the_record_not_the_layer_names(fcn16s, rng):
     renamed = _renamed(fcn16s)
     assert not {layer.name for layer in renamed.layers} & {"score_fr", "score_pool4", "fuse_pool4", *MOBILENET_SKIPS}

@@ -49,6 +49,7 @@ TOY_ROWS = {
 TOY_LENGTHS = {"a": 38, "b": 19, "c": 22, "d": 18, "e": 8, "f": 7, "g": 7}
 
 
+@pytest.mark.floor
 def test_toy_net_rows_are_the_hand_computed_ones():
     fields = geometry.receptive_fields(_toy(), (40, 40))
     for name, expected in TOY_ROWS.items():
@@ -64,6 +65,7 @@ def _same_conv(kernel, stride):
     return keras.Model(x, L.Conv2D(1, kernel, strides=stride, padding="same", use_bias=False, name="conv")(x))
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize(
     "kernel, stride, length, before",
     [(3, 2, 8, 0), (3, 2, 7, 1), (4, 2, 8, 1), (4, 2, 9, 1), (5, 3, 10, 2), (5, 3, 9, 1), (1, 2, 9, 0), (2, 2, 9, 0)],
