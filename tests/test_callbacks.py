@@ -35,13 +35,13 @@ class _StateAtStart(keras.callbacks.Callback):
 
 
 def _callbacks(run):
-    backup = AtomicBackupAndRestore(run / "backup")
-    return backup, [
-        backup,
+    dependents = [
         ResumableCSVLogger(run / "log.csv"),
         AtomicModelCheckpoint(run / "best.keras", monitor="loss", mode="min", save_best_only=True),
         AtomicModelCheckpoint(run / "last.weights.h5", save_weights_only=True),
     ]
+    backup = AtomicBackupAndRestore(run / "backup", dependents=dependents)
+    return backup, [backup, *dependents]
 
 
 def _logged_epochs(run):
@@ -53,11 +53,11 @@ def test_a_resumed_fit_continues_from_the_backup(tmp_path):
     first = _model(0)
     backup, callbacks = _callbacks(tmp_path)
     assert backup.initial_epoch == 0
-    first.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+    history = first.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
     assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text()) == {
-        "epoch": 2, "batch": 0, "weights": "epoch-2.weights.h5"
+        "epoch": 2, "batch": 0, "weights": "epoch-2.keras", "logs": {"loss": history.history["loss"][-1]}
     }
-    assert sorted(os.listdir(tmp_path / "backup")) == ["epoch-2.weights.h5", "training_metadata.json"]
+    assert sorted(os.listdir(tmp_path / "backup")) == ["epoch-2.keras", "training_metadata.json"]
     assert _logged_epochs(tmp_path) == ["0", "1"]
     record = json.loads((tmp_path / "best.keras.json").read_text())
     assert record["epoch"] in (1, 2) and record["monitor"] == "loss"
