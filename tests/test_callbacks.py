@@ -98,6 +98,48 @@ def test_a_resumed_fit_continues_from_the_backup(tmp_path):
     assert _logged_epochs(tmp_path) == ["0", "1", "2"]
 
 
+class _Killed(Exception):
+    """Stands for the process being killed: nothing after it runs."""
+
+
+def test_a_kill_after_the_backup_loses_no_log_row_and_leaves_no_checkpoint_behind(tmp_path, monkeypatch):
+    write_row = ResumableCSVLogger.on_epoch_end
+
+    def killed_before_the_second_row(self, epoch, logs=None):
+        if epoch == 1:
+            raise _Killed
+        write_row(self, epoch, logs)
+
+    monkeypatch.setattr(ResumableCSVLogger, "on_epoch_end", killed_before_the_second_row)
+    model = _model(0)
+    _, callbacks = _callbacks(tmp_path)
+    history = keras.callbacks.History()
+    with pytest.raises(_Killed):
+        model.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=[history, *callbacks])
+    monkeypatch.setattr(ResumableCSVLogger, "on_epoch_end", write_row)
+    assert _logged_epochs(tmp_path) == ["0"]
+    trained = _state(model)
+
+    # Started again: nothing to train, but the row of epoch 1 and its checkpoints are written from the backup.
+    backup, callbacks = _callbacks(tmp_path)
+    _model(1).fit(X, Y, batch_size=4, epochs=2, initial_epoch=backup.initial_epoch, verbose=0, callbacks=callbacks)
+    with open(tmp_path / "log.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert float(rows[1]["loss"]) == history.history["loss"][1]
+    last = _model(2)
+    last.load_weights(tmp_path / "last.weights.h5")
+    for restored, saved in zip(_state(last)[:2], trained[:2]):
+        np.testing.assert_array_equal(restored, saved)
+    # The loss fell in epoch 1: the best checkpoint is epoch 1's too.
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert json.loads((tmp_path / "best.keras.json").read_text()) == {
+        "epoch": 2, "monitor": "loss", "value": history.history["loss"][1]
+    }
+    for restored, saved in zip(keras.saving.load_model(tmp_path / "best.keras").get_weights(), trained[:2]):
+        np.testing.assert_array_equal(restored, saved)
+
+
 def test_fit_must_start_where_the_backup_ends(tmp_path):
     backup, callbacks = _callbacks(tmp_path)
     _model(0).fit(X, Y, epochs=1, verbose=0, callbacks=callbacks)
