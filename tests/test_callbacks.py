@@ -128,6 +128,7 @@ def test_a_kill_after_the_backup_loses_no_log_row_and_leaves_no_checkpoint_behin
     assert [row["epoch"] for row in rows] == ["0", "1"]
     assert float(rows[1]["loss"]) == history.history["loss"][1]
     last = _model(2)
+    last.optimizer.build(last.trainable_variables)
     last.load_weights(tmp_path / "last.weights.h5")
     for restored, saved in zip(_state(last)[:2], trained[:2]):
         np.testing.assert_array_equal(restored, saved)
@@ -136,7 +137,7 @@ def test_a_kill_after_the_backup_loses_no_log_row_and_leaves_no_checkpoint_behin
     assert json.loads((tmp_path / "best.keras.json").read_text()) == {
         "epoch": 2, "monitor": "loss", "value": history.history["loss"][1]
     }
-    for restored, saved in zip(keras.saving.load_model(tmp_path / "best.keras").get_weights(), trained[:2]):
+    for restored, saved in zip(keras.saving.load_model(tmp_path / "best.keras", compile=False).get_weights(), trained[:2]):
         np.testing.assert_array_equal(restored, saved)
 
 

@@ -32,6 +32,7 @@ def _batches(pairs, options, seed, first_epoch):
     ]
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize("steps_per_epoch", [None, 3])
 def test_each_epoch_reads_its_own_batches_whatever_epoch_a_run_starts_at(tmp_path, steps_per_epoch):
     folder = write_pairs(tmp_path / "train", 5)

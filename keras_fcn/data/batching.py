@@ -231,16 +231,16 @@ def make_pipeline(
         return batch_by_size(dataset, batch_size).prefetch(tf.data.AUTOTUNE)
     check_epoch_seed(seed, epoch)
 
-    def one_pass(epoch):
+    def one_pass(number):
         pairs = dataset
-        if shuffle_buffer and epoch is None:
+        if shuffle_buffer and number is None:
             pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         elif shuffle_buffer:
             # The order from the shuffle's own seed alone: with a graph-level seed set (as
             # `keras.utils.set_random_seed` sets it), TensorFlow would draw it from both (and fails
             # on a seed tensor when that seed is 0). Cleared here, in the function of this pass only.
             tf.random.set_seed(None)
-            order = keyed_seed(seed, SHUFFLE_STREAM, epoch)
+            order = keyed_seed(seed, SHUFFLE_STREAM, number)
             pairs = pairs.shuffle(shuffle_buffer, seed=order, reshuffle_each_iteration=False)
         pairs = augment(
             pairs,
@@ -250,7 +250,7 @@ def make_pipeline(
             jitter=jitter,
             mean=mean,
             seed=seed,
-            epoch=epoch,
+            epoch=number,
         )
         return batch(pairs, batch_size, size=crop_size, mean=mean, drop_remainder=True)
 

@@ -5,7 +5,7 @@
   refuses at once, naming the holder. The lock is the operating system's
   (`fcntl.flock`, POSIX), which it releases when the holder dies however it
   is killed, so the lock file a killed run left is taken over. Where there
-  is no `fcntl` (Windows), the folder is not locked.
+  is no `fcntl` (Windows), the folder is not locked and there is no file.
 - `prepare`: before anything is written, checks that a folder holding an
   earlier run holds this run (its classes, `classes.json`; its model and
   seed, `run.json`), removes the temporary files that killed processes left,
@@ -55,11 +55,11 @@ def _holder(path):
 
 
 def _acquire(path, output_dir):
-    """Locks `path` (created), writes this process into it, and returns its file descriptor."""
+    """Locks `path` (created), writes this process into it, and returns its file descriptor (None without `fcntl`)."""
+    if fcntl is None:
+        return None
     while True:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is None:
-            break
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -69,8 +69,11 @@ def _acquire(path, output_dir):
                 f"`output_dir`. Received output_dir={output_dir!r}"
             ) from None
         # A holder ending meanwhile removed the file it held: lock the file now at `path`.
-        if os.path.exists(path) and os.path.samestat(os.fstat(descriptor), os.stat(path)):
-            break
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
         os.close(descriptor)
     holder = {
         "pid": os.getpid(),
@@ -100,8 +103,9 @@ def locked(run_dir):
     try:
         yield
     finally:
-        os.remove(path)
-        os.close(descriptor)
+        if descriptor is not None:
+            os.remove(path)  # while locked: a training starting meanwhile locks a file that is gone, and tries again
+            os.close(descriptor)
         if created and not os.listdir(run_dir):
             os.rmdir(run_dir)
 

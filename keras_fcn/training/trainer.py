@@ -47,6 +47,17 @@ def _compile(model, options, num_classes, total_steps):
     )
 
 
+def _validation_data(splits, options):
+    """The validation batches, each image at its own size, split between workers by batch; None without any."""
+    if splits.validation is None:
+        return None
+    reduction = PRESETS[options.optimizer].loss_reduction
+    val_data = validation_batches(splits.validation, options.batch_size, splits.num_classes, reduction)
+    if options.validation_steps is not None:
+        val_data = val_data.take(options.validation_steps)
+    return shard_by_data(val_data)
+
+
 def _callbacks(run_dir, monitor):
     """The backup, then the log and checkpoints it commits (in this order at each epoch end), and TensorBoard."""
     dependents = [
@@ -67,9 +78,12 @@ def train(dataset, output_dir, **options):
     `keras_fcn.training.presets`; the run folder in `keras_fcn.training`.
     Calling `train` again with the same `output_dir` resumes after the last
     completed epoch (killed runs included), restoring weights, optimizer
-    state and learning-rate schedule position, and continuing `log.csv`.
-    Every option below is also a flag of `keras-fcn train`
-    (`keras_fcn.training.options`).
+    state and learning-rate schedule position, and continuing `log.csv`;
+    each epoch's batches are a function of the seed and the epoch's number,
+    so the resumed run ends where the uninterrupted run ends. The
+    validation figures are those of each image at its own size, the same
+    for any `batch_size` (`keras_fcn.training.pipelines`). Every option
+    below is also a flag of `keras-fcn train` (`keras_fcn.training.options`).
 
     Args:
         dataset: a dataset name, folder or `tf.data.Dataset` of
@@ -83,7 +97,13 @@ def train(dataset, output_dir, **options):
 
     Raises:
         keras_fcn.errors.InvalidArgumentError: (a `ValueError`) for an
-            option with a value not allowed, named in the message.
+            option with a value not allowed, named in the message; a
+            `batch_size` larger than the training data; an `output_dir` in
+            use by another training, or holding a run of other classes,
+            model or seed (all before training, and before writing
+            anything).
+        OSError: when a file of the run cannot be written (a full disk),
+            naming it; what earlier epochs wrote is kept.
         TypeError: for an unknown option.
 
     Example:
@@ -119,13 +139,7 @@ def train(dataset, output_dir, **options):
         monitor = "val_mean_iou" if splits.validation is not None else "mean_iou"
         backup, callbacks = _callbacks(run_dir, monitor)
         train_data = training_batches(splits.train, options, seed, backup.initial_epoch, steps, passes)
-        val_data = None
-        if splits.validation is not None:
-            loss_reduction = PRESETS[options.optimizer].loss_reduction
-            val_data = validation_batches(splits.validation, options.batch_size, splits.num_classes, loss_reduction)
-            if options.validation_steps is not None:
-                val_data = val_data.take(options.validation_steps)
-            val_data = shard_by_data(val_data)
+        val_data = _validation_data(splits, options)
         with global_policy(policy), strategy.scope():
             model = _model(options, splits.num_classes, policy, strategy)
             _compile(model, options, splits.num_classes, steps * options.epochs)
