@@ -145,7 +145,9 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     `save_best_only=True` it also writes `<filepath>.json` (the epoch, the
     monitored quantity and its value) after each save; when a resumed run
     starts (see `AtomicBackupAndRestore`) it reads the best value back, so
-    a resumed run replaces the best checkpoint only with a better one.
+    a resumed run replaces the best checkpoint only with a better one. As a
+    dependent of the backup it first saves what the end of the backup's
+    last epoch should have, if a kill prevented it (`catch_up`).
 
     Args:
         filepath: str, the `.keras` file (`.weights.h5` with

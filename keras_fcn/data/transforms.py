@@ -225,8 +225,15 @@ def augment(
     crop_size = None if crop_size is None else tuple(crop_size)
     mean = validate_mean(mean)
 
+    if epoch is None:
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    else:
+        randoms = tf.data.Dataset.counter()  # the positions, keyed in `transform` (in parallel)
+
     def transform(pair, random):
         image, mask = pair
+        if epoch is not None:
+            random = keyed_seed(seed, AUGMENT_STREAM, epoch, random)
         seeds = tf.random.experimental.stateless_split(tf.stack([random, 0]), 4)
         image = tf.cast(image, tf.float32)
         if scale_range is not None:
@@ -245,10 +252,6 @@ def augment(
             mask = tf.cond(flipped, lambda: tf.reverse(mask, [1]), lambda: mask)
         return image, mask
 
-    if epoch is None:
-        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    else:
-        randoms = tf.data.Dataset.counter().map(lambda position: keyed_seed(seed, AUGMENT_STREAM, epoch, position))
     return tf.data.Dataset.zip((dataset, randoms)).map(
         transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
