@@ -22,6 +22,7 @@ from keras_fcn.training.pipelines import training_batches, training_steps
 from test_training_support import CHILD_ENV, TINY_CLI, run_python, write_pairs
 
 EPOCHS = 4
+DETERMINISTIC = {**CHILD_ENV, "TF_DETERMINISTIC_OPS": "1"}  # tf.config.experimental.enable_op_determinism()
 
 
 def _batches(pairs, options, seed, first_epoch):
@@ -57,52 +58,13 @@ def test_each_epoch_reads_its_own_batches_whatever_epoch_a_run_starts_at(tmp_pat
     assert not np.array_equal(other[0][1], uninterrupted[0][1])
 
 
-# Two epochs uninterrupted, and the same run killed after its first epoch (by an exception raised once the backup
-# of that epoch is committed) and started again, with op determinism, as the issue measured it.
-_RESUME_SCRIPT = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-tf.config.experimental.enable_op_determinism()
-import keras_fcn
-from keras_fcn.callbacks import AtomicBackupAndRestore
-from test_training_support import TINY_MODEL
+def test_killed_run_resumes_after_its_last_completed_epoch_and_ends_where_the_uninterrupted_run_ends(tmp_path, capsys):
+    """A real kill (SIGKILL), in the middle of an epoch, with op determinism (as the issue measured it).
 
-data, uninterrupted_run, killed_run = sys.argv[1:]
-arguments = dict(num_classes=3, **TINY_MODEL, model="fcn32s", crop_size=(24, 24), batch_size=2, epochs=2, seed=5, verbose=0)
-save_backup = AtomicBackupAndRestore.on_epoch_end
-
-class Killed(Exception):
-    pass
-
-def killed_after_the_first_epoch(self, epoch, logs=None):
-    save_backup(self, epoch, logs)
-    raise Killed
-
-uninterrupted, _ = keras_fcn.train(data, uninterrupted_run, **arguments)
-AtomicBackupAndRestore.on_epoch_end = killed_after_the_first_epoch
-try:
-    keras_fcn.train(data, killed_run, **arguments)
-except Killed:
-    pass
-AtomicBackupAndRestore.on_epoch_end = save_backup
-resumed, history = keras_fcn.train(data, killed_run, **arguments)
-assert history.epoch == [1], history.epoch
-print(max(float(np.max(np.abs(a - b))) for a, b in zip(resumed.get_weights(), uninterrupted.get_weights())))
-"""
-
-
-def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path):
-    data = write_pairs(tmp_path / "train", 6)
-    env = {**CHILD_ENV, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.path.dirname(__file__)])}
-    runs = [str(tmp_path / "uninterrupted"), str(tmp_path / "killed")]
-    result = run_python(["-c", _RESUME_SCRIPT, data, *runs], timeout=600, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # Before epochs were keyed by their number, the resumed run replayed epoch 0's order and draws: 1.5e-2 away.
-    assert float(result.stdout.strip().splitlines()[-1]) == 0.0
-
-
-def test_killed_run_resumes_after_its_last_completed_epoch(tmp_path, capsys):
+    Before each epoch's batches were keyed by its number, the resumed
+    process replayed epoch 0's order and draws, and ended 1.5e-2 away from
+    the uninterrupted run (`benchmarks/resume_exactness.py`).
+    """
     data = write_pairs(tmp_path / "train", 4)
     run = tmp_path / "run"
     arguments = [
@@ -112,7 +74,7 @@ def test_killed_run_resumes_after_its_last_completed_epoch(tmp_path, capsys):
     ]
     metadata = run / "backup" / "training_metadata.json"
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen([sys.executable, *arguments], stdout=log, stderr=subprocess.STDOUT, env=CHILD_ENV)
+        first = subprocess.Popen([sys.executable, *arguments], stdout=log, stderr=subprocess.STDOUT, env=DETERMINISTIC)
         deadline = time.monotonic() + 150
         while not metadata.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -129,7 +91,7 @@ def test_killed_run_resumes_after_its_last_completed_epoch(tmp_path, capsys):
     # The killed run's lock file is left: its lock, the operating system's, went with the process.
     assert json.loads((run / run_folder.LOCK_FILE).read_text())["pid"] == first.pid
 
-    resumed = run_python(arguments, timeout=240)
+    resumed = run_python(arguments, timeout=240, env=DETERMINISTIC)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     epochs_run = [int(n) for n in re.findall(rf"^Epoch (\d+)/{EPOCHS}$", resumed.stdout, re.MULTILINE)]
     assert epochs_run == list(range(completed + 1, EPOCHS + 1))
@@ -140,15 +102,9 @@ def test_killed_run_resumes_after_its_last_completed_epoch(tmp_path, capsys):
 
     # The same run uninterrupted, in another process: the killed and resumed run ends where it ends.
     uninterrupted = tmp_path / "uninterrupted"
-    complete = run_python([str(uninterrupted) if a == str(run) else a for a in arguments], timeout=240)
+    complete = run_python([str(uninterrupted) if a == str(run) else a for a in arguments], timeout=240, env=DETERMINISTIC)
     assert complete.returncode == 0, complete.stdout[-3000:] + complete.stderr[-3000:]
     for name in ("last.keras", "best.keras"):
         expected = keras.saving.load_model(uninterrupted / name).get_weights()
         for weight, reference in zip(keras.saving.load_model(run / name).get_weights(), expected):
             np.testing.assert_array_equal(weight, reference)
-
-    # Started once more, the finished run trains nothing and keeps its log.
-    again = run_python(arguments, timeout=240)
-    assert again.returncode == 0 and "Epoch " not in again.stdout
-    with open(run / "log.csv", newline="") as file:
-        assert len(list(csv.DictReader(file))) == EPOCHS
