@@ -194,8 +194,8 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _read_best(self, epoch):
         """Takes the best value from the record, if it records this monitor at `epoch` completed epochs or before."""
-        record = _read_json(self.record_path)
-        if self.save_best_only and record is not None and record["monitor"] == self.monitor and record["epoch"] <= epoch:
+        record = _read_json(self.record_path) if self.save_best_only else None
+        if record is not None and record["monitor"] == self.monitor and record["epoch"] <= epoch:
             self.best = record["value"]
 
     def on_train_begin(self, logs=None):

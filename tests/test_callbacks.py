@@ -137,7 +137,8 @@ def test_a_kill_after_the_backup_loses_no_log_row_and_leaves_no_checkpoint_behin
     assert json.loads((tmp_path / "best.keras.json").read_text()) == {
         "epoch": 2, "monitor": "loss", "value": history.history["loss"][1]
     }
-    for restored, saved in zip(keras.saving.load_model(tmp_path / "best.keras", compile=False).get_weights(), trained[:2]):
+    best = keras.saving.load_model(tmp_path / "best.keras", compile=False)
+    for restored, saved in zip(best.get_weights(), trained[:2]):
         np.testing.assert_array_equal(restored, saved)
 
 

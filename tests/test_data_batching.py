@@ -68,11 +68,11 @@ def test_augmentation_keyed_by_epoch_is_the_same_in_any_pipeline_and_new_each_ep
     first = epoch(1)
     # Iterated again, or built again (as a resumed run builds it), epoch 1 draws the same.
     assert all(np.array_equal(a, b) for a, b in zip(first, epoch(1)))
-    epoch_in_a_pass = data.augment(pairs, crop_size=(3, 3), scale_range=(0.5, 2.0), seed=3, epoch=tf.constant(1, tf.int64))
-    assert all(np.array_equal(a, b.numpy()) for a, (b, _) in zip(first, epoch_in_a_pass))
+    in_a_pass = data.augment(pairs, crop_size=(3, 3), scale_range=(0.5, 2.0), seed=3, epoch=tf.constant(1, tf.int64))
+    assert all(np.array_equal(a, b.numpy()) for a, (b, _) in zip(first, in_a_pass))
     assert not all(np.array_equal(a, b) for a, b in zip(first, epoch(2)))
     assert not all(np.array_equal(a, b) for a, b in zip(first, epoch(1, seed=4)))
-    with pytest.raises(ValueError, match=r"`epoch` keys the random draws by `seed`: give a seed too. Received seed=None"):
+    with pytest.raises(ValueError, match=r"`epoch` keys the random draws by `seed`: give a seed too. Received seed=No"):
         data.augment(pairs, seed=None, epoch=1)
     with pytest.raises(ValueError, match=r"`epoch` keys the random draws by `seed`"):
         data.make_pipeline(pairs, 2, training=True, epoch=1)

@@ -102,7 +102,8 @@ def test_killed_run_resumes_after_its_last_completed_epoch_and_ends_where_the_un
 
     # The same run uninterrupted, in another process: the killed and resumed run ends where it ends.
     uninterrupted = tmp_path / "uninterrupted"
-    complete = run_python([str(uninterrupted) if a == str(run) else a for a in arguments], timeout=240, env=DETERMINISTIC)
+    into_another_folder = [str(uninterrupted) if a == str(run) else a for a in arguments]
+    complete = run_python(into_another_folder, timeout=240, env=DETERMINISTIC)
     assert complete.returncode == 0, complete.stdout[-3000:] + complete.stderr[-3000:]
     for name in ("last.keras", "best.keras"):
         expected = keras.saving.load_model(uninterrupted / name).get_weights()

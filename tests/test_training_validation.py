@@ -80,7 +80,8 @@ def _context_model():
 def test_validation_figures_are_those_of_each_image_whatever_the_batch_size(rng, reduction):
     items = _pairs(rng)
     model = _context_model()
-    model.compile(loss=SegmentationCrossEntropy(reduction=reduction), metrics=[MeanIoU(NUM_CLASSES), PixelAccuracy(NUM_CLASSES)])
+    metrics = [MeanIoU(NUM_CLASSES), PixelAccuracy(NUM_CLASSES)]
+    model.compile(loss=SegmentationCrossEntropy(reduction=reduction), metrics=metrics)
     expected = _reference(lambda image: model.predict(image[None].astype("float32"), verbose=0)[0], items, reduction)
     for batch_size in (1, 3, 8):
         batches = validation_batches(_dataset(items), batch_size, NUM_CLASSES, reduction)
