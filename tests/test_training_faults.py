@@ -192,3 +192,23 @@ def test_a_write_the_system_refuses_is_an_error_naming_the_file_not_a_crash(tmp_
     assert lines[-1] == f"keras-fcn train: error: [Errno 27] File too large while writing {backup}"
     assert not (run / "backup" / "training_metadata.json").exists()
     assert [name for name in os.listdir(run / "backup") if name.startswith(".")] == []
+
+
+HANGING_RUN = """
+import sys
+import keras_fcn
+data = keras_fcn.data.from_folders(sys.argv[1] + "/images", sys.argv[1] + "/masks", num_classes=3, check=False)
+keras_fcn.train(data, sys.argv[2], num_classes=3, backbone="mobilenet", backbone_weights=None,
+                backbone_kwargs={"alpha": 0.25}, crop_size=(16, 16), batch_size=4, epochs=1, verbose=0)
+"""
+
+
+def test_an_uncaught_data_error_inside_fit_ends_the_process_instead_of_hanging(tmp_path):
+    # Pairs that break while training reads them (checks skipped), and a script that does not catch the error: the
+    # tf.data iterator Keras's loop held used to be collected at interpreter exit, waiting forever for its workers.
+    data = write_pairs(tmp_path / "train", 40)
+    for name in os.listdir(os.path.join(data, "masks")):
+        keras.utils.save_img(os.path.join(data, "masks", name), np.zeros((32, 31, 1), np.uint8), scale=False)
+    result = run_python(["-c", HANGING_RUN, data, str(tmp_path / "run")], timeout=180)
+    assert result.returncode == 1
+    assert "differ in size" in result.stderr

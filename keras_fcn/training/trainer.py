@@ -5,7 +5,7 @@ import os
 import keras
 
 from keras_fcn.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, ResumableCSVLogger
-from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.errors import InvalidArgumentError, release_pipelines_on_error
 from keras_fcn.losses import SegmentationCrossEntropy
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.precision import with_dtype_policy
@@ -70,6 +70,7 @@ def _callbacks(run_dir, monitor):
     return backup, [backup, *dependents, tensorboard]
 
 
+@release_pipelines_on_error
 @takes_options
 def train(dataset, output_dir, **options):
     """Trains an FCN with the paper's recipe or a modern one, with logs, checkpoints and resume.
