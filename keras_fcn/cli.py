@@ -224,7 +224,7 @@ def _evaluate(args):
     pairs = splits.validation if splits.validation is not None else splits.train
     figures = evaluate(
         model,
-        data.batch(pairs, args.batch_size),
+        data.batch_by_size(pairs, args.batch_size),
         class_names=names,
         engine=args.engine,
         precision=args.precision,

@@ -6,8 +6,11 @@ command line reports an `InputError` on one line with exit status 2; any
 other exception is a bug and shows its traceback.
 """
 
+import functools
+import gc
 import re
 import sys
+import traceback
 
 
 class InputError(Exception):
@@ -59,3 +62,31 @@ def input_error_message(error):
         lines = [match[2] for match in _IN_PIPELINE.finditer(error.message) if match[1] in names]
         return lines[-1] if lines else None
     return None
+
+
+def release_pipelines_on_error(function):
+    """Decorates a public entry point that runs a `tf.data` pipeline so an error it raises cannot hang the process.
+
+    An exception raised inside `model.fit` or a prediction loop keeps,
+    through its traceback and the reference cycles of Keras's loop, a live
+    `tf.data` iterator. Left to the garbage collector, that iterator is
+    destroyed only as the interpreter exits, when the pipeline's worker
+    threads can no longer run Python (`tf.numpy_function`, as keras-fcn's
+    file readers use): its teardown waits for them forever and the process
+    hangs after printing the error. As the exception leaves, the decorator
+    clears the local variables of the finished frames (the entry point's and
+    every frame below it) and collects the cycles, so the iterator is
+    destroyed while the interpreter still runs. The traceback keeps its files
+    and lines; the exception is re-raised unchanged.
+    """
+
+    @functools.wraps(function)
+    def entry_point(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except BaseException as error:
+            traceback.clear_frames(error.__traceback__)
+            gc.collect()
+            raise
+
+    return entry_point

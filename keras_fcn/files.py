@@ -2,14 +2,19 @@
 
 A file is written under a hidden temporary name beside its target and
 renamed onto it (`os.replace`, atomic on POSIX and Windows) only once
-complete; on any failure the temporary file is removed. Used by the zoo
-(downloads, conversions, the manifest), the trainer (`classes.json`) and
-the training callbacks (checkpoints, backups, logs).
+complete; on any failure the temporary file is removed, and an error of the
+system (a full disk) is reported naming the file. A process killed while
+writing leaves its temporary file behind: `remove_temporaries` clears a
+folder of them. Used by
+the zoo (downloads, conversions, the manifest), the trainer (`classes.json`,
+`run.json`) and the training callbacks (checkpoints, backups, logs).
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import uuid
 
 CACHE_SUBDIR = "keras_fcn"
@@ -40,10 +45,46 @@ def temporary_path(path, suffix=""):
     return os.path.join(directory, f".{name}.{uuid.uuid4().hex}.part{suffix}")
 
 
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.part")
+
+
+def remove_temporaries(folder):
+    """Removes the temporary files (`temporary_path`) that killed processes left in `folder` (not in subfolders).
+
+    Only safe when no other process is writing in `folder`.
+
+    Args:
+        folder: str, an existing folder.
+
+    Returns:
+        list of str, the names of the files removed.
+    """
+    names = sorted(name for name in os.listdir(folder) if _TEMPORARY.match(name))
+    for name in names:
+        remove_if_exists(os.path.join(folder, name))
+    return names
+
+
 def remove_if_exists(path):
     """Removes a file (or link) if there is one at `path`."""
     if os.path.lexists(path):
         os.remove(path)
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Reports an error of the system (errno set: a full disk, a quota) in the `with` block as writing `path` failing.
+
+    Raises:
+        OSError: of the same errno, e.g. `"[Errno 28] No space left on
+            device while writing <path>"`, from the original.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise OSError(error.errno, f"{os.strerror(error.errno)} while writing {path}") from error
 
 
 def save_atomically(save, path):
@@ -54,6 +95,10 @@ def save_atomically(save, path):
             `model.save`; the temporary name ends like `path` (`.keras`,
             `.weights.h5`, ...) so Keras accepts it.
         path: str, the file to write; its folder is created if needed.
+
+    Raises:
+        OSError: when `save` or the rename fail with an error of the system,
+            naming `path` (see `writing`); other errors as raised.
     """
     directory = os.path.dirname(path)
     if directory:
@@ -61,8 +106,9 @@ def save_atomically(save, path):
     name = os.path.basename(path)
     temporary = temporary_path(path, name[name.find(".") :] if "." in name else "")
     try:
-        save(temporary)
-        os.replace(temporary, path)
+        with writing(path):
+            save(temporary)
+            os.replace(temporary, path)
     finally:
         remove_if_exists(temporary)
 

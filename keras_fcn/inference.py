@@ -9,6 +9,7 @@ import numpy as np
 from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.cpu import host_cpu
 from keras_fcn.engines import ENGINES, ExportCheckError, auto_engine, exported_function
+from keras_fcn.errors import release_pipelines_on_error
 from keras_fcn.metrics import ConfusionMatrix, class_keys
 from keras_fcn.precision import dtype_policies, with_dtype_policy
 
@@ -202,6 +203,7 @@ def _output_classes(model):
     return model.output_shape[-1]
 
 
+@release_pipelines_on_error
 def evaluate(
     model,
     dataset,
@@ -332,6 +334,7 @@ def _length(dataset):
         return None
 
 
+@release_pipelines_on_error
 def predict(model, images, *, batch_size=1, engine="auto", precision="float32", freeze=False, verbose=0):
     """Segments images of different sizes, each at its own size.
 

@@ -35,13 +35,13 @@ class _StateAtStart(keras.callbacks.Callback):
 
 
 def _callbacks(run):
-    backup = AtomicBackupAndRestore(run / "backup")
-    return backup, [
-        backup,
+    dependents = [
         ResumableCSVLogger(run / "log.csv"),
         AtomicModelCheckpoint(run / "best.keras", monitor="loss", mode="min", save_best_only=True),
         AtomicModelCheckpoint(run / "last.weights.h5", save_weights_only=True),
     ]
+    backup = AtomicBackupAndRestore(run / "backup", dependents=dependents)
+    return backup, [backup, *dependents]
 
 
 def _logged_epochs(run):
@@ -53,11 +53,11 @@ def test_a_resumed_fit_continues_from_the_backup(tmp_path):
     first = _model(0)
     backup, callbacks = _callbacks(tmp_path)
     assert backup.initial_epoch == 0
-    first.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+    history = first.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
     assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text()) == {
-        "epoch": 2, "batch": 0, "weights": "epoch-2.weights.h5"
+        "epoch": 2, "batch": 0, "weights": "epoch-2.keras", "logs": {"loss": history.history["loss"][-1]}
     }
-    assert sorted(os.listdir(tmp_path / "backup")) == ["epoch-2.weights.h5", "training_metadata.json"]
+    assert sorted(os.listdir(tmp_path / "backup")) == ["epoch-2.keras", "training_metadata.json"]
     assert _logged_epochs(tmp_path) == ["0", "1"]
     record = json.loads((tmp_path / "best.keras.json").read_text())
     assert record["epoch"] in (1, 2) and record["monitor"] == "loss"
@@ -96,6 +96,50 @@ def test_a_resumed_fit_continues_from_the_backup(tmp_path):
     backup, callbacks = _callbacks(tmp_path)
     again.fit(X, Y, epochs=3, initial_epoch=backup.initial_epoch, verbose=0, callbacks=callbacks)
     assert _logged_epochs(tmp_path) == ["0", "1", "2"]
+
+
+class _Killed(Exception):
+    """Stands for the process being killed: nothing after it runs."""
+
+
+def test_a_kill_after_the_backup_loses_no_log_row_and_leaves_no_checkpoint_behind(tmp_path, monkeypatch):
+    write_row = ResumableCSVLogger.on_epoch_end
+
+    def killed_before_the_second_row(self, epoch, logs=None):
+        if epoch == 1:
+            raise _Killed
+        write_row(self, epoch, logs)
+
+    monkeypatch.setattr(ResumableCSVLogger, "on_epoch_end", killed_before_the_second_row)
+    model = _model(0)
+    _, callbacks = _callbacks(tmp_path)
+    history = keras.callbacks.History()
+    with pytest.raises(_Killed):
+        model.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=[history, *callbacks])
+    monkeypatch.setattr(ResumableCSVLogger, "on_epoch_end", write_row)
+    assert _logged_epochs(tmp_path) == ["0"]
+    trained = _state(model)
+
+    # Started again: nothing to train, but the row of epoch 1 and its checkpoints are written from the backup.
+    backup, callbacks = _callbacks(tmp_path)
+    _model(1).fit(X, Y, batch_size=4, epochs=2, initial_epoch=backup.initial_epoch, verbose=0, callbacks=callbacks)
+    with open(tmp_path / "log.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert float(rows[1]["loss"]) == history.history["loss"][1]
+    last = _model(2)
+    last.optimizer.build(last.trainable_variables)
+    last.load_weights(tmp_path / "last.weights.h5")
+    for restored, saved in zip(_state(last)[:2], trained[:2]):
+        np.testing.assert_array_equal(restored, saved)
+    # The loss fell in epoch 1: the best checkpoint is epoch 1's too.
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert json.loads((tmp_path / "best.keras.json").read_text()) == {
+        "epoch": 2, "monitor": "loss", "value": history.history["loss"][1]
+    }
+    best = keras.saving.load_model(tmp_path / "best.keras", compile=False)
+    for restored, saved in zip(best.get_weights(), trained[:2]):
+        np.testing.assert_array_equal(restored, saved)
 
 
 def test_fit_must_start_where_the_backup_ends(tmp_path):

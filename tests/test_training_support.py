@@ -31,8 +31,11 @@ def write_pairs(folder, count, size=(32, 32), seed=0):
     return str(folder)
 
 
-def run_python(args, timeout, cwd=None, env=None):
-    """Runs `python args...` in a child process; returns the CompletedProcess (text output)."""
+def run_python(args, timeout, cwd=None, env=None, **kwargs):
+    """Runs `python args...` in a child process; returns the CompletedProcess (text output).
+
+    `kwargs` go to `subprocess.run` (e.g. `preexec_fn`).
+    """
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
@@ -40,4 +43,5 @@ def run_python(args, timeout, cwd=None, env=None):
         timeout=timeout,
         cwd=cwd,
         env=env or CHILD_ENV,
+        **kwargs,
     )

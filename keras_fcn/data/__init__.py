@@ -16,7 +16,7 @@ Example:
 ...     keras_fcn.data.camvid("data/camvid", "val"), 8, training=False)
 """
 
-from keras_fcn.data.batching import batch, make_pipeline
+from keras_fcn.data.batching import batch, batch_by_size, make_pipeline
 from keras_fcn.data.camvid import CAMVID_CLASSES, camvid
 from keras_fcn.data.checks import check_file_pairs
 from keras_fcn.data.color_map import ColorMap, read_color_map
@@ -41,6 +41,7 @@ __all__ = [
     "LabelSpec",
     "augment",
     "batch",
+    "batch_by_size",
     "camvid",
     "check_file_pairs",
     "class_frequencies",

@@ -12,6 +12,9 @@ import tensorflow as tf
 from keras_fcn.constants import IGNORE_LABEL, IMAGENET_MEAN
 from keras_fcn.errors import InvalidArgumentError
 
+# The streams of keyed draws (`keyed_seed`), kept apart: the order of a pass, and the augmentation of its pairs.
+SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1
+
 
 def validate_size(size, name):
     """Checks a `(height, width)` pair of positive ints and returns it as a tuple."""
@@ -89,6 +92,31 @@ def pad_pair(image, mask, size, mean):
     return tf.stack(channels, axis=-1), tf.pad(mask, paddings, constant_values=IGNORE_LABEL)
 
 
+def check_epoch_seed(seed, epoch):
+    """Raises unless `epoch` is None or comes with a `seed`, which keyed draws need."""
+    if epoch is not None and seed is None:
+        raise InvalidArgumentError(
+            f"`epoch` keys the random draws by `seed`: give a seed too. Received seed=None, epoch={epoch!r}"
+        )
+
+
+def keyed_seed(seed, *keys):
+    """A random int64 that is a function of `seed` and `keys` only, the same in any process (stateless draws).
+
+    Args:
+        seed: int.
+        *keys: ints or int64 scalar tensors, e.g. a stream (`SHUFFLE_STREAM`,
+            `AUGMENT_STREAM`), an epoch and a position in it.
+
+    Returns:
+        An int64 scalar tensor, uniform over the int64 range.
+    """
+    key = tf.constant([seed, 0], tf.int64)
+    for number in keys:
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(number, tf.int64))
+    return tf.random.stateless_uniform([], key, minval=None, maxval=None, dtype=tf.int64)
+
+
 def _random_scale(image, mask, scale_range, seed):
     scale = tf.random.stateless_uniform([], seed, scale_range[0], scale_range[1])
     shape = tf.cast(tf.shape(mask), tf.float32)
@@ -116,7 +144,7 @@ def _jitter(image, strength, seed):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
-def _validate_augment_args(crop_size, scale_range, flip, jitter, seed):
+def _validate_augment_args(crop_size, scale_range, flip, jitter, seed, epoch):
     if crop_size is not None:
         validate_size(crop_size, "crop_size")
     if scale_range is not None and not (
@@ -135,6 +163,7 @@ def _validate_augment_args(crop_size, scale_range, flip, jitter, seed):
         raise InvalidArgumentError(f"`jitter` must be a number in [0, 1). Received jitter={jitter!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise InvalidArgumentError(f"`seed` must be None or an int. Received seed={seed!r}")
+    check_epoch_seed(seed, epoch)
 
 
 def augment(
@@ -146,6 +175,7 @@ def augment(
     jitter=0.0,
     mean=IMAGENET_MEAN,
     seed=None,
+    epoch=None,
 ):
     """Randomly scales, crops, jitters and flips image/mask pairs.
 
@@ -158,8 +188,12 @@ def augment(
     throughout.
 
     The random draws of each pair come from `seed` and the pair's position
-    in the epoch, so with a seed the same pipeline gives the same
-    augmentations, and each new pass over the dataset (epoch) gives new ones.
+    in the pass over `dataset`. Without `epoch`, with a seed the same
+    pipeline gives the same augmentations, and each new pass over the
+    dataset (epoch) gives new ones, counted from the first pass of this
+    process. With `epoch`, the draws are a function of `seed`, `epoch` and
+    the position only (`keyed_seed`): the same pass in any process, so a
+    resumed run replays the epoch it resumes at.
 
     Args:
         dataset: a `tf.data.Dataset` of single `(image, mask)` pairs: image
@@ -173,6 +207,9 @@ def augment(
             0 turns jitter off.
         mean: RGB fill colour of padded image pixels, in [0, 255].
         seed: optional int, for reproducible augmentation.
+        epoch: None, or the number of this pass over `dataset`, an int or an
+            int64 scalar tensor (e.g. in `tf.data.Dataset.flat_map`); needs
+            `seed`.
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: float32 `(h, w, 3)` in
@@ -184,12 +221,19 @@ def augment(
     >>> train = keras_fcn.data.augment(train, crop_size=(360, 480), seed=0)
     """
     check_unbatched(dataset, "augment")
-    _validate_augment_args(crop_size, scale_range, flip, jitter, seed)
+    _validate_augment_args(crop_size, scale_range, flip, jitter, seed, epoch)
     crop_size = None if crop_size is None else tuple(crop_size)
     mean = validate_mean(mean)
 
+    if epoch is None:
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    else:
+        randoms = tf.data.Dataset.counter()  # the positions, keyed in `transform` (in parallel)
+
     def transform(pair, random):
         image, mask = pair
+        if epoch is not None:
+            random = keyed_seed(seed, AUGMENT_STREAM, epoch, random)
         seeds = tf.random.experimental.stateless_split(tf.stack([random, 0]), 4)
         image = tf.cast(image, tf.float32)
         if scale_range is not None:
@@ -208,7 +252,6 @@ def augment(
             mask = tf.cond(flipped, lambda: tf.reverse(mask, [1]), lambda: mask)
         return image, mask
 
-    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip((dataset, randoms)).map(
         transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )

@@ -9,11 +9,19 @@ optimizer preset, mixed precision, a `tf.distribute` strategy, and in
 - `log.csv`, one row per epoch; `tensorboard/`, TensorBoard logs;
 - `best.keras` (best validation mean IU, with `best.keras.json` recording
   it) and `last.keras`, full models written atomically at each epoch end;
-- `backup/`, the weights and optimizer state of the last completed epoch:
-  a run that is killed and started again with the same arguments resumes
-  after it, and a finished run started again trains nothing;
+- `backup/`, the model and optimizer state of the last completed epoch, and
+  its logs: a run that is killed and started again with the same arguments
+  resumes after it, reading the same batches as the uninterrupted run, and
+  a finished run started again trains nothing; either first writes what a
+  kill after the backup left unwritten (the epoch's log row, checkpoints);
 - `classes.json`, the class names, which `keras-fcn predict` and
-  `keras-fcn evaluate` read beside the model.
+  `keras-fcn evaluate` read beside the model; `run.json`, the model options
+  and the seed, which a run started again into the folder must share;
+- `training.lock` while a training runs, which another one started into
+  the same folder refuses to share.
+
+The validation figures (`val_mean_iou`, ...) are those of each image at its
+own size, whatever the batch size (`keras_fcn.training.pipelines`).
 
 One module per part:
 
@@ -26,6 +34,9 @@ One module per part:
 - `stages`: the models by name and staged training (`MODELS`);
 - `options`: the options of `train` and `keras-fcn train`, defined once
   (`TrainingOptions`; how to add one is in its documentation);
+- `pipelines`: the training batches, keyed by the absolute epoch, and the
+  validation batches, each image at its own size;
+- `run_folder`: the run folder's lock, checks and records;
 - `trainer`: `train`, the loop that puts them together.
 """
 

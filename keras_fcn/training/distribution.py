@@ -48,11 +48,17 @@ def get_strategy(strategy=None):
     return MultiWorkerMirroredStrategy()
 
 
+def has_workers(strategy):
+    """Whether `strategy` spans several processes (multi-worker), each running the training."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and resolver.task_type is not None
+
+
 def is_chief(strategy):
     """Whether this process writes the run's files (always, except on non-chief multi-worker tasks)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or resolver.task_type is None:
+    if not has_workers(strategy):
         return True
+    resolver = strategy.cluster_resolver
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 

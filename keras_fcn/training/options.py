@@ -37,6 +37,7 @@ from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.training.distribution import STRATEGIES
 from keras_fcn.training.policy import MIXED_PRECISION
 from keras_fcn.training.presets import PRESETS
+from keras_fcn.training.run_folder import SEED_RANGE
 from keras_fcn.training.stages import MODELS
 
 VERBOSITIES = ("auto", 0, 1, 2)
@@ -95,9 +96,9 @@ def _positive_int(name, value):
         raise InvalidArgumentError(f"`{name}` must be a positive int. Received {name}={value!r}")
 
 
-def _int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"`{name}` must be an int. Received {name}={value!r}")
+def _seed(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_RANGE:
+        raise InvalidArgumentError(f"`{name}` must be an int in [0, 2**32). Received {name}={value!r}")
 
 
 def _non_negative_number(name, value):
@@ -312,9 +313,12 @@ class TrainingOptions:
     )
     seed: object = option(
         None,
-        "int, seeds the initial weights, shuffling and augmentation.",
-        check=_int,
-        help="seeds the initial weights, shuffling and augmentation",
+        "int in [0, 2**32), seeds the initial weights, and the order and augmentation of each epoch, which are "
+        "a function of the seed and the epoch's number, so that a resumed run reads what the uninterrupted run "
+        "reads. Without a seed, one is drawn and recorded in the run folder's `run.json` (a resumed run takes it "
+        "from there). Needed by multi-worker runs.",
+        check=_seed,
+        help="seeds the initial weights, shuffling and augmentation (default: one drawn and recorded in run.json)",
         type=int,
     )
     verbose: object = option(

@@ -4,43 +4,19 @@ import os
 
 import keras
 
-from keras_fcn import data as fcn_data
 from keras_fcn.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, ResumableCSVLogger
-from keras_fcn.constants import CLASSES_FILE
-from keras_fcn.errors import InvalidArgumentError
-from keras_fcn.files import write_json_atomically
+from keras_fcn.errors import InvalidArgumentError, release_pipelines_on_error
 from keras_fcn.losses import SegmentationCrossEntropy
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.precision import with_dtype_policy
+from keras_fcn.training import run_folder
 from keras_fcn.training.datasets import load_dataset
-from keras_fcn.training.distribution import get_strategy, process_dir, shard_by_data
+from keras_fcn.training.distribution import get_strategy, has_workers, process_dir, shard_by_data
 from keras_fcn.training.options import TrainingOptions, takes_options
+from keras_fcn.training.pipelines import training_batches, training_steps, validation_batches
 from keras_fcn.training.policy import dtype_policy, global_policy
 from keras_fcn.training.presets import PRESETS
 from keras_fcn.training.stages import MODELS, staged_model
-
-
-def _pipelines(splits, options):
-    """`(training batches, steps per epoch, validation batches or None)`, split between workers by batch."""
-    augmentation = {} if options.augment else {"scale_range": (1.0, 1.0), "flip": False}
-    train_data = fcn_data.make_pipeline(
-        splits.train, options.batch_size, training=True, crop_size=options.crop_size, seed=options.seed, **augmentation
-    )
-    steps = options.steps_per_epoch or int(train_data.cardinality())
-    if steps < 1:
-        raise InvalidArgumentError(
-            "The training dataset's length is unknown or it has no full batch: pass `steps_per_epoch`. "
-            "Received steps_per_epoch=None"
-        )
-    if options.steps_per_epoch is not None:
-        train_data = train_data.repeat()
-    val_data = None
-    if splits.validation is not None:
-        val_data = fcn_data.make_pipeline(splits.validation, options.batch_size, training=False)
-        if options.validation_steps is not None:
-            val_data = val_data.take(options.validation_steps)
-        val_data = shard_by_data(val_data)
-    return shard_by_data(train_data), steps, val_data
 
 
 def _model(options, num_classes, policy, strategy):
@@ -71,17 +47,30 @@ def _compile(model, options, num_classes, total_steps):
     )
 
 
-def _callbacks(run_dir, backup, monitor):
-    """The backup, log, checkpoints and TensorBoard."""
-    return [
-        backup,
+def _validation_data(splits, options):
+    """The validation batches, each image at its own size, split between workers by batch; None without any."""
+    if splits.validation is None:
+        return None
+    reduction = PRESETS[options.optimizer].loss_reduction
+    val_data = validation_batches(splits.validation, options.batch_size, splits.num_classes, reduction)
+    if options.validation_steps is not None:
+        val_data = val_data.take(options.validation_steps)
+    return shard_by_data(val_data)
+
+
+def _callbacks(run_dir, monitor):
+    """The backup, then the log and checkpoints it commits (in this order at each epoch end), and TensorBoard."""
+    dependents = [
         ResumableCSVLogger(os.path.join(run_dir, "log.csv")),
         AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor=monitor, mode="max", save_best_only=True),
         AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
     ]
+    backup = AtomicBackupAndRestore(os.path.join(run_dir, run_folder.BACKUP_FOLDER), dependents=dependents)
+    tensorboard = keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False)
+    return backup, [backup, *dependents, tensorboard]
 
 
+@release_pipelines_on_error
 @takes_options
 def train(dataset, output_dir, **options):
     """Trains an FCN with the paper's recipe or a modern one, with logs, checkpoints and resume.
@@ -90,9 +79,12 @@ def train(dataset, output_dir, **options):
     `keras_fcn.training.presets`; the run folder in `keras_fcn.training`.
     Calling `train` again with the same `output_dir` resumes after the last
     completed epoch (killed runs included), restoring weights, optimizer
-    state and learning-rate schedule position, and continuing `log.csv`.
-    Every option below is also a flag of `keras-fcn train`
-    (`keras_fcn.training.options`).
+    state and learning-rate schedule position, and continuing `log.csv`;
+    each epoch's batches are a function of the seed and the epoch's number,
+    so the resumed run ends where the uninterrupted run ends. The
+    validation figures are those of each image at its own size, the same
+    for any `batch_size` (`keras_fcn.training.pipelines`). Every option
+    below is also a flag of `keras-fcn train` (`keras_fcn.training.options`).
 
     Args:
         dataset: a dataset name, folder or `tf.data.Dataset` of
@@ -106,7 +98,13 @@ def train(dataset, output_dir, **options):
 
     Raises:
         keras_fcn.errors.InvalidArgumentError: (a `ValueError`) for an
-            option with a value not allowed, named in the message.
+            option with a value not allowed, named in the message; a
+            `batch_size` larger than the training data; an `output_dir` in
+            use by another training, or holding a run of other classes,
+            model or seed (all before training, and before writing
+            anything).
+        OSError: when a file of the run cannot be written (a full disk),
+            naming it; what earlier epochs wrote is kept.
         TypeError: for an unknown option.
 
     Example:
@@ -118,35 +116,43 @@ def train(dataset, output_dir, **options):
     """
     options = TrainingOptions.from_keywords(options)
     strategy = get_strategy(options.strategy)
+    if options.seed is None and has_workers(strategy):
+        raise InvalidArgumentError(
+            "Multi-worker training needs `seed`, the same on every worker, so that the workers read one order of "
+            "batches. Received seed=None"
+        )
     policy = dtype_policy(options.mixed_precision)
-    splits = load_dataset(
-        dataset,
-        data_root=options.data_root,
-        validation=options.validation,
-        num_classes=options.num_classes,
-        class_names=options.class_names,
-        label_map=options.label_map,
-        color_map=options.color_map,
-        mask_threshold=options.mask_threshold,
-    )
-    if options.seed is not None:
-        keras.utils.set_random_seed(options.seed)
-    train_data, steps, val_data = _pipelines(splits, options)
     run_dir = process_dir(os.fspath(output_dir), strategy)
-    os.makedirs(run_dir, exist_ok=True)
-    with global_policy(policy), strategy.scope():
-        model = _model(options, splits.num_classes, policy, strategy)
-        _compile(model, options, splits.num_classes, steps * options.epochs)
-    write_json_atomically(os.path.join(run_dir, CLASSES_FILE), {"class_names": list(splits.class_names)})
-    backup = AtomicBackupAndRestore(os.path.join(run_dir, "backup"))
-    history = model.fit(
-        train_data,
-        epochs=options.epochs,
-        initial_epoch=backup.initial_epoch,
-        steps_per_epoch=steps,
-        validation_data=val_data,
-        callbacks=_callbacks(run_dir, backup, monitor="val_mean_iou" if val_data is not None else "mean_iou"),
-        verbose=options.verbose,
-        shuffle=False,  # the tf.data pipeline shuffles; fit cannot shuffle a dataset and warns if asked to
-    )
+    with run_folder.locked(run_dir):
+        splits = load_dataset(
+            dataset,
+            data_root=options.data_root,
+            validation=options.validation,
+            num_classes=options.num_classes,
+            class_names=options.class_names,
+            label_map=options.label_map,
+            color_map=options.color_map,
+            mask_threshold=options.mask_threshold,
+        )
+        seed = run_folder.prepare(run_dir, splits.class_names, options)
+        keras.utils.set_random_seed(seed)
+        steps, passes = training_steps(splits.train, options.batch_size, options.steps_per_epoch)
+        monitor = "val_mean_iou" if splits.validation is not None else "mean_iou"
+        backup, callbacks = _callbacks(run_dir, monitor)
+        train_data = training_batches(splits.train, options, seed, backup.initial_epoch, steps, passes)
+        val_data = _validation_data(splits, options)
+        with global_policy(policy), strategy.scope():
+            model = _model(options, splits.num_classes, policy, strategy)
+            _compile(model, options, splits.num_classes, steps * options.epochs)
+        run_folder.record(run_dir, splits.class_names, options, seed)
+        history = model.fit(
+            shard_by_data(train_data),
+            epochs=options.epochs,
+            initial_epoch=backup.initial_epoch,
+            steps_per_epoch=steps,
+            validation_data=val_data,
+            callbacks=callbacks,
+            verbose=options.verbose,
+            shuffle=False,  # the tf.data pipeline shuffles; fit cannot shuffle a dataset and warns if asked to
+        )
     return model, history

@@ -1,0 +1,158 @@
+"""The run folder: one training at a time, the same run when started again, nothing left behind by kills.
+
+- `locked`: a training holds its folder (`training.lock`, naming its pid,
+  host and start time) until it ends; another training started into it
+  refuses at once, naming the holder. The lock is the operating system's
+  (`fcntl.flock`, POSIX), which it releases when the holder dies however it
+  is killed, so the lock file a killed run left is taken over. Where there
+  is no `fcntl` (Windows), the folder is not locked and there is no file.
+- `prepare`: before anything is written, checks that a folder holding an
+  earlier run holds this run (its classes, `classes.json`; its model and
+  seed, `run.json`), removes the temporary files that killed processes left,
+  and returns the run's seed: given, recorded, or drawn once.
+- `record`: writes `classes.json` and `run.json`.
+"""
+
+import contextlib
+import datetime
+import json
+import os
+import secrets
+import socket
+
+from keras_fcn.constants import CLASSES_FILE
+from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.files import remove_temporaries, write_json_atomically
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+LOCK_FILE = "training.lock"
+RUN_FILE = "run.json"
+BACKUP_FOLDER = "backup"
+# The options that must be the same when a run is started again: the model the backup holds.
+RECORDED_OPTIONS = ("model", "backbone", "backbone_kwargs")
+# Seeds drawn for runs started without one: the range `keras.utils.set_random_seed` takes (numpy's).
+SEED_RANGE = 2**32
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
+
+
+def _holder(path):
+    """The training that holds the lock at `path`, in words."""
+    holder = _read_json(path)
+    if not isinstance(holder, dict):
+        return "another training, just starting"
+    return f"another training (pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')})"
+
+
+def _acquire(path, output_dir):
+    """Locks `path` (created), writes this process into it, and returns its file descriptor (None without `fcntl`)."""
+    if fcntl is None:
+        return None
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise InvalidArgumentError(
+                f"The run folder {output_dir!r} is in use by {_holder(path)}: wait for it to end, or give another "
+                f"`output_dir`. Received output_dir={output_dir!r}"
+            ) from None
+        # A holder ending meanwhile removed the file it held: lock the file now at `path`.
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, (json.dumps(holder) + "\n").encode())
+    return descriptor
+
+
+@contextlib.contextmanager
+def locked(run_dir):
+    """Holds `run_dir` for one training: created if needed, and removed again if it is left empty.
+
+    Args:
+        run_dir: str, the run folder.
+
+    Raises:
+        keras_fcn.errors.InvalidArgumentError: when another training holds
+            it, naming its pid, host and start time.
+    """
+    created = not os.path.isdir(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, LOCK_FILE)
+    descriptor = _acquire(path, run_dir)
+    try:
+        yield
+    finally:
+        if descriptor is not None:
+            os.remove(path)  # while locked: a training starting meanwhile locks a file that is gone, and tries again
+            os.close(descriptor)
+        if created and not os.listdir(run_dir):
+            os.rmdir(run_dir)
+
+
+def prepare(run_dir, class_names, options):
+    """Checks that `run_dir` holds no other run, removes what killed processes left, and returns the seed.
+
+    Writes nothing: `record` does, once training is ready to start.
+
+    Args:
+        run_dir: str, the run folder, held (`locked`).
+        class_names: tuple of str, this run's classes.
+        options: the run's `keras_fcn.training.TrainingOptions`.
+
+    Returns:
+        int, the run's seed: `options.seed`, else the one recorded by the
+        run started earlier in this folder, else a new one.
+
+    Raises:
+        keras_fcn.errors.InvalidArgumentError: when the folder holds a run
+            of other classes, another model or another seed, naming both.
+    """
+    recorded_classes = _read_json(os.path.join(run_dir, CLASSES_FILE))
+    if recorded_classes is not None and tuple(recorded_classes.get("class_names", ())) != tuple(class_names):
+        raise InvalidArgumentError(
+            f"The run folder {run_dir!r} holds a run of other classes, {recorded_classes.get('class_names')} "
+            f"in {CLASSES_FILE}; this run's are {list(class_names)}: give another `output_dir`. "
+            f"Received output_dir={run_dir!r}"
+        )
+    run = _read_json(os.path.join(run_dir, RUN_FILE)) or {}
+    for name in RECORDED_OPTIONS + ("seed",):
+        given = json.loads(json.dumps(getattr(options, name)))  # as recorded: tuples become lists
+        if name in run and given != run[name] and not (name == "seed" and given is None):
+            raise InvalidArgumentError(
+                f"The run folder {run_dir!r} holds a run with {name}={run[name]!r} (in {RUN_FILE}), which this run "
+                f"would continue: give the same {name}, or another `output_dir`. Received {name}={given!r}"
+            )
+    for folder in (run_dir, os.path.join(run_dir, BACKUP_FOLDER)):
+        if os.path.isdir(folder):
+            remove_temporaries(folder)
+    if options.seed is not None:
+        return options.seed
+    return run.get("seed", secrets.randbelow(SEED_RANGE))
+
+
+def record(run_dir, class_names, options, seed):
+    """Writes the run's `classes.json` and `run.json` (its model options and `seed`) into `run_dir`."""
+    write_json_atomically(os.path.join(run_dir, CLASSES_FILE), {"class_names": list(class_names)})
+    run = {name: getattr(options, name) for name in RECORDED_OPTIONS}
+    write_json_atomically(os.path.join(run_dir, RUN_FILE), {**run, "seed": seed})
