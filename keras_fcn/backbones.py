@@ -11,6 +11,7 @@ and VGG19 keep their fully connected layers fc6 and fc7 as convolutions
 """
 
 import dataclasses
+import random
 from typing import Callable, Optional
 
 import keras
@@ -271,6 +272,22 @@ def _application(spec, x, backbone_weights, backbone_kwargs):
     )
 
 
+def _dry_application(spec, input_shape, backbone_kwargs):
+    """A Keras Applications trunk to read the layer graph of: no weights, no variables kept, no random draws.
+
+    Keras draws the default seed of each initializer from Python's `random`;
+    its state is restored, or `keras.utils.set_random_seed(s)` would give
+    other weights to a model built after a dry build than to one built
+    without.
+    """
+    state = random.getstate()
+    try:
+        with keras.StatelessScope():
+            return _application(spec, keras.Input(input_shape), None, backbone_kwargs)
+    finally:
+        random.setstate(state)
+
+
 # The input padding of each (backbone, constructor arguments, padded input size) planned so far.
 _PLANNED_PADDING = {}
 
@@ -288,8 +305,7 @@ def _plan_input_padding(spec, shape, backbone_kwargs):
         return _input_padding(spec.model, spec.name, size)
     key = (spec.name, repr(sorted((backbone_kwargs or {}).items())), size)
     if key not in _PLANNED_PADDING:
-        with keras.StatelessScope():
-            trunk = _application(spec, keras.Input((*size, 3)), None, backbone_kwargs)
+        trunk = _dry_application(spec, (*size, 3), backbone_kwargs)
         _PLANNED_PADDING[key] = _input_padding(trunk, spec.name, size)
     return _PLANNED_PADDING[key]
 
@@ -339,12 +355,16 @@ def build_trunk(image, spec, *, backbone_weights, backbone_kwargs, alignment):
         names = dict(zip(geometry.FEATURE_STRIDES, spec.skip_layers))
         padding = ((0, 0), (0, 0))
     else:
-        x = PadToMultiple(32, name="pad_to_multiple")(x)
+        pad_to_multiple = PadToMultiple(32, name="pad_to_multiple")
         padding = ((0, 0), (0, 0))
         if alignment != PIXEL_BLOCKS:
-            padding = _plan_input_padding(spec, x.shape, backbone_kwargs)
+            padding = _plan_input_padding(spec, pad_to_multiple.compute_output_shape(x.shape), backbone_kwargs)
         if padding != ((0, 0), (0, 0)):
+            # Before the padding to a multiple of 32 (the zeros land where they would after it, as the two sides
+            # add up to a multiple of 32): a constant pad right before a "same" convolution is exported to
+            # OpenVINO as one convolution that forgets the "same" padding.
             x = keras.layers.ZeroPadding2D(padding, name="input_padding")(x)
+        x = pad_to_multiple(x)
         if spec.model is not None:
             outputs = _copy_layers(spec.model, x)
             names = geometry.feature_layers(spec.model, _trunk_length(x.shape))
@@ -377,6 +397,5 @@ def skip_layer_names(backbone, backbone_kwargs=None):
         return dict(zip(geometry.FEATURE_STRIDES, spec.skip_layers))
     if spec.model is not None:
         return geometry.feature_layers(spec.model, _trunk_length((None, None, None, 3)))
-    with keras.StatelessScope():
-        trunk = _application(spec, keras.Input((None, None, 3)), None, backbone_kwargs)
+    trunk = _dry_application(spec, (None, None, 3), backbone_kwargs)
     return geometry.feature_layers(trunk, _trunk_length((None, None, None, 3)))

@@ -295,3 +295,17 @@ def test_fit_on_random_images_and_masks(rng):
     assert np.isfinite(history.history["loss"][0])
     assert np.abs(history.history["loss"][0] - np.log(3)) < 0.05
     assert np.any(model.get_layer("score_fr").get_weights()[0] != before)
+
+
+@pytest.mark.floor
+def test_a_seed_gives_the_same_weights_whether_or_not_the_backbone_was_built_before():
+    # The first build of a backbone reads its geometry from a dry build; that must draw no random numbers.
+    # Constructor arguments no other test uses, so that the first build here is the first in the process.
+    kwargs = {"backbone": "mobilenet", "backbone_weights": None, "backbone_kwargs": {"alpha": 0.75, "depth_multiplier": 1}}
+    keras.utils.set_random_seed(11)
+    first = keras_fcn.FCN32s(2, **kwargs).get_weights()
+    keras.utils.set_random_seed(11)
+    second = keras_fcn.FCN32s(2, **kwargs).get_weights()
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
