@@ -17,7 +17,6 @@ import os
 import sys
 import traceback
 
-import keras
 import numpy as np
 
 from keras_fcn import arguments, assets, data, plots, training, zoo
@@ -30,6 +29,7 @@ from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
 from keras_fcn.files import remove_if_exists, sha256_of, temporary_path
+from keras_fcn.weights_files import load_model_file
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
@@ -121,7 +121,7 @@ def _train(args):
 def _load_model(name):
     """`(model, class names or None, palette or None)` of a saved model file or a zoo entry."""
     if os.path.isfile(name):
-        model = keras.saving.load_model(name, compile=False)
+        model = load_model_file(name)
         classes = os.path.join(os.path.dirname(name), CLASSES_FILE)
         if not os.path.isfile(classes):
             return model, None, None

@@ -10,6 +10,7 @@ from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.heads import fcn_head
 from keras_fcn.layers import InputNormalization, PadToMultiple
 from keras_fcn.reference import keras_vgg16_name
+from keras_fcn.weights_files import load_weights
 from keras_fcn.zoo import entry_for, resolve_weights
 
 FC_FILTERS = 4096
@@ -125,7 +126,7 @@ def build_fcn(
     if spec.fc6_padding and backbone_weights is not None:
         _load_classifier_weights(model, spec, backbone_weights)
     if weights is not None:
-        model.load_weights(weights)
+        load_weights(model, weights)
     return model
 
 
