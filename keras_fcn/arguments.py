@@ -38,6 +38,18 @@ def non_negative_float(text):
     return value
 
 
+def class_weights(text):
+    """`median_frequency` (or `median-frequency`), or numbers >= 0 separated by commas -> a list of floats."""
+    if text.replace("-", "_") == "median_frequency":
+        return "median_frequency"
+    try:
+        return [non_negative_float(item.strip()) for item in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be median_frequency or one number >= 0 per class separated by commas, e.g. 1,2.5,0.7, not {text!r}"
+        ) from None
+
+
 def names(text):
     """Names separated by commas -> a list of str, none empty."""
     items = [name.strip() for name in text.split(",")]

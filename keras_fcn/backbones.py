@@ -22,6 +22,7 @@ from keras_fcn.constants import CAFFE_IMAGENET_MEAN_BGR, IMAGENET_MEAN, IMAGENET
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.heads import PIXEL_BLOCKS, input_padding_for
 from keras_fcn.layers import InputNormalization, PadToMultiple
+from keras_fcn.weights_files import imagenet_download
 from keras_fcn.reference import reference_vgg16_trunk
 
 # Input conversions from RGB in [0, 255], as (mean, std, bgr): what each
@@ -264,12 +265,20 @@ def _copy_layers(model, x):
 
 
 def _application(spec, x, backbone_weights, backbone_kwargs):
-    return spec.application(
-        include_top=False,
-        weights=None if spec.fully_connected else backbone_weights,
-        input_tensor=x,
-        **{**spec.application_kwargs, **(backbone_kwargs or {})},
-    )
+    """The Keras Applications trunk on `x`; a failed weights download or refused `backbone_kwargs` is one line."""
+    weights = None if spec.fully_connected else backbone_weights
+    with imagenet_download(spec.name, weights):
+        try:
+            return spec.application(
+                include_top=False, weights=weights, input_tensor=x, **{**spec.application_kwargs, **(backbone_kwargs or {})}
+            )
+        except (TypeError, ValueError) as error:
+            if not backbone_kwargs:
+                raise
+            raise InvalidArgumentError(
+                f"Backbone {spec.name!r} does not take these `backbone_kwargs`: {error} "
+                f"Received backbone_kwargs={backbone_kwargs!r}"
+            ) from error
 
 
 def _dry_application(spec, input_shape, backbone_kwargs):

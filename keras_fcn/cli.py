@@ -17,7 +17,6 @@ import os
 import sys
 import traceback
 
-import keras
 import numpy as np
 
 from keras_fcn import arguments, assets, data, plots, training, zoo
@@ -30,6 +29,7 @@ from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
 from keras_fcn.files import remove_if_exists, sha256_of, temporary_path
+from keras_fcn.weights_files import load_model_file
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
@@ -121,7 +121,7 @@ def _train(args):
 def _load_model(name):
     """`(model, class names or None, palette or None)` of a saved model file or a zoo entry."""
     if os.path.isfile(name):
-        model = keras.saving.load_model(name, compile=False)
+        model = load_model_file(name)
         classes = os.path.join(os.path.dirname(name), CLASSES_FILE)
         if not os.path.isfile(classes):
             return model, None, None
@@ -150,7 +150,7 @@ def _class_names(args, model, known):
     return list(names)
 
 
-def _add_speed_arguments(parser):
+def _add_inference_arguments(parser):
     parser.add_argument(
         "--engine",
         choices=("auto", *ENGINES),
@@ -167,6 +167,12 @@ def _add_speed_arguments(parser):
         "--freeze",
         action="store_true",
         help="fold the weights into the compiled graph: slower to start, faster per image (big nets, bfloat16)",
+    )
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="test-time augmentation: average each image's class probabilities with its left-right mirror's "
+        "(twice the time)",
     )
 
 
@@ -187,7 +193,7 @@ def _evaluate_parser(verbs):
     parser.add_argument(
         "--plot", metavar="DIR", help="write confusion_matrix.png and per_class_iou.png to DIR (needs matplotlib)"
     )
-    _add_speed_arguments(parser)
+    _add_inference_arguments(parser)
     parser.set_defaults(run=_evaluate)
 
 
@@ -229,6 +235,7 @@ def _evaluate(args):
         engine=args.engine,
         precision=args.precision,
         freeze=args.freeze,
+        flip=args.flip,
     )
     print(_figures_table(figures))
     if args.json:
@@ -253,7 +260,7 @@ def _predict_parser(verbs):
     parser.add_argument("--output-dir", default="predictions", help="where to write the PNGs (default: predictions)")
     options.add_arguments(parser, ("class_names",))
     parser.add_argument("--alpha", type=arguments.non_negative_float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
-    _add_speed_arguments(parser)
+    _add_inference_arguments(parser)
     parser.set_defaults(run=_predict)
 
 
@@ -336,7 +343,7 @@ def _predict(args):
     os.makedirs(args.output_dir, exist_ok=True)
     images = [image for _, _, image in readable]
     labels_of_images = predict(
-        model, images, engine=args.engine, precision=args.precision, freeze=args.freeze
+        model, images, engine=args.engine, precision=args.precision, freeze=args.freeze, flip=args.flip
     )
     for (path, stem, image), labels in zip(readable, labels_of_images):
         output = os.path.join(args.output_dir, stem)

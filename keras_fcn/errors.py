@@ -6,11 +6,11 @@ command line reports an `InputError` on one line with exit status 2; any
 other exception is a bug and shows its traceback.
 """
 
+import atexit
 import functools
 import gc
 import re
 import sys
-import traceback
 
 
 class InputError(Exception):
@@ -64,29 +64,37 @@ def input_error_message(error):
     return None
 
 
+def _release_uncaught_exception():
+    """Drops the uncaught exception Python keeps for post-mortem debugging, and collects what it held."""
+    for name in ("last_exc", "last_type", "last_value", "last_traceback"):
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    gc.collect()
+
+
 def release_pipelines_on_error(function):
     """Decorates a public entry point that runs a `tf.data` pipeline so an error it raises cannot hang the process.
 
     An exception raised inside `model.fit` or a prediction loop keeps,
-    through its traceback and the reference cycles of Keras's loop, a live
-    `tf.data` iterator. Left to the garbage collector, that iterator is
-    destroyed only as the interpreter exits, when the pipeline's worker
-    threads can no longer run Python (`tf.numpy_function`, as keras-fcn's
-    file readers use): its teardown waits for them forever and the process
-    hangs after printing the error. As the exception leaves, the decorator
-    clears the local variables of the finished frames (the entry point's and
-    every frame below it) and collects the cycles, so the iterator is
-    destroyed while the interpreter still runs. The traceback keeps its files
-    and lines; the exception is re-raised unchanged.
+    through the frames of Keras's loop, a live `tf.data` iterator. When the
+    exception is not caught, Python keeps it (`sys.last_exc`) until the
+    interpreter is finalized, and the iterator is destroyed by the last
+    garbage collection, when the pipeline's worker threads can no longer run
+    Python (`tf.numpy_function`, as keras-fcn's file readers use): its
+    teardown waits for them forever and the process hangs after printing the
+    error. When an exception leaves the entry point, the decorator registers
+    (once) an `atexit` function, which runs while the interpreter still
+    works: it drops the uncaught exception and collects what it held. The
+    exception itself is re-raised unchanged, traceback included.
     """
 
     @functools.wraps(function)
     def entry_point(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except BaseException as error:
-            traceback.clear_frames(error.__traceback__)
-            gc.collect()
+        except BaseException:
+            atexit.unregister(_release_uncaught_exception)
+            atexit.register(_release_uncaught_exception)
             raise
 
     return entry_point

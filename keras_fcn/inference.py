@@ -199,6 +199,35 @@ def _tensorflow_function(model, freeze, jit_compile):
     return run
 
 
+def mirror_averaged(run):
+    """`run` made to average each image's class probabilities with those of its left-right mirror.
+
+    Flip test-time augmentation, as in MMSegmentation's `aug_test` and
+    DeepLab's evaluation: the softmax of the logits of the images and of
+    the images mirrored left-right (and mirrored back) are averaged.
+
+    Args:
+        run: a function from float32 images `(batch, H, W, C)` to float32
+            logits `(batch, H, W, num_classes)`, as `inference_function`
+            returns.
+
+    Returns:
+        A function from the same images to float32 class probabilities
+        `(batch, H, W, num_classes)`, summing to 1 over the last axis.
+    """
+
+    def softmax(logits):
+        exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+    def averaged(images):
+        images = np.asarray(images)
+        mirrored = softmax(run(np.ascontiguousarray(images[:, :, ::-1])))[:, :, ::-1]
+        return (softmax(run(images)) + mirrored) / 2
+
+    return averaged
+
+
 def _output_classes(model):
     return model.output_shape[-1]
 
@@ -214,6 +243,7 @@ def evaluate(
     engine="auto",
     precision="float32",
     freeze=False,
+    flip=False,
     verbose=1,
 ):
     """The paper's four figures and per-class IU of a model on a dataset.
@@ -254,6 +284,9 @@ def evaluate(
             model's on any host), `"auto"`, `"bfloat16"` or `"float16"`; see
             `inference_function`.
         freeze: bool; see `inference_function`.
+        flip: bool, test-time augmentation: True scores each image by the
+            mean of its class probabilities and those of its left-right
+            mirror (mirrored back); see `mirror_averaged`.
         verbose: 0 (silent) or 1 (a progress bar with the running mean IU).
 
     Returns:
@@ -279,6 +312,7 @@ def evaluate(
     class_keys(class_names, num_classes)
     metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)
     run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
+    run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(_length(dataset), verbose=verbose, stateful_metrics=["mean_iou"], unit_name="batch")
     for step, (images, masks) in enumerate(dataset, 1):
         images, masks = np.asarray(images), np.asarray(masks)
@@ -335,7 +369,7 @@ def _length(dataset):
 
 
 @release_pipelines_on_error
-def predict(model, images, *, batch_size=1, engine="auto", precision="float32", freeze=False, verbose=0):
+def predict(model, images, *, batch_size=1, engine="auto", precision="float32", freeze=False, flip=False, verbose=0):
     """Segments images of different sizes, each at its own size.
 
     Images of the same size are batched together, up to `batch_size`, and
@@ -356,6 +390,9 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
             (faster on CPUs with AMX; a few pixels on class boundaries may
             change) or `"float16"`; see `inference_function`.
         freeze: bool; see `inference_function`.
+        flip: bool, test-time augmentation: True labels each pixel by the
+            mean of the class probabilities of the image and of its
+            left-right mirror; see `mirror_averaged`.
         verbose: 0 (silent, default) or 1 (a progress bar over the images).
 
     Returns:
@@ -385,6 +422,7 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
         by_size[image.shape].append(index)
     labels = [None] * len(images)
     run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
+    run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     for size, indices in by_size.items():
         for start in range(0, len(indices), batch_size):

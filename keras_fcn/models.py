@@ -11,6 +11,7 @@ from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.geometry import FEATURE_STRIDES, output_fields
 from keras_fcn.heads import ALIGNMENTS, RECEPTIVE_FIELD, design_head, fcn_head
 from keras_fcn.reference import keras_vgg16_name
+from keras_fcn.weights_files import imagenet_download, load_weights
 from keras_fcn.zoo import entry_for, resolve_weights
 
 FC_FILTERS = 4096
@@ -53,7 +54,8 @@ def _fully_connected(x, padding, kernel):
 
 def _load_classifier_weights(model, backbone, backbone_weights):
     """Copies a VGG classifier's weights, its fully connected layers convolutionalized, into `model`."""
-    source = convolutionalize(backbone.application(include_top=True, weights=backbone_weights))
+    with imagenet_download(backbone.name, backbone_weights):
+        source = convolutionalize(backbone.application(include_top=True, weights=backbone_weights))
     source_names = {layer.name for layer in source.layers}
     for layer in model.layers:
         name = keras_vgg16_name(layer.name)
@@ -142,7 +144,7 @@ def build_fcn(
     if spec.fully_connected and spec.application is not None and backbone_weights is not None:
         _load_classifier_weights(model, spec, backbone_weights)
     if weights is not None:
-        model.load_weights(weights)
+        load_weights(model, weights)
     return model
 
 

@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -37,6 +38,35 @@ def saved_model(tmp_path_factory):
     model.save(folder / "best.keras")
     (folder / "classes.json").write_text(json.dumps({"class_names": NAMES}))
     return model, str(folder / "best.keras")
+
+
+def _softmax(logits):
+    exponentials = np.exp(logits - logits.max(-1, keepdims=True))
+    return exponentials / exponentials.sum(-1, keepdims=True)
+
+
+def test_evaluate_with_flip_scores_the_mean_of_image_and_mirror_probabilities(tmp_path):
+    # A lopsided convolution, far from mirror symmetric, so that flipping changes the labels.
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(NUM_CLASSES, (3, 7), padding="same")(inputs))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(scale=0.05, size=w.shape).astype("float32") for w in model.get_weights()])
+    path = str(tmp_path / "lopsided.keras")
+    model.save(path)
+    data = write_pairs(tmp_path / "val", 2, size=(40, 48), seed=3)
+    assert cli.main(["evaluate", path, data, "--flip", "--json", str(tmp_path / "figures.json")]) == 0
+    correct = total = changed = 0
+    for index in range(2):
+        image = read_rgb(f"{data}/images/{index:03d}.png")[None].astype("float32")
+        labels = np.asarray(Image.open(f"{data}/masks/{index:03d}.png"))
+        mirrored = _softmax(model.predict(image[:, :, ::-1], verbose=0))[:, :, ::-1]
+        predicted = (_softmax(model.predict(image, verbose=0)) + mirrored)[0].argmax(-1)
+        correct, total = correct + (predicted == labels).sum(), total + labels.size
+        unflipped = model.predict(image, verbose=0)[0].argmax(-1)
+        changed = changed + (unflipped != predicted).sum()
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["pixel_accuracy"] == pytest.approx(correct / total)
+    assert changed > 0
 
 
 def read_rgb(path):

@@ -34,6 +34,7 @@ from keras_fcn import arguments
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.data.transforms import validate_size
 from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.losses import LOSSES
 from keras_fcn.training.distribution import STRATEGIES
 from keras_fcn.training.policy import MIXED_PRECISION
 from keras_fcn.training.presets import PRESETS
@@ -109,6 +110,19 @@ def _non_negative_number(name, value):
 def _boolean(name, value):
     if not isinstance(value, bool):
         raise InvalidArgumentError(f"`{name}` must be True or False. Received {name}={value!r}")
+
+
+def _class_weights(name, value):
+    if value == "median_frequency":
+        return
+    if isinstance(value, str) or not hasattr(value, "__len__") or not all(
+        not isinstance(weight, bool) and isinstance(weight, (int, float)) and 0 <= weight < float("inf")
+        for weight in value
+    ):
+        raise InvalidArgumentError(
+            f'`{name}` must be "median_frequency" or a sequence of numbers >= 0, one per class. '
+            f"Received {name}={value!r}"
+        )
 
 
 def _size(name, value):
@@ -270,6 +284,25 @@ class TrainingOptions:
         '`"' + '"`, `"'.join(PRESETS) + '"`, the optimizer preset (see `keras_fcn.training.presets`).',
         help="; ".join(f"{name}: {preset.summary}" for name, preset in PRESETS.items()),
         **_choice(sorted(PRESETS)),
+    )
+    loss: str = option(
+        "cross_entropy",
+        '`"cross_entropy"` (the paper\'s), `"focal"` or `"dice"`, the loss (see `keras_fcn.losses.get`). The '
+        "per-pixel losses take the optimizer preset's reduction; the Dice loss is one minus the mean Dice over the "
+        "classes, its validation loss the mean over the validation images of each image's own, and it does not go "
+        'with the `"paper"` preset, whose rates are for a summed per-pixel loss.',
+        help="the loss",
+        **_choice(tuple(LOSSES)),
+    )
+    class_weights: object = option(
+        None,
+        '`"median_frequency"` (median frequency balancing over the training set, '
+        "`keras_fcn.data.median_frequency_weights`), or a sequence of one loss weight >= 0 per class; None weighs "
+        "every class 1.",
+        check=_class_weights,
+        help="median_frequency, or one loss weight per class separated by commas (default: 1 for every class)",
+        type=arguments.class_weights,
+        metavar="WEIGHTS",
     )
     learning_rate: object = option(
         None,

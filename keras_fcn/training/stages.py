@@ -2,11 +2,10 @@
 
 import os
 
-import keras
-
-from keras_fcn.errors import InvalidArgumentError, InvalidDataError
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from keras_fcn.upgrade import output_stride as _output_stride, upgrade
+from keras_fcn.weights_files import load_model_file, load_weights
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s_atonce": FCN8sAtOnce}
 STRIDES = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn8s_atonce": 8}
@@ -19,15 +18,9 @@ def _load_stage(path, source_model, builder_kwargs):
             f"`init_from` must be an existing .keras or .weights.h5 file. Received init_from={path!r}"
         )
     if path.endswith(".keras"):
-        return keras.saving.load_model(path, compile=False)
+        return load_model_file(path, "init_from")
     model = MODELS[source_model](**builder_kwargs, backbone_weights=None)
-    try:
-        model.load_weights(path)
-    except ValueError as error:
-        raise InvalidDataError(
-            f"`init_from` weights do not fit a {source_model} with these builder arguments ({error}). "
-            f"Received init_from={path!r}, init_from_model={source_model!r}"
-        ) from error
+    load_weights(model, path, "init_from")
     return model
 
 

@@ -6,7 +6,8 @@ import keras
 
 from keras_fcn.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, ResumableCSVLogger
 from keras_fcn.errors import InvalidArgumentError, release_pipelines_on_error
-from keras_fcn.losses import SegmentationCrossEntropy
+from keras_fcn import losses
+from keras_fcn.data.stats import class_frequencies, median_frequency_weights
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.precision import with_dtype_policy
 from keras_fcn.training import run_folder
@@ -34,15 +35,43 @@ def _model(options, num_classes, policy, strategy):
     return model
 
 
-def _compile(model, options, num_classes, total_steps):
-    """Compiles `model` with the preset's optimizer and loss, and the mean IU and pixel accuracy metrics."""
+def _loss_reduction(options):
+    """The loss's reduction: the preset's for the per-pixel losses; the mean over the classes for Dice."""
+    return "mean" if options.loss == "dice" else PRESETS[options.optimizer].loss_reduction
+
+
+def _check_loss(options):
+    if options.loss == "dice" and PRESETS[options.optimizer].loss_reduction == "sum":
+        raise InvalidArgumentError(
+            f'The "dice" loss does not go with the {options.optimizer!r} optimizer preset, whose learning rates are '
+            f'for a summed per-pixel loss; use optimizer="sgd" or "adam". Received loss={options.loss!r}, '
+            f"optimizer={options.optimizer!r}"
+        )
+
+
+def _class_weights(options, splits):
+    """The loss weight of each class: as given, from the training set's median frequencies, or None."""
+    weights = options.class_weights
+    if weights == "median_frequency":
+        frequencies = class_frequencies(splits.train, splits.num_classes, among="images_with_class")
+        return median_frequency_weights(frequencies).tolist()
+    if weights is not None and len(weights) != splits.num_classes:
+        raise InvalidArgumentError(
+            f"`class_weights` must have one weight per class, {splits.num_classes}; it has {len(weights)}. "
+            f"Received class_weights={list(weights)!r}"
+        )
+    return weights
+
+
+def _compile(model, options, num_classes, total_steps, class_weights):
+    """Compiles `model` with the preset's optimizer, the loss, and the mean IU and pixel accuracy metrics."""
     preset = PRESETS[options.optimizer]
     learning_rate = preset.learning_rate[options.model] if options.learning_rate is None else options.learning_rate
     weight_decay = preset.weight_decay if options.weight_decay is None else options.weight_decay
     preset.add_coupled_weight_decay(model, weight_decay)
     model.compile(
         optimizer=preset.build_optimizer(learning_rate, weight_decay, total_steps),
-        loss=SegmentationCrossEntropy(reduction=preset.loss_reduction),
+        loss=losses.get(options.loss, reduction=_loss_reduction(options), class_weights=class_weights),
         metrics=[MeanIoU(num_classes), PixelAccuracy(num_classes)],
     )
 
@@ -51,8 +80,13 @@ def _validation_data(splits, options):
     """The validation batches, each image at its own size, split between workers by batch; None without any."""
     if splits.validation is None:
         return None
-    reduction = PRESETS[options.optimizer].loss_reduction
-    val_data = validation_batches(splits.validation, options.batch_size, splits.num_classes, reduction)
+    if options.loss == "dice":
+        # A batch's Dice is not the mean of its images' Dice: one image a batch, of weight 1 (the "sum" weights of
+        # batches of one), makes the validation loss the mean of the images' own, whatever the batch size.
+        val_data = validation_batches(splits.validation, 1, splits.num_classes, "sum")
+    else:
+        reduction = _loss_reduction(options)
+        val_data = validation_batches(splits.validation, options.batch_size, splits.num_classes, reduction)
     if options.validation_steps is not None:
         val_data = val_data.take(options.validation_steps)
     return shard_by_data(val_data)
@@ -115,6 +149,7 @@ def train(dataset, output_dir, **options):
     >>> history.history["val_mean_iou"][-1]
     """
     options = TrainingOptions.from_keywords(options)
+    _check_loss(options)
     strategy = get_strategy(options.strategy)
     if options.seed is None and has_workers(strategy):
         raise InvalidArgumentError(
@@ -134,6 +169,7 @@ def train(dataset, output_dir, **options):
             color_map=options.color_map,
             mask_threshold=options.mask_threshold,
         )
+        class_weights = _class_weights(options, splits)
         seed = run_folder.prepare(run_dir, splits.class_names, options)
         keras.utils.set_random_seed(seed)
         steps, passes = training_steps(splits.train, options.batch_size, options.steps_per_epoch)
@@ -143,7 +179,7 @@ def train(dataset, output_dir, **options):
         val_data = _validation_data(splits, options)
         with global_policy(policy), strategy.scope():
             model = _model(options, splits.num_classes, policy, strategy)
-            _compile(model, options, splits.num_classes, steps * options.epochs)
+            _compile(model, options, splits.num_classes, steps * options.epochs, class_weights)
         run_folder.record(run_dir, splits.class_names, options, seed)
         history = model.fit(
             shard_by_data(train_data),

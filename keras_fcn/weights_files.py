@@ -1,0 +1,142 @@
+"""Reading weights and model files, with errors that name the file and say what is wrong with it.
+
+Keras reports a weights file for another number of classes with kilobytes
+of tensor values and no file name, a corrupt `.keras` file as "File is not a
+zip file", and a failed ImageNet download as a generic exception; the
+functions here turn these into one `keras_fcn.errors.InvalidDataError` that
+names the file (or download) and what to do.
+"""
+
+import collections
+import contextlib
+import io
+import os
+import zipfile
+
+import keras
+
+from keras_fcn.errors import InvalidDataError
+
+# The member of a `.keras` archive that holds the weights (Keras's format, `keras.saving.save_model`).
+KERAS_ARCHIVE_WEIGHTS = "model.weights.h5"
+# How `keras.utils.get_file` starts the message of a download that failed (URL and HTTP errors alike).
+_DOWNLOAD_FAILURE = "URL fetch failure"
+
+
+def _weight_shapes(path):
+    """The shapes of the arrays stored in a `.weights.h5` file or in a `.keras` archive's weights, as a Counter."""
+    import h5py
+
+    shapes = collections.Counter()
+
+    def collect(_, item):
+        if isinstance(item, h5py.Dataset):
+            shapes[tuple(item.shape)] += 1
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            stored = io.BytesIO(archive.read(KERAS_ARCHIVE_WEIGHTS))
+        with h5py.File(stored, "r") as file:
+            file.visititems(collect)
+    else:
+        with h5py.File(path, "r") as file:
+            file.visititems(collect)
+    return shapes
+
+
+def _mismatch(model, path):
+    """What differs between `model`'s weights and the file's: a sentence naming the file."""
+    try:
+        in_file = _weight_shapes(path)
+    except (OSError, KeyError, zipfile.BadZipFile):
+        in_file = collections.Counter()
+    in_model = collections.Counter(tuple(weight.shape) for weight in model.weights)
+    only_in_file, only_in_model = in_file - in_model, in_model - in_file
+    num_classes = model.output_shape[-1]
+    # The score layers' kernels and biases end in the number of classes: the file's other count is the commonest
+    # last dimension of the arrays it has and the model has not.
+    last_dims = collections.Counter(shape[-1] for shape in only_in_file.elements() if shape)
+    model_last_dims = collections.Counter(shape[-1] for shape in only_in_model.elements() if shape)
+    if last_dims and model_last_dims.most_common(1)[0][0] == num_classes:
+        file_classes = last_dims.most_common(1)[0][0]
+        if file_classes != num_classes:
+            return (
+                f"{path} holds a {file_classes}-class {model.name}; this model has {num_classes} classes. "
+                f"Build it with num_classes={file_classes}, or start from other weights"
+            )
+    example = next(iter(only_in_file), None)
+    detail = f", e.g. {example} (the model's: {next(iter(only_in_model), None)})" if example else ""
+    return (
+        f"{path} does not fit this {model.name} ({num_classes} classes): {sum(only_in_file.values())} of its arrays "
+        f"have shapes the model's weights do not have{detail}. Is it the weights of another architecture or backbone?"
+    )
+
+
+def load_weights(model, path, argument="weights"):
+    """`model.load_weights(path)`, refusing a file that is not weights of this model with a message naming it.
+
+    Args:
+        model: a `keras.Model`.
+        path: str, a `.weights.h5` or `.keras` file.
+        argument: str, the argument that named the file, for the message.
+
+    Raises:
+        keras_fcn.errors.InvalidDataError: (a `ValueError`) for a file that
+            cannot be read as Keras weights (corrupt, truncated, another
+            format), or whose weights do not fit `model` (another number of
+            classes, named with the file's and the model's, or another
+            architecture).
+    """
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise InvalidDataError(f"`{argument}`: {_mismatch(model, path)}.") from error
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise InvalidDataError(
+            f"`{argument}`: {path} is not a readable Keras weights file (.weights.h5 or .keras): {error}"
+        ) from error
+
+
+def load_model_file(path, argument="model"):
+    """`keras.saving.load_model(path, compile=False)`, naming the file when it cannot be read.
+
+    Args:
+        path: str, a `.keras` file.
+        argument: str, the argument that named the file, for the message.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        keras_fcn.errors.InvalidDataError: for a file that is not a
+            readable `.keras` model (corrupt, truncated, another format).
+    """
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise InvalidDataError(f"`{argument}`: {path} is not a readable .keras model file: {error}") from error
+
+
+@contextlib.contextmanager
+def imagenet_download(backbone, backbone_weights):
+    """Turns a failed download of Keras Applications weights inside the block into a one-line error.
+
+    Args:
+        backbone: str, the backbone's name, for the message.
+        backbone_weights: what was passed as `backbone_weights`.
+
+    Raises:
+        keras_fcn.errors.InvalidDataError: when `keras.utils.get_file`
+            cannot fetch the weights (offline, blocked, HTTP error).
+    """
+    try:
+        yield
+    except Exception as error:
+        if backbone_weights != "imagenet" or not str(error).startswith(_DOWNLOAD_FAILURE):
+            raise
+        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+        raise InvalidDataError(
+            f"Could not download the ImageNet weights of backbone {backbone!r} ({error}). Offline, pass the path "
+            f"of a local copy of the Keras Applications weights file (or put it in {cache}), or "
+            "backbone_weights=None (--backbone-weights none) to start from random weights."
+        ) from error

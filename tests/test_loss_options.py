@@ -1,0 +1,139 @@
+"""The `loss` and `class_weights` training options, and flip test-time augmentation in `evaluate` and `predict`."""
+
+import argparse
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_fcn
+from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.training import options as training_options
+from keras_fcn.training.datasets import DatasetSplits
+from keras_fcn.training.trainer import _validation_data
+from _helpers import randomize
+from test_training_support import NUM_CLASSES, TINY_MODEL, write_pairs
+
+SCORES = ["score_fr"]
+QUICK = {**TINY_MODEL, "model": "fcn32s", "crop_size": (32, 32), "batch_size": 2, "epochs": 1, "verbose": 0}
+
+
+def _masks(folder):
+    names = sorted(os.listdir(os.path.join(folder, "masks")))
+    return [np.asarray(keras.utils.load_img(os.path.join(folder, "masks", n), color_mode="grayscale")) for n in names]
+
+
+def test_median_frequency_weights_are_eigen_and_fergus_over_the_training_masks(tmp_path):
+    folder = write_pairs(tmp_path / "train", 4)
+    model, _ = keras_fcn.train(folder, tmp_path / "run", num_classes=NUM_CLASSES, class_weights="median_frequency", **QUICK)
+    # freq(c): pixels of c over all pixels of the images where c occurs; weight(c) = median(freq) / freq(c).
+    masks = _masks(folder)
+    freq = np.array(
+        [sum((m == c).sum() for m in masks) / sum(m.size for m in masks if (m == c).any()) for c in range(NUM_CLASSES)]
+    )
+    np.testing.assert_allclose(model.loss.class_weights, np.median(freq) / freq, rtol=1e-6)
+
+
+def test_given_class_weights_and_loss_reach_the_compiled_loss(tmp_path):
+    folder = write_pairs(tmp_path / "train", 2)
+    model, _ = keras_fcn.train(folder, tmp_path / "run", num_classes=NUM_CLASSES, loss="focal", class_weights=[1, 2, 0.5], **QUICK)
+    assert isinstance(model.loss, keras_fcn.losses.SegmentationFocalLoss)
+    assert model.loss.class_weights == (1.0, 2.0, 0.5) and model.loss.reduction == "mean"
+
+
+@pytest.mark.parametrize(
+    "keywords, message",
+    [
+        ({"class_weights": [1, 2]}, "one weight per class, 3; it has 2"),
+        ({"class_weights": "inverse"}, 'must be "median_frequency" or a sequence'),
+        ({"class_weights": [1, -2, 1]}, 'must be "median_frequency" or a sequence'),
+        ({"loss": "dice", "optimizer": "paper"}, 'The "dice" loss does not go with the \'paper\''),
+        ({"loss": "lovasz"}, "`loss` must be one of"),
+    ],
+)
+def test_bad_loss_options_are_refused_before_anything_is_written(tmp_path, keywords, message):
+    folder = write_pairs(tmp_path / "train", 2)
+    with pytest.raises(InvalidArgumentError, match=message.replace("(", r"\(")):
+        keras_fcn.train(folder, tmp_path / "run", num_classes=NUM_CLASSES, **{**QUICK, **keywords})
+    assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
+def test_the_command_line_reads_the_loss_options():
+    parser = argparse.ArgumentParser()
+    training_options.add_arguments(parser)
+    args = parser.parse_args(["--loss", "dice", "--class-weights", "1,2.5,0"])
+    assert (args.loss, args.class_weights) == ("dice", [1.0, 2.5, 0.0])
+    assert parser.parse_args(["--class-weights", "median-frequency"]).class_weights == "median_frequency"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--class-weights", "1,x"])
+
+
+def _numpy_dice_loss(logits, labels, num_classes, smooth=1.0):
+    """One minus the mean over the classes of the soft Dice of one image (V-Net, with `smooth`), 255 skipped."""
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    counted = labels != 255
+    dice = []
+    for c in range(num_classes):
+        p, g = probabilities[..., c][counted], (labels[counted] == c).astype(float)
+        dice.append((2 * (p * g).sum() + smooth) / ((p**2).sum() + (g**2).sum() + smooth))
+    return 1 - np.mean(dice)
+
+
+def test_the_dice_validation_loss_is_the_mean_of_the_images_whatever_the_batch_size(rng):
+    sizes = [(32, 32), (32, 32), (40, 24), (32, 32), (40, 24)]
+    images = [rng.uniform(0, 255, size=(*s, 3)).astype("float32") for s in sizes]
+    masks = [rng.integers(0, NUM_CLASSES, size=s).astype("uint8") for s in sizes]
+    masks[1][:8] = 255
+    pairs = tf.data.Dataset.from_generator(
+        lambda: zip(images, masks),
+        output_signature=(tf.TensorSpec((None, None, 3), tf.float32), tf.TensorSpec((None, None), tf.uint8)),
+    )
+    splits = DatasetSplits(pairs, pairs, NUM_CLASSES, [str(c) for c in range(NUM_CLASSES)])
+    model = keras_fcn.FCN32s(NUM_CLASSES, **TINY_MODEL)
+    randomize(model, SCORES, rng)
+    model.compile(loss=keras_fcn.losses.SegmentationDiceLoss())
+    logits = [model.predict_on_batch(image[None])[0] for image in images]
+    expected = np.mean([_numpy_dice_loss(lg, m, NUM_CLASSES) for lg, m in zip(logits, masks)])
+    for batch_size in (1, 3, 8):
+        options = training_options.TrainingOptions(loss="dice", batch_size=batch_size)
+        loss = model.evaluate(_validation_data(splits, options), verbose=0)
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_flip_averages_the_probabilities_of_the_image_and_its_mirror():
+    # A "model" whose class-0 logit is the column index, class 1's zero: on a 1x2 image, class 0 has the
+    # probabilities 0.5, sigmoid(1) at columns 0, 1, and its mirror (mirrored back) sigmoid(1), 0.5.
+    def run(images):
+        columns = np.broadcast_to(np.arange(images.shape[2], dtype="float32")[None, None, :], images.shape[:3])
+        return np.stack([columns, np.zeros_like(columns)], axis=-1)
+
+    probabilities = keras_fcn.inference.mirror_averaged(run)(np.zeros((1, 1, 2, 3), "float32"))
+    class_0 = (0.5 + 1 / (1 + np.exp(-1))) / 2
+    np.testing.assert_allclose(probabilities[0, 0, :, 0], [class_0, class_0], rtol=1e-6)
+    np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-6)
+
+
+def test_flipped_predictions_and_figures_are_mirror_symmetric(rng):
+    # With flip averaging, mirroring the input mirrors the label map exactly; without it, in general it does not.
+    # Any segmentation model will do; a lopsided convolution is far from mirror symmetric.
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(NUM_CLASSES, (3, 7), padding="same")(inputs))
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    images = [rng.uniform(0, 255, size=(77, 101, 3)).astype("float32"), rng.uniform(0, 255, size=(64, 45, 3))]
+    mirrored = [image[:, ::-1] for image in images]
+    flipped = keras_fcn.predict(model, images, flip=True, engine="tensorflow")
+    flipped_of_mirrored = keras_fcn.predict(model, mirrored, flip=True, engine="tensorflow")
+    for labels, labels_of_mirrored in zip(flipped, flipped_of_mirrored):
+        np.testing.assert_array_equal(labels[:, ::-1], labels_of_mirrored)
+    masks = [rng.integers(0, NUM_CLASSES, size=image.shape[:2]) for image in images]
+    figures = keras_fcn.evaluate(model, [(image[None], mask[None]) for image, mask in zip(images, masks)], flip=True, verbose=0, engine="tensorflow")
+    figures_of_mirrored = keras_fcn.evaluate(
+        model, [(image[None, :, ::-1], mask[None, :, ::-1]) for image, mask in zip(images, masks)], flip=True, verbose=0, engine="tensorflow"
+    )
+    assert figures["mean_iou"] == pytest.approx(figures_of_mirrored["mean_iou"], abs=1e-12)
+    plain = keras_fcn.predict(model, images, engine="tensorflow")
+    plain_of_mirrored = keras_fcn.predict(model, mirrored, engine="tensorflow")
+    assert any((a[:, ::-1] != b).any() for a, b in zip(plain, plain_of_mirrored))
