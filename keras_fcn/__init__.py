@@ -18,6 +18,7 @@ from keras_fcn import (
     dense_prediction,
     errors,
     export,
+    geometry,
     layers,
     losses,
     metrics,
@@ -25,6 +26,7 @@ from keras_fcn import (
     visualize,
     zoo,
 )
+from keras_fcn.architecture import Architecture, architecture_of
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.inference import evaluate, inference_function, predict
@@ -51,12 +53,14 @@ def __dir__():
 
 
 __all__ = [
+    "Architecture",
     "BACKBONES",
     "BilinearUpsampling",
     "FCN8s",
     "FCN8sAtOnce",
     "FCN16s",
     "FCN32s",
+    "architecture_of",
     "assets",
     "caffe",
     "callbacks",
@@ -67,6 +71,7 @@ __all__ = [
     "errors",
     "evaluate",
     "export",
+    "geometry",
     "inference_function",
     "layers",
     "losses",

@@ -1,198 +1,410 @@
-"""The classifiers an FCN can be built on, and where their stride-8/16/32 features are."""
+"""The classifiers an FCN is built on, and the trunk each gives the heads.
+
+A backbone is the name of a classifier in `keras.applications`, any case
+(`"DenseNet121"`, `"xception"`, `"ResNet152V2"`), one of the authors' Caffe
+nets (`"vgg16_reference"`, `"alexnet_reference"`), or a `keras.Model`. Its
+trunk gives the heads the feature maps at strides 8, 16 and 32 that
+`keras_fcn.geometry.feature_layers` finds (the last stage's output at each
+stride); the reference nets keep the paper's pool3, pool4 and pool5. VGG16
+and VGG19 keep their fully connected layers fc6 and fc7 as convolutions
+(paper, section 3.1); the others lose their global-pooling classifier.
+"""
 
 import dataclasses
+import random
 from typing import Callable, Optional
 
 import keras
 
+from keras_fcn import geometry
 from keras_fcn.alexnet import reference_alexnet_trunk
 from keras_fcn.constants import CAFFE_IMAGENET_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD
+from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.heads import PIXEL_BLOCKS, input_padding_for
+from keras_fcn.layers import InputNormalization, PadToMultiple
+from keras_fcn.weights_files import imagenet_download
 from keras_fcn.reference import reference_vgg16_trunk
 
-# Input conversions from RGB in [0, 255], as (mean, std, bgr).
+# Input conversions from RGB in [0, 255], as (mean, std, bgr): what each
+# family's `keras.applications.<family>.preprocess_input` does ("caffe":
+# BGR minus the ImageNet mean; "tf": to [-1, 1]; "torch": the ImageNet mean
+# and standard deviation, scaled to [0, 255]).
 CAFFE = (CAFFE_IMAGENET_MEAN_BGR, (1.0, 1.0, 1.0), True)
 TF = ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5), False)
 TORCH = (IMAGENET_MEAN, IMAGENET_STD, False)
+# EfficientNetV2-S, M and L's own preprocessing, `Rescaling(1 / 128, offset=-1)`.
+HALF_RANGE = ((128.0, 128.0, 128.0), (128.0, 128.0, 128.0), False)
+# Nets that normalize inside (EfficientNet's Rescaling and Normalization layers).
+UNCHANGED = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False)
 # The FCN reference models' BGR mean (fcn.berkeleyvision.org).
 FCN_REFERENCE = ((104.00699, 116.66877, 122.67892), (1.0, 1.0, 1.0), True)
-
-# Crop offsets of the FCN heads: for each output stride, the offsets of the
-# pool4 skip, the pool3 skip and the final crop, in that order (only those the
-# head has).
-# "reference": the Caffe nets (conv1_1 padding 100, one final upsampling).
-REFERENCE_OFFSETS = {32: (19,), 16: (5, 27), 8: (5, 9, 31)}
-# The reference FCN-AlexNet (conv1 padding 100, VALID 3x3 stride-2 poolings,
-# fc6 6x6 VALID): pool1, pool2 and fc6 cells are centred on pixels 8i - 91,
-# 16i - 83 and 32i + 13 (Caffe's coordinate maps). Its one 63/32 upsampling
-# (odd kernel) puts fc6 cell i on index 32i + 31: crop 18, as in the authors'
-# net. The FCN-16s and FCN-8s, which the authors did not release, upsample
-# 3/2 then 31/16 (or 3/2, 3/2, 15/8): upsampled index u lands on pool2 cell
-# u + 5, then on pool1 cell u + 10, and the final crop is again 18.
-ALEXNET_OFFSETS = {32: (18,), 16: (5, 18), 8: (5, 10, 18)}
-# "padded": backbones whose input is padded to a multiple of 32, so every
-# stride-s map has exactly size/s cells, upsampled by bilinear 2x steps. A 2x
-# step (kernel 4, stride 2) puts input cell i at output index 2i + 1.5, the
-# centre of its two children: pool4 cell q lands at index q + 1 (offset -1),
-# pool3 cell r at r + 3 (offset -3), and after five steps coarse cell i lands
-# at 32i + 46.5, the centre 32i + 15.5 of its 32x32 pixel cell (offset 31).
-PADDED_OFFSETS = {32: (31,), 16: (-1, 31), 8: (-1, -3, 31)}
-# InceptionV3: its stem and reduction blocks are VALID 3x3 convolutions and
-# poolings, so the cells of its stride-8, 16 and 32 maps are centred on
-# pixels 8i + 13, 16i + 21 and 32i + 37 of its input, which has 32m + 43 rows
-# for m cells at stride 32 (4m + 3 at stride 8, 2m + 1 at stride 16). The
-# image, padded to 32m rows, gets 21 more rows at the top and 22 at the
-# bottom (`INCEPTION_PADDING`), which puts the cells at 8i - 8, 16i and
-# 32i + 16 of the image, 32i + 16 being the centre, up to half a pixel, of
-# the 32x32 block i. A 2x step with kernel 3 (odd kernels, see
-# `keras_fcn.heads.fcn_head`) puts cell i on index 2i + 1, the next map's
-# cell 2i + 1 (skip offsets 0), and five such steps put it on 32i + 31, so
-# the final crop starts at 15.
-INCEPTION_PADDING = ((21, 22), (21, 22))
-INCEPTION_OFFSETS = {32: (15,), 16: (0, 15), 8: (0, 0, 15)}
+# Each keras.applications family (module): its input conversion, and the
+# constructor arguments that leave the conversion to keras-fcn where the
+# network would otherwise do it itself (ConvNeXt, EfficientNetV2 and
+# MobileNetV3 normalize inside unless include_preprocessing=False; their
+# preprocess_input does nothing). EfficientNet has no such argument and
+# keeps its own layers.
+_NO_PREPROCESSING = {"include_preprocessing": False}
+FAMILIES = {
+    "convnext": (TORCH, _NO_PREPROCESSING),
+    "densenet": (TORCH, {}),
+    "efficientnet": (UNCHANGED, {}),
+    "efficientnet_v2": (TORCH, _NO_PREPROCESSING),
+    "inception_resnet_v2": (TF, {}),
+    "inception_v3": (TF, {}),
+    "mobilenet": (TF, {}),
+    "mobilenet_v2": (TF, {}),
+    "mobilenet_v3": (TF, _NO_PREPROCESSING),
+    "nasnet": (TF, {}),
+    "resnet": (CAFFE, {}),
+    "resnet50": (CAFFE, {}),
+    "resnet_v2": (TF, {}),
+    "vgg16": (CAFFE, {}),
+    "vgg19": (CAFFE, {}),
+    "xception": (TF, {}),
+}
+# EfficientNetV2's B variants use the "torch" conversion, the others HALF_RANGE.
+NORMALIZATION_OVERRIDES = {"efficientnetv2s": HALF_RANGE, "efficientnetv2m": HALF_RANGE, "efficientnetv2l": HALF_RANGE}
+# Families whose classifier ends in fully connected layers that the FCN keeps
+# as fc6 (7x7, 4096) and fc7 (1x1, 4096) convolutions.
+FULLY_CONNECTED_FAMILIES = ("vgg16", "vgg19")
 
 
 @dataclasses.dataclass(frozen=True)
 class Backbone:
-    """How to build one trunk and which of its layers feed the FCN heads.
+    """How to build one trunk.
 
     Attributes:
-        application: the Keras Applications constructor of the classifier
-            (its trunk, or for VGG its weights, fill the FCN), or `None`
-            for a trunk that Keras Applications lacks (AlexNet), which
-            then has no ImageNet weights.
-        features: names of the layers giving the stride-8, stride-16 and
-            stride-32 feature maps (the paper's pool3, pool4 and pool5).
+        name: str, the backbone's name in lower case (`"densenet121"`).
         normalization: `(mean, std, bgr)` turning RGB in `[0, 255]` into the
             input the backbone's weights expect.
-        fc6_padding: `None` for a classifier whose fully connected layers the
-            FCN drops with its last layer (global-pooling heads); for VGG the
-            padding ("same" or "valid") of fc6, the 7x7 convolution that
-            fc6 (7x7, 4096) and fc7 (1x1, 4096) keep from the classifier.
-        fc6_kernel: int, fc6's kernel size: the size of the last feature
-            map the classifier saw (7 for VGG, 6 for AlexNet).
-        offsets: crop offsets of the heads, see `PADDED_OFFSETS`.
+        application: the Keras Applications constructor of the classifier
+            (its trunk, or for the reference VGG16 its weights, fill the
+            FCN), or None (AlexNet, a `keras.Model`).
+        application_kwargs: dict, fixed keyword arguments for `application`.
+        fully_connected: None for a classifier whose global-pooling top the
+            FCN drops, or `(padding, kernel)` of fc6, the convolution that
+            fc6 and fc7 keep from the classifier ("same", 7 for Keras VGG;
+            "valid" and the last map's size, 7 or 6, for the reference nets).
+        trunk: None, or a function building the trunk layer by layer on the
+            normalized input (the reference nets).
+        skip_layers: None to find the stride-8, 16 and 32 layers with
+            `keras_fcn.geometry.feature_layers`, or their names (the paper's
+            pool3, pool4, pool5 for the reference nets).
         stepwise_upsampling: whether the heads upsample in bilinear 2x steps
-            (see `keras_fcn.heads.fcn_head`) rather than in one step as the
-            reference nets do.
-        trunk: `None` to use `application`'s own layers on an input padded to
-            a multiple of 32, or a function building the trunk layer by layer
-            on the normalized input (the reference VGG16).
-        application_kwargs: fixed keyword arguments for `application`.
-        input_padding: `((top, bottom), (left, right))` zeros added around
-            the input once it is padded to a multiple of 32 (see
-            `INCEPTION_OFFSETS`).
-        odd_upsampling_kernels: whether the heads' upsamplings have odd
-            kernels `2f - 1` (see `keras_fcn.heads.fcn_head`).
+            (see `keras_fcn.heads.design_head`) rather than in one step per
+            head as the reference nets do.
+        model: a `keras.Model` used as the trunk, or None.
     """
 
-    application: Optional[Callable]
-    features: tuple
+    name: str
     normalization: tuple
-    fc6_padding: Optional[str] = None
-    fc6_kernel: int = 7
-    offsets: dict = dataclasses.field(default_factory=lambda: PADDED_OFFSETS)
-    stepwise_upsampling: bool = True
-    trunk: Optional[Callable] = None
+    application: Optional[Callable] = None
     application_kwargs: dict = dataclasses.field(default_factory=dict)
-    input_padding: tuple = ((0, 0), (0, 0))
-    odd_upsampling_kernels: bool = False
+    fully_connected: Optional[tuple] = None
+    trunk: Optional[Callable] = None
+    skip_layers: Optional[tuple] = None
+    stepwise_upsampling: bool = True
+    model: Optional[keras.Model] = None
+
+    @property
+    def has_imagenet_weights(self):
+        return self.application is not None
 
 
-_apps = keras.applications
-_NO_PREPROCESSING = {"include_preprocessing": False}
+def _applications():
+    """`{lower-case name: (constructor, family)}` of every classifier in `keras.applications`.
 
-BACKBONES = {
+    The family is the module that defines the constructor (`keras.applications.mobilenet_v3` for
+    `MobileNetV3Small`, which Keras exports only at the top level).
+    """
+    found = {}
+    for name, constructor in sorted(vars(keras.applications).items()):
+        family = getattr(constructor, "__module__", "").rpartition(".")[2]
+        if name[:1].isupper() and callable(constructor) and family in FAMILIES:
+            found[name.lower()] = (constructor, family)
+    return found
+
+
+def _application_backbone(name, constructor, family):
+    normalization, kwargs = FAMILIES[family]
+    return Backbone(
+        name=name,
+        normalization=NORMALIZATION_OVERRIDES.get(name, normalization),
+        application=constructor,
+        application_kwargs=dict(kwargs),
+        fully_connected=("same", 7) if family in FULLY_CONNECTED_FAMILIES else None,
+    )
+
+
+APPLICATIONS = _applications()
+# The function names of the Keras Applications classifiers, as keras.applications spells them.
+APPLICATION_NAMES = tuple(sorted(constructor.__name__ for constructor, _ in APPLICATIONS.values()))
+REFERENCE_BACKBONES = {
     "vgg16_reference": Backbone(
-        _apps.VGG16,
-        ("pool3", "pool4", "pool5"),
-        FCN_REFERENCE,
-        fc6_padding="valid",
-        offsets=REFERENCE_OFFSETS,
-        stepwise_upsampling=False,
+        name="vgg16_reference",
+        normalization=FCN_REFERENCE,
+        application=keras.applications.VGG16,
+        fully_connected=("valid", 7),
         trunk=reference_vgg16_trunk,
+        skip_layers=("pool3", "pool4", "pool5"),
+        stepwise_upsampling=False,
     ),
     "alexnet_reference": Backbone(
-        None,
-        ("pool1", "pool2", "pool5"),
-        FCN_REFERENCE,
-        fc6_padding="valid",
-        fc6_kernel=6,
-        offsets=ALEXNET_OFFSETS,
-        stepwise_upsampling=False,
+        name="alexnet_reference",
+        normalization=FCN_REFERENCE,
+        fully_connected=("valid", 6),
         trunk=reference_alexnet_trunk,
-        odd_upsampling_kernels=True,
+        skip_layers=("pool1", "pool2", "pool5"),
+        stepwise_upsampling=False,
     ),
-    "vgg16": Backbone(
-        _apps.VGG16, ("block3_pool", "block4_pool", "block5_pool"), CAFFE, fc6_padding="same"
-    ),
-    "vgg19": Backbone(
-        _apps.VGG19, ("block3_pool", "block4_pool", "block5_pool"), CAFFE, fc6_padding="same"
-    ),
-    "resnet50": Backbone(
-        _apps.ResNet50, ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"), CAFFE
-    ),
-    "resnet50v2": Backbone(
-        _apps.ResNet50V2, ("conv3_block4_1_relu", "conv4_block6_1_relu", "post_relu"), TF
-    ),
-    "mobilenet": Backbone(
-        _apps.MobileNet, ("conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu"), TF
-    ),
-    "mobilenetv2": Backbone(
-        _apps.MobileNetV2, ("block_6_expand_relu", "block_13_expand_relu", "out_relu"), TF
-    ),
-    "efficientnetv2b0": Backbone(
-        _apps.EfficientNetV2B0,
-        ("block4a_expand_activation", "block6a_expand_activation", "top_activation"),
-        TORCH,
-        application_kwargs=_NO_PREPROCESSING,
-    ),
-    "convnexttiny": Backbone(
-        _apps.ConvNeXtTiny,
-        (
-            "convnext_tiny_stage_1_block_2_identity",
-            "convnext_tiny_stage_2_block_8_identity",
-            "convnext_tiny_stage_3_block_2_identity",
-        ),
-        TORCH,
-        application_kwargs=_NO_PREPROCESSING,
-    ),
-    "inceptionv3": Backbone(
-        _apps.InceptionV3,
-        ("mixed2", "mixed7", "mixed10"),
-        TF,
-        offsets=INCEPTION_OFFSETS,
-        input_padding=INCEPTION_PADDING,
-        odd_upsampling_kernels=True,
-    ),
+}
+BACKBONES = {
+    **REFERENCE_BACKBONES,
+    **{name: _application_backbone(name, *APPLICATIONS[name]) for name in sorted(APPLICATIONS)},
 }
 
 
-def get_backbone(name):
-    """Returns the `Backbone` registered as `name`, or raises a ValueError listing the names."""
-    if name not in BACKBONES:
-        raise ValueError(
-            f"Unknown backbone. Expected one of {sorted(BACKBONES)}. Received backbone={name!r}"
-        )
-    return BACKBONES[name]
+# How each input conversion reads in the README's table of backbones.
+_CONVERSIONS = {
+    CAFFE: "BGR minus the ImageNet mean (`caffe`)",
+    TF: "to [-1, 1] (`tf`)",
+    TORCH: "ImageNet mean and standard deviation (`torch`)",
+    HALF_RANGE: "to [-1, 1] (`x / 128 - 1`)",
+    UNCHANGED: "inside the network",
+    FCN_REFERENCE: "BGR minus the FCN reference mean",
+}
 
 
-def backbone_of(model):
-    """Returns the name of the backbone a keras-fcn model was built on.
+def markdown_table():
+    """The README's table of every backbone name the builders accept (the README shows it verbatim)."""
+    rows = []
+    for name, spec in REFERENCE_BACKBONES.items():
+        top = "fc6 {0}x{0} VALID, fc7".format(spec.fully_connected[1])
+        rows.append((f"`{name}`", "the authors' Caffe net", _CONVERSIONS[spec.normalization], top))
+    for function_name in APPLICATION_NAMES:
+        spec = BACKBONES[function_name.lower()]
+        top = "fc6 7x7, fc7 (kept as convolutions)" if spec.fully_connected else "dropped"
+        family = f"`keras.applications.{APPLICATIONS[function_name.lower()][1]}`"
+        rows.append((f"`{function_name}`", family, _CONVERSIONS[spec.normalization], top))
+    header = "| `backbone` | from | input conversion | classifier top |\n|---|---|---|---|\n"
+    return header + "".join(f"| {' | '.join(row)} |\n" for row in rows)
 
-    Found from the layer that feeds the head (fc6, or score_fr where there is
-    no fc6): it is the stride-32 feature layer of exactly one backbone.
+
+def get_backbone(backbone):
+    """The `Backbone` for a name (any case) or a `keras.Model`; a ValueError lists the names.
+
+    A `keras.Model` gets its own layers' copies (with its weights) as the
+    trunk, and the images unchanged: RGB in `[0, 255]`, so it must
+    normalize them itself.
     """
-    names = {layer.name for layer in model.layers}
-    head = "fc6" if "fc6" in names else "score_fr"
-    if head not in names:
-        raise ValueError(
-            f"Model '{model.name}' is not a keras-fcn FCN: it has no layer named 'score_fr'."
-        )
-    source = model.get_layer(head).input._keras_history.operation.name
-    for name, backbone in BACKBONES.items():
-        if backbone.features[2] == source and set(backbone.features) <= names:
-            return name
-    raise ValueError(
-        f"Model '{model.name}' feeds its head from layer '{source}', which is not the "
-        f"stride-32 feature layer of any backbone in {sorted(BACKBONES)}."
+    if isinstance(backbone, keras.Model):
+        return Backbone(name=backbone.name, normalization=UNCHANGED, model=backbone)
+    if isinstance(backbone, str) and backbone.lower() in BACKBONES:
+        return BACKBONES[backbone.lower()]
+    raise InvalidArgumentError(
+        "Unknown backbone. Expected a keras.Model or one of (any case) "
+        f"{list(REFERENCE_BACKBONES) + list(APPLICATION_NAMES)}. Received backbone={backbone!r}"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Trunk:
+    """A built trunk: its stride-8, 16 and 32 feature tensors and the zeros added around the image."""
+
+    pool3: keras.KerasTensor
+    pool4: keras.KerasTensor
+    pool5: keras.KerasTensor
+    input_padding: tuple
+
+
+def _trunk_length(shape):
+    """The `Length` pair of a padded trunk input of static `shape`: fixed where known, else any multiple of 32."""
+    return tuple(geometry.Length(32, 0) if size is None else geometry.Length(0, size) for size in shape[1:3])
+
+
+def _copy_layers(model, x):
+    """Copies of `model`'s layers and operations (with its weights) applied to `x`, call by call.
+
+    Keras's `clone_model(model, input_tensors=x)` returns a separate model
+    whose graph starts at a copy of `x`, not at `x` itself, so its layers
+    could not join the FCN's graph; this small equivalent applies copies of
+    them one by one to the tensors they read (`keras_fcn.geometry.calls`).
+
+    Returns:
+        A dict from layer or operation name to the output of its first call.
+    """
+    layers = {layer.name: layer for layer in model.layers}
+    config = None if isinstance(model, keras.Sequential) else model.get_config()
+    records = {record["name"]: record for record in config["layers"]} if config else {}
+    tensors, copies, outputs = {geometry.input_key(model, config): x}, {}, {}
+
+    def substitute(structure):
+        if isinstance(structure, dict):
+            if structure.get("class_name") == "__keras_tensor__":
+                return tensors[tuple(structure["config"]["keras_history"][:2])]
+            return {key: substitute(value) for key, value in structure.items()}
+        if isinstance(structure, (list, tuple)):
+            return [substitute(value) for value in structure]
+        return structure
+
+    for name, key, _, node in geometry.calls(model, config):
+        if name not in copies:
+            source = layers.get(name)
+            copies[name] = (
+                source.__class__.from_config(source.get_config())
+                if source is not None
+                else keras.saving.deserialize_keras_object(records[name])
+            )
+        tensors[key] = copies[name](*substitute(node.get("args", [])), **substitute(node.get("kwargs", {})))
+        outputs.setdefault(name, tensors[key])
+    for name, copy in copies.items():
+        if name in layers:
+            copy.set_weights(layers[name].get_weights())
+    return outputs
+
+
+def _application(spec, x, backbone_weights, backbone_kwargs):
+    """The Keras Applications trunk on `x`; a failed weights download or refused `backbone_kwargs` is one line."""
+    weights = None if spec.fully_connected else backbone_weights
+    with imagenet_download(spec.name, weights):
+        try:
+            return spec.application(
+                include_top=False, weights=weights, input_tensor=x, **{**spec.application_kwargs, **(backbone_kwargs or {})}
+            )
+        except (TypeError, ValueError) as error:
+            if not backbone_kwargs:
+                raise
+            raise InvalidArgumentError(
+                f"Backbone {spec.name!r} does not take these `backbone_kwargs`: {error} "
+                f"Received backbone_kwargs={backbone_kwargs!r}"
+            ) from error
+
+
+def _dry_application(spec, input_shape, backbone_kwargs):
+    """A Keras Applications trunk to read the layer graph of: no weights, no variables kept, no random draws.
+
+    Keras draws the default seed of each initializer from Python's `random`;
+    its state is restored, or `keras.utils.set_random_seed(s)` would give
+    other weights to a model built after a dry build than to one built
+    without.
+    """
+    state = random.getstate()
+    try:
+        with keras.StatelessScope():
+            return _application(spec, keras.Input(input_shape), None, backbone_kwargs)
+    finally:
+        random.setstate(state)
+
+
+# The input padding of each (backbone, constructor arguments, padded input size) planned so far.
+_PLANNED_PADDING = {}
+
+
+def _plan_input_padding(spec, shape, backbone_kwargs):
+    """The input padding centring a backbone's stride-32 cells (`keras_fcn.heads.input_padding_for`).
+
+    A Keras Applications trunk is read from a dry build, without its weights
+    (inside a `keras.StatelessScope`), on an input of the padded image's
+    shape, before the real trunk is built after the padding; the result is
+    kept for the next build of the same backbone, arguments and shape.
+    """
+    size = tuple(shape[1:3])
+    if spec.model is not None:
+        return _input_padding(spec.model, spec.name, size)
+    key = (spec.name, repr(sorted((backbone_kwargs or {}).items())), size)
+    if key not in _PLANNED_PADDING:
+        trunk = _dry_application(spec, (*size, 3), backbone_kwargs)
+        _PLANNED_PADDING[key] = _input_padding(trunk, spec.name, size)
+    return _PLANNED_PADDING[key]
+
+
+def _input_padding(trunk, name, size):
+    lengths = _trunk_length((None, *size))
+    try:
+        maps = geometry.feature_maps(trunk, lengths)
+    except geometry.MergeError as error:
+        if None not in size:
+            raise
+        raise InvalidArgumentError(
+            f"Backbone '{name}' cannot take images of any size: {error} A network whose layers depend on "
+            "its input's size (NASNet) needs a fixed size: pass input_shape=(height, width, 3)."
+        ) from error
+    return input_padding_for({stride: field for stride, (_, field) in maps.items()}, lengths)
+
+
+def build_trunk(image, spec, *, backbone_weights, backbone_kwargs, alignment):
+    """Normalizes and pads the image and applies the backbone.
+
+    A Keras Applications or `keras.Model` trunk sees the image padded to a
+    multiple of 32 at the bottom and right, then by the zeros that centre
+    its stride-32 cells on the image's 32-pixel blocks
+    (`keras_fcn.heads.input_padding_for`; none for "pixel_blocks").
+
+    Args:
+        image: the model's input, `(batch, H, W, 3)` RGB in `[0, 255]`.
+        spec: a `Backbone`.
+        backbone_weights: `"imagenet"`, None or a weights file, for a Keras
+            Applications backbone.
+        backbone_kwargs: dict of extra constructor arguments, or None.
+        alignment: `"receptive_field"` or `"pixel_blocks"` (see
+            `keras_fcn.heads.ALIGNMENTS`).
+
+    Returns:
+        A `Trunk`.
+
+    Raises:
+        ValueError: for a backbone that never reaches stride 32 or needs a
+            fixed input size (the message names it and says what to pass).
+    """
+    mean, std, bgr = spec.normalization
+    x = InputNormalization(mean, std, bgr, name="image_normalization")(image)
+    if spec.trunk is not None:
+        trunk = keras.Model(image, spec.trunk(x))
+        names = dict(zip(geometry.FEATURE_STRIDES, spec.skip_layers))
+        padding = ((0, 0), (0, 0))
+    else:
+        pad_to_multiple = PadToMultiple(32, name="pad_to_multiple")
+        padding = ((0, 0), (0, 0))
+        if alignment != PIXEL_BLOCKS:
+            padding = _plan_input_padding(spec, pad_to_multiple.compute_output_shape(x.shape), backbone_kwargs)
+        if padding != ((0, 0), (0, 0)):
+            # Before the padding to a multiple of 32 (the zeros land where they would after it, as the two sides
+            # add up to a multiple of 32): a constant pad right before a "same" convolution is exported to
+            # OpenVINO as one convolution that forgets the "same" padding.
+            x = keras.layers.ZeroPadding2D(padding, name="input_padding")(x)
+        x = pad_to_multiple(x)
+        if spec.model is not None:
+            outputs = _copy_layers(spec.model, x)
+            names = geometry.feature_layers(spec.model, _trunk_length(x.shape))
+            taps = [outputs[names[stride]] for stride in geometry.FEATURE_STRIDES]
+        else:
+            trunk = _application(spec, x, backbone_weights, backbone_kwargs)
+            names = geometry.feature_layers(trunk)
+    if spec.model is None:
+        taps = [geometry.node_output(trunk, names[stride]) for stride in geometry.FEATURE_STRIDES]
+    return Trunk(*taps, padding)
+
+
+def skip_layer_names(backbone, backbone_kwargs=None):
+    """The names of the layers a backbone's FCN takes its stride-8, 16 and 32 features from.
+
+    Args:
+        backbone: a backbone name (any case) or a `keras.Model`.
+        backbone_kwargs: dict of extra constructor arguments, or None.
+
+    Returns:
+        A dict `{8: name, 16: name, 32: name}`.
+
+    Example:
+
+    >>> keras_fcn.backbones.skip_layer_names("ResNet50")
+    {8: 'conv3_block4_out', 16: 'conv4_block6_out', 32: 'conv5_block3_out'}
+    """
+    spec = get_backbone(backbone)
+    if spec.skip_layers is not None:
+        return dict(zip(geometry.FEATURE_STRIDES, spec.skip_layers))
+    if spec.model is not None:
+        return geometry.feature_layers(spec.model, _trunk_length((None, None, None, 3)))
+    trunk = _dry_application(spec, (None, None, 3), backbone_kwargs)
+    return geometry.feature_layers(trunk, _trunk_length((None, None, None, 3)))

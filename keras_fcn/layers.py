@@ -15,6 +15,11 @@ def _pair(value, name):
     return value
 
 
+def _at_least_zero(length):
+    """max(length, 0) for a static length (an int, as JAX's traced shapes are) or a dynamic one (a tensor)."""
+    return max(length, 0) if isinstance(length, int) else ops.maximum(length, 0)
+
+
 @keras.saving.register_keras_serializable(package="keras_fcn")
 class CropLike(keras.layers.Layer):
     """Crops a feature map to the height and width of a reference tensor.
@@ -22,9 +27,10 @@ class CropLike(keras.layers.Layer):
     Unlike `keras.layers.Cropping2D`, the size to crop to is read from the
     reference tensor at run time, so it works for inputs of any size. This is
     the reference FCN's `Crop` layer: `output = x[:, oy:oy + H, ox:ox + W, :]`
-    where `(H, W)` is the reference's spatial size and `(oy, ox)` the offset.
-    A negative offset first pads `x` with `-offset` zeros on every side, so
-    the output may start before `x` does.
+    where `(H, W)` is the reference's spatial size and `(oy, ox)` the offset,
+    with zeros where the window reaches beyond `x`: before its first row or
+    column (a negative offset) or after its last (an FCN head's skip map
+    that ends before the upsampled scores do contributes nothing there).
 
     Args:
         offset: int or tuple of 2 ints `(oy, ox)`, the position in `x` of the
@@ -51,12 +57,12 @@ class CropLike(keras.layers.Layer):
 
     def call(self, inputs):
         x, like = inputs
-        pad_y, pad_x = (max(-o, 0) for o in self.offset)
-        if pad_y or pad_x:
-            x = ops.pad(x, [[0, 0], [pad_y, pad_y], [pad_x, pad_x], [0, 0]])
-        top, left = self.offset[0] + pad_y, self.offset[1] + pad_x
-        shape = ops.shape(like)
-        return x[:, top : top + shape[1], left : left + shape[2], :]
+        shape, size = ops.shape(x), ops.shape(like)
+        before = [max(-offset, 0) for offset in self.offset]
+        after = [_at_least_zero(offset + size[axis + 1] - shape[axis + 1]) for axis, offset in enumerate(self.offset)]
+        x = ops.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]])
+        top, left = self.offset[0] + before[0], self.offset[1] + before[1]
+        return x[:, top : top + size[1], left : left + size[2], :]
 
     def compute_output_shape(self, input_shape):
         x_shape, like_shape = input_shape

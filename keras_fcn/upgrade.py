@@ -1,14 +1,17 @@
 """Staged training: make an FCN-16s from an FCN-32s and an FCN-8s from an FCN-16s."""
 
+import dataclasses
+
 import keras
 
-from keras_fcn.backbones import BACKBONES, backbone_of
+from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.architecture import architecture_name, architecture_of, record, recorded_tensors
 from keras_fcn.heads import fcn_head
 
 
-def _output_stride(model):
-    names = {layer.name for layer in model.layers}
-    return 8 if "fuse_pool3" in names else 16 if "fuse_pool4" in names else 32
+def output_stride(model):
+    """The output stride (32, 16 or 8) of a keras-fcn FCN, read from its `Architecture`."""
+    return architecture_of(model).stride
 
 
 def upgrade(model, name=None):
@@ -24,46 +27,47 @@ def upgrade(model, name=None):
     16x step samples the coarse scores a quarter cell either side of their
     centres, so near each centre its output cuts the corner of the FCN-32s's
     linear interpolation, by at most 1/8 of the coarse scores' second
-    difference along each axis.
+    difference along each axis. Everything is read from the model's
+    `keras_fcn.Architecture` record, so renamed layers do not matter.
 
     Args:
         model: an FCN-32s or FCN-16s built by keras-fcn (or loaded from one).
-        name: name of the new model; defaults to `model.name` with `fcn32s`
-            replaced by `fcn16s` (or `fcn16s` by `fcn8s`).
+        name: name of the new model; defaults to the builders' name for it,
+            e.g. `"fcn16s_mobilenet"`.
 
     Returns:
         A new functional `keras.Model` with the same input and output shapes.
+
+    Raises:
+        ValueError: for a model that is not a keras-fcn FCN, an FCN-8s, or an
+            at-once FCN-8s (naming the model).
 
     Example:
 
     >>> fcn32s = keras_fcn.FCN32s(21, backbone_weights=None)
     >>> fcn16s = keras_fcn.upgrade(fcn32s)
     """
-    stride = _output_stride(model)
-    if stride == 8:
-        raise ValueError(f"Model '{model.name}' is already an FCN-8s: there is no next stage.")
-    if any(layer.name.startswith("scale_pool") for layer in model.layers):
-        raise ValueError(f"Model '{model.name}' is an at-once FCN, which is not trained in stages.")
-    backbone = BACKBONES[backbone_of(model)]
-    score_fr = model.get_layer("score_fr")
-    outputs = fcn_head(
+    architecture = architecture_of(model)
+    if architecture.at_once:
+        raise InvalidArgumentError(f"Model '{model.name}' is an at-once FCN, which is not trained in stages.")
+    if architecture.stride == 8:
+        raise InvalidArgumentError(f"Model '{model.name}' is already an FCN-8s: there is no next stage.")
+    tensors = recorded_tensors(model)
+    logits, scores = fcn_head(
         model.input,
-        tuple(model.get_layer(layer).output for layer in backbone.features[:2]),
-        score_fr.input,
-        num_classes=score_fr.filters,
-        stride=stride // 2,
-        offsets=backbone.offsets,
-        stepwise_upsampling=backbone.stepwise_upsampling,
-        odd_kernels=backbone.odd_upsampling_kernels,
+        (tensors["pool3"], tensors["pool4"]),
+        tensors["features"],
+        num_classes=architecture.num_classes,
+        stride=architecture.stride // 2,
+        geometry=architecture.head_geometry,
         trainable_upsampling=any(
             layer.trainable for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)
         ),
+        scores={role: tensors[role] for role in ("score_fr", "score_pool4") if role in tensors},
     )
-    default_name = model.name.replace(f"fcn{stride}s", f"fcn{stride // 2}s")
-    grafted = keras.Model(model.input, outputs, name=name or default_name)
-    upgraded = keras.models.clone_model(grafted)
-    shared = {layer.name for layer in model.layers}
-    for layer in upgraded.layers:
-        if layer.name in shared:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return upgraded
+    upgraded = dataclasses.replace(architecture, name=architecture_name(architecture.stride // 2), skip_layers=())
+    outputs = record(upgraded, {**tensors, "logits": logits, **scores})
+    grafted = keras.Model(model.input, outputs, name=name or upgraded.model_name)
+    copy = keras.models.clone_model(grafted)
+    copy.set_weights(grafted.get_weights())
+    return copy

@@ -168,11 +168,12 @@ def test_fcn_coarse_net_densifies_to_the_shift_and_stitch_shape(rng):
     assert dense_prediction.subsampling(net) == 32 and dense_prediction.subsampling(net, "conv_pad_12") == 2
     image = rng.uniform(0, 255, size=(1, 70, 90, 3)).astype("float32")
     coarse = _run(net, image)
-    assert coarse.shape == (1, 3, 3, 3)
-    # 70x90 is padded to 96x96, 6x6 cells at stride 16; conv_dw_12 (3x3 VALID after padding by 1) loses one.
-    assert _run(dense_prediction.rarefy(net, "conv_pad_12"), image).shape == (1, 5, 5, 3)
-    # The image shifted by 16 pixels, 54x74, is padded again, to 64x96: 2x3 cells, interlaced with 3x3.
-    assert _run(dense_prediction.shift_and_stitch(net, 2), image).shape == (1, 5, 6, 3)
+    # 70x90 is padded to 96x96, then by 15 + 17 zeros that centre the cells on 32-pixel blocks: 128x128.
+    assert coarse.shape == (1, 4, 4, 3)
+    # 8x8 cells at stride 16; conv_dw_12 (3x3 VALID after padding by 1) loses one.
+    assert _run(dense_prediction.rarefy(net, "conv_pad_12"), image).shape == (1, 7, 7, 3)
+    # The image shifted by 16 pixels, 54x74, is padded again, to 96x128: 3x4 cells, interlaced with 4x4.
+    assert _run(dense_prediction.shift_and_stitch(net, 2), image).shape == (1, 7, 8, 3)
 
 
 def test_bad_arguments_are_refused(rng):

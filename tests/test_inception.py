@@ -13,44 +13,35 @@ INCEPTION = {"backbone": "inceptionv3", "backbone_weights": None}
 
 
 
-def layer_centre(model, layer_name):
-    """(first, step): cell i of the layer's map is centred on input pixel first + step * i.
-
-    Follows the first input of each layer back to the model's input, through
-    zero paddings, convolutions and poolings, from their configs: a window of
-    k taps at stride s, padded by p at the top, centres output i on
-    (k - 1) / 2 - p + s * i of its input.
-    """
-    layer, chain = model.get_layer(layer_name), []
-    while not isinstance(layer, keras.layers.InputLayer):
-        chain.append(layer)
-        layer = keras.tree.flatten(layer.input)[0]._keras_history.operation
-    first, step = 0.0, 1
-    for layer in reversed(chain):
-        if isinstance(layer, keras.layers.ZeroPadding2D):
-            first -= step * layer.padding[0][0]
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            k = layer.kernel_size[0] if isinstance(layer, keras.layers.Conv2D) else layer.pool_size[0]
-            s = layer.strides[0]
-            assert layer.padding == "valid" or s == 1 and k % 2 == 1
-            top = 0 if layer.padding == "valid" else (k - 1) // 2
-            first, step = first + step * ((k - 1) / 2 - top), step * s
-    return first, step
-
-
 def test_inception_cells_are_centred_on_pixels():
-    trunk = keras.applications.InceptionV3(include_top=False, weights=None)
-    assert [layer_centre(trunk, name) for name in ["mixed2", "mixed7", "mixed10"]] == [(13, 8), (21, 16), (37, 32)]
+    """By hand: the stem's VALID 3x3 windows (convolutions and poolings) each move cell 0 by one input cell.
+
+    Stride 2: 1; stride 4: 3 + 2 = 5; stride 8: 5 + 4 (3x3 conv) + 4 (pooling) = 13; mixed3's and mixed8's
+    VALID 3x3 stride-2 branches: 13 + 8 = 21 at stride 16, 21 + 16 = 37 at stride 32.
+    """
+    with keras.StatelessScope():
+        trunk = keras.applications.InceptionV3(include_top=False, weights=None)
+    fields = keras_fcn.geometry.receptive_fields(trunk)
+    assert [(fields[name].rows.centre, fields[name].rows.stride) for name in ["mixed2", "mixed7", "mixed10"]] == [
+        (13, 8), (21, 16), (37, 32)
+    ]
+    assert keras_fcn.backbones.skip_layer_names("InceptionV3") == {8: "mixed2", 16: "mixed7", 32: "mixed10"}
 
 
 @pytest.mark.parametrize("size", [(1, 1), (32, 33), (75, 101)])
-def test_maps_have_4m_plus_3_2m_plus_1_and_m_cells(rng, size):
+def test_maps_have_4m_plus_5_2m_plus_2_and_m_cells(rng, size):
+    """21 zeros above put mixed10 cell 0 on pixel 37 - 21 = 16; 43 below make the 32m-row image 32m + 64 rows.
+
+    By hand, a 32m + 64-row input gives 16m + 31, 16m + 29, 8m + 14, 8m + 12, then 4m + 5 rows at stride 8,
+    2m + 2 at stride 16 and m at stride 32 (each VALID 3x3 window at stride 2 takes floor((n - 3) / 2) + 1):
+    one stride-32 cell per 32-pixel block of the image.
+    """
     model = keras_fcn.FCN8s(2, **INCEPTION)
     m = np.ceil(np.array(size) / 32).astype(int)
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in ["mixed2", "mixed7", "mixed10", "score"]])
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in ["mixed2", "mixed7", "mixed10"]] + [model.output])
     outputs = probe(rng.uniform(0, 255, size=(1, *size, 3)).astype("float32"))
-    assert [tuple(o.shape[1:3]) for o in outputs] == [tuple(4 * m + 3), tuple(2 * m + 1), tuple(m), size]
-    assert model.get_layer("input_padding").padding == ((21, 22), (21, 22))
+    assert [tuple(o.shape[1:3]) for o in outputs] == [tuple(4 * m + 5), tuple(2 * m + 2), tuple(m), size]
+    assert model.get_layer("input_padding").padding == ((21, 43), (21, 43))
 
 
 def test_fcn32s_output_interpolates_the_coarse_scores_between_their_centres(rng):

@@ -15,9 +15,9 @@ SMALL_KWARGS = {"mobilenet": {"alpha": 0.25}}
 
 
 
-@pytest.mark.parametrize("backbone", sorted(keras_fcn.BACKBONES))
-def test_output_has_the_input_size_on_every_backbone(rng, backbone):
-    model = keras_fcn.FCN8s(3, backbone=backbone, backbone_weights=None)
+@pytest.mark.parametrize("backbone", ["vgg16_reference", "alexnet_reference", "mobilenet", "inceptionv3"])
+def test_output_has_the_input_size(rng, backbone):
+    model = keras_fcn.FCN8s(3, backbone=backbone, backbone_weights=None, backbone_kwargs=SMALL_KWARGS.get(backbone))
     assert model.input.shape[1:] == (None, None, 3)
     for size in [(64, 64), (333, 517)]:
         out = _run(model, rng.uniform(0, 255, size=(1, *size, 3)).astype("float32"))
@@ -109,9 +109,8 @@ def _numpy_bilinear_kernel(size):
     return np.outer(taps, taps)
 
 
-def _numpy_upsample(x, factor):
-    """Caffe's Deconvolution with a bilinear kernel, per channel, on x (h, w, c)."""
-    size = 2 * factor
+def _numpy_upsample(x, factor, size):
+    """Caffe's Deconvolution with a bilinear kernel of `size` taps, stride `factor`, per channel, on x (h, w, c)."""
     kernel = _numpy_bilinear_kernel(size)[..., None]
     out = np.zeros(((x.shape[0] - 1) * factor + size, (x.shape[1] - 1) * factor + size, x.shape[2]))
     for i in range(x.shape[0]):
@@ -121,52 +120,46 @@ def _numpy_upsample(x, factor):
 
 
 def _numpy_crop(x, offset, size):
-    if offset < 0:
-        x = np.pad(x, ((-offset, -offset), (-offset, -offset), (0, 0)))
-        offset = 0
-    return x[offset : offset + size[0], offset : offset + size[1]]
+    """x[offset:offset + h, offset:offset + w] with zeros where the window leaves x."""
+    padded = np.pad(x, ((abs(offset), size[0] + abs(offset)), (abs(offset), size[1] + abs(offset)), (0, 0)))
+    return padded[offset + abs(offset) : offset + abs(offset) + size[0], offset + abs(offset) : offset + abs(offset) + size[1]]
 
 
-# Offsets of the pool4 skip, the pool3 skip and the final crop, and the final upsampling steps.
-HEAD_GEOMETRY = {"vgg16_reference": ((5, 9, 31), [8]), "mobilenet": ((-1, -3, 31), [2, 2, 2])}
+# The heads worked out by hand: offsets of the pool4 skip, the pool3 skip and the final crop, kernels of the
+# 2x steps to pool4 and pool3, and the final upsampling steps as (factor, kernel).
+# The reference VGG16 is the paper's (crops 5, 9, 31; 4/2, 4/2, 16/8). MobileNet's five stride-2 3x3 convolutions
+# pad only the bottom and right, so stride-s cell i is centred on pixel s*i + s - 1 of the trunk's input (stride 8:
+# 8i + 7, 16: 16i + 15, 32: 32i + 31). 15 zeros above the image put them on 8i - 8, 16i and 32i + 16 of the
+# image; a kernel-3 2x step puts stride-32 cell i on index 2i + 1 (pixel 32i + 16): stride-16 cell 2i + 1
+# (offset 0), and again onto stride-8 cell 4i + 3 (offset 0); three more kernel-3 steps put stride-8 cell r
+# (pixel 8r - 8) on index 8r + 7: the final crop starts at 15.
+HEAD_GEOMETRY = {
+    "vgg16_reference": ((5, 9, 31), (4, 4), [(8, 16)]),
+    "mobilenet": ((0, 0, 15), (3, 3), [(2, 3), (2, 3), (2, 3)]),
+}
 
 
 @pytest.mark.parametrize("backbone", sorted(HEAD_GEOMETRY))
 def test_fcn8s_head_equals_numpy_upsample_crop_and_sum(rng, backbone, request):
-    offsets, final_steps = HEAD_GEOMETRY[backbone]
+    offsets, skip_kernels, final_steps = HEAD_GEOMETRY[backbone]
     if backbone == "vgg16_reference":
         model = request.getfixturevalue("reference_fcn8s")
     else:
         model = keras_fcn.FCN8s(21, **SMALL)
+        assert model.get_layer("input_padding").padding == ((15, 17), (15, 17))
     _randomize(model, ["score_fr", "score_pool4", "score_pool3"], rng, scale=0.05)
     image = rng.uniform(0, 255, size=(1, 45, 70, 3)).astype("float32")
     probe = keras.Model(model.input, [model.get_layer(n).output for n in ["score_fr", "score_pool4", "score_pool3"]])
     score_fr, score_pool4, score_pool3 = (t[0] for t in probe(image, training=False))
     score_fr, score_pool4, score_pool3 = map(keras.ops.convert_to_numpy, (score_fr, score_pool4, score_pool3))
-    up2 = _numpy_upsample(score_fr, 2)
+    up2 = _numpy_upsample(score_fr, 2, skip_kernels[0])
     fuse_pool4 = up2 + _numpy_crop(score_pool4, offsets[0], up2.shape)
-    up4 = _numpy_upsample(fuse_pool4, 2)
+    up4 = _numpy_upsample(fuse_pool4, 2, skip_kernels[1])
     fuse_pool3 = up4 + _numpy_crop(score_pool3, offsets[1], up4.shape)
-    for factor in final_steps:
-        fuse_pool3 = _numpy_upsample(fuse_pool3, factor)
+    for factor, kernel in final_steps:
+        fuse_pool3 = _numpy_upsample(fuse_pool3, factor, kernel)
     expected = _numpy_crop(fuse_pool3, offsets[2], (45, 70))
     np.testing.assert_allclose(_run(model, image)[0], expected, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("builder", [keras_fcn.FCN32s, keras_fcn.FCN16s, keras_fcn.FCN8s])
-def test_padded_heads_centre_the_scores_on_their_cells(builder):
-    """Constant scores on an image of whole 32x32 cells give a mirror-symmetric output.
-
-    Cell i of a stride-s map covers pixels [s*i, s*(i+1)); were any offset off
-    by a pixel, the output would be shifted and lose its symmetry.
-    """
-    model = builder(2, **SMALL)
-    for name in {"score_fr", "score_pool4", "score_pool3"} & {layer.name for layer in model.layers}:
-        kernel, bias = model.get_layer(name).get_weights()
-        model.get_layer(name).set_weights([np.zeros_like(kernel), np.array([1.0, -2.0], "float32")])
-    out = _run(model, np.zeros((1, 96, 128, 3), "float32"))[0]
-    np.testing.assert_allclose(out, out[::-1, ::-1], atol=1e-5)
-    assert np.abs(out[48, 64] - out[48, 64, 0] * np.array([1.0, -2.0])).max() < 1e-5 and out[48, 64, 0] > 0.9
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet", "inceptionv3"])
@@ -230,7 +223,8 @@ def test_upgrade_rejects_other_models():
     "kwargs, message",
     [
         ({"num_classes": 0}, r"num_classes.*positive int. Received num_classes=0"),
-        ({"backbone": "vgg17"}, r"Expected one of \[.*'mobilenet'.*\]. Received backbone='vgg17'"),
+        ({"backbone": "vgg17"}, r"Expected a keras.Model or one of \(any case\) \[.*'MobileNet'.*\]. Received backbone='vgg17'"),
+        ({"geometry": "pixels"}, r"geometry.*Received geometry='pixels'"),
         ({"weights": "no/such/file.weights.h5"}, r"Received weights='no/such/file.weights.h5'"),
         ({"backbone_weights": "imagenet21k"}, r"Received backbone_weights='imagenet21k'"),
         ({"input_shape": (None, None, 4)}, r"Received input_shape=\(None, None, 4\)"),
@@ -301,3 +295,17 @@ def test_fit_on_random_images_and_masks(rng):
     assert np.isfinite(history.history["loss"][0])
     assert np.abs(history.history["loss"][0] - np.log(3)) < 0.05
     assert np.any(model.get_layer("score_fr").get_weights()[0] != before)
+
+
+@pytest.mark.floor
+def test_a_seed_gives_the_same_weights_whether_or_not_the_backbone_was_built_before():
+    # The first build of a backbone reads its geometry from a dry build; that must draw no random numbers.
+    # Constructor arguments no other test uses, so that the first build here is the first in the process.
+    kwargs = {"backbone": "mobilenet", "backbone_weights": None, "backbone_kwargs": {"alpha": 0.75, "depth_multiplier": 1}}
+    keras.utils.set_random_seed(11)
+    first = keras_fcn.FCN32s(2, **kwargs).get_weights()
+    keras.utils.set_random_seed(11)
+    second = keras_fcn.FCN32s(2, **kwargs).get_weights()
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)

@@ -34,7 +34,6 @@ PRIVATE_PATH = re.compile(r"\b(keras\.src|keras\._tf_keras|tensorflow\.python|tf
 
 # Uses that other changes remove (issue 15); each must still be found, so a fixed one is taken off this list.
 KNOWN = {
-    ("backbones.py", "_keras_history"): "backbone_of walks the graph; replaced by the model's own record",
     ("inference.py", "tensorflow.python.framework.convert_to_constants"): "graph freezing; replaced by the engines",
 }
 

@@ -5,8 +5,8 @@ import pytest
 
 import keras_fcn
 from keras_fcn import cli
-from keras_fcn.errors import InvalidDataError
-from test_training_support import TINY_MODEL, write_pairs
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError
+from test_training_support import CHILD_ENV, TINY_MODEL, run_python, write_pairs
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,25 @@ def test_a_staged_run_from_weights_of_another_class_count_is_refused_naming_them
             data, tmp_path / "run", num_classes=3, model="fcn16s", init_from=two_class_files[0],
             init_from_model="fcn8s", epochs=1, batch_size=1, **TINY_MODEL,
         )
+
+
+def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming_them():
+    with pytest.raises(InvalidArgumentError, match=r"Backbone 'mobilenet' does not take these `backbone_kwargs`.*bogus"):
+        keras_fcn.FCN8s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25, "bogus": 1})
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_end_the_command_in_one_line(tmp_path):
+    # Every download goes through a proxy on a closed local port: it fails at once, online or not.
+    env = {**CHILD_ENV, "KERAS_HOME": str(tmp_path / "keras"), "no_proxy": "", "NO_PROXY": ""}
+    env.update({name: "http://127.0.0.1:9" for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")})
+    data = write_pairs(tmp_path / "train", 2)
+    result = run_python(
+        ["-m", "keras_fcn", "train", data, "--num-classes", "3", "--backbone", "mobilenet", "--backbone-kwargs",
+         "alpha=0.25", "--backbone-weights", "imagenet", "--epochs", "1", "--batch-size", "1", "--output-dir",
+         str(tmp_path / "run")],
+        timeout=120, env=env,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Could not download the ImageNet weights of backbone 'mobilenet'" in last and "--backbone-weights none" in last
+    assert "Traceback" not in result.stderr

@@ -2,10 +2,9 @@
 
 import os
 
-
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
-from keras_fcn.upgrade import _output_stride, upgrade
+from keras_fcn.upgrade import output_stride as _output_stride, upgrade
 from keras_fcn.weights_files import load_model_file, load_weights
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s_atonce": FCN8sAtOnce}

@@ -20,7 +20,7 @@ converted file without any network access.
 
 Preprocessing travels with the model: every model takes images in
 `[0, 255]` (RGB, or HHA for the NYUDv2 depth models) and its first layer,
-`normalization`, converts them as its weights need (BGR minus the reference
+`image_normalization`, converts them as its weights need (BGR minus the reference
 mean for the paper's models). There is no separate `preprocess_input`.
 
 The builders resolve `weights` through this package, so the parts that

@@ -1,25 +1,32 @@
 """Builds the model a zoo entry's weights fit, its input preprocessing included."""
 
-import re
-
 import keras
 
 from keras_fcn import models
+from keras_fcn.architecture import architecture_of, recorded_tensors
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.heads import fcn_head, upsample_to_image
 from keras_fcn.layers import InputNormalization
 
-_BUILDER_ARCHITECTURE = re.compile(r"fcn(?P<stride>32|16|8)s(?P<at_once>_atonce)?_(?P<backbone>\w+)")
-_BUILDERS = {
-    ("32", False): "FCN32s",
-    ("16", False): "FCN16s",
-    ("8", False): "FCN8s",
-    ("8", True): "FCN8sAtOnce",
-}
+# An architecture's name is a head followed by `_<backbone>`. The heads the builders make:
+_BUILDERS = {"fcn32s": "FCN32s", "fcn16s": "FCN16s", "fcn8s": "FCN8s", "fcn8s_atonce": "FCN8sAtOnce"}
 # The authors' nets the builders do not make: SIFT Flow's semantic and
 # geometric heads on one trunk, and NYUDv2's late fusion of colour and HHA.
-_SEMANTIC_GEOMETRIC = re.compile(r"fcn(?P<stride>32|16|8)s_semantic_geometric_(?P<backbone>\w+)")
-_COLOR_HHA = re.compile(r"fcn32s_color_hha_(?P<backbone>\w+)")
+_SEMANTIC_GEOMETRIC = {f"fcn{stride}s_semantic_geometric": stride for stride in (32, 16, 8)}
+_COLOR_HHA = "fcn32s_color_hha"
+_HEADS = sorted([*_BUILDERS, *_SEMANTIC_GEOMETRIC, _COLOR_HHA], key=len, reverse=True)
+
+
+def _split(architecture):
+    """`(head, backbone)` of an architecture name, or `(None, None)` for no known head on a known backbone.
+
+    For example `"fcn8s_atonce_vgg16_reference"` -> `("fcn8s_atonce", "vgg16_reference")`.
+    """
+    for head in _HEADS:
+        backbone = architecture.removeprefix(f"{head}_")
+        if backbone != architecture and backbone in BACKBONES:
+            return head, backbone
+    return None, None
 
 
 def builder_call(architecture):
@@ -27,14 +34,8 @@ def builder_call(architecture):
 
     For example `"fcn8s_atonce_vgg16_reference"` -> `("FCN8sAtOnce", "vgg16_reference")`.
     """
-    match = _BUILDER_ARCHITECTURE.fullmatch(architecture)
-    if (
-        not match
-        or match["backbone"] not in BACKBONES
-        or (match["stride"], bool(match["at_once"])) not in _BUILDERS
-    ):
-        return None
-    return _BUILDERS[match["stride"], bool(match["at_once"])], match["backbone"]
+    head, backbone = _split(architecture)
+    return (_BUILDERS[head], backbone) if head in _BUILDERS else None
 
 
 def _copy(model, preprocessing, *, input_name=None, suffix=""):
@@ -54,7 +55,7 @@ def _copy(model, preprocessing, *, input_name=None, suffix=""):
 
     def clone(layer):
         name = f"{layer.name}{suffix}"
-        if layer.name == "normalization":
+        if isinstance(layer, InputNormalization):
             mean, std, bgr = preprocessing.as_normalization()
             return InputNormalization(mean, std, bgr, name=name)
         return layer.__class__.from_config({**layer.get_config(), "name": name})
@@ -63,14 +64,18 @@ def _copy(model, preprocessing, *, input_name=None, suffix=""):
     return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
 
 
-def _random_fcn(builder, num_classes, backbone, backbone_kwargs=None):
-    """`keras_fcn.<builder>(num_classes, backbone=backbone, ...)`, random weights, the backbone's normalization."""
+def _random_fcn(builder, entry):
+    """`keras_fcn.<builder>` for `entry`'s classes, backbone and head geometry, random weights."""
     return getattr(models, builder)(
-        num_classes, backbone=backbone, backbone_weights=None, backbone_kwargs=backbone_kwargs or None
+        entry.num_classes,
+        backbone=entry.backbone,
+        backbone_weights=None,
+        backbone_kwargs=entry.backbone_kwargs or None,
+        geometry=entry.geometry,
     )
 
 
-def _semantic_geometric(entry, stride, backbone):
+def _semantic_geometric(entry, stride):
     """One trunk and one FCN head per output of `entry` (SIFT Flow: `score_sem`, `score_geo`).
 
     Each head's layers are named as the FCN's with the output's name, less
@@ -83,28 +88,24 @@ def _semantic_geometric(entry, stride, backbone):
         `[0, 255]` to a dict of float32 logits, one per output name, each
         `(batch, H, W, classes of that output)`.
     """
-    trunk = _copy(_random_fcn("FCN32s", entry.num_classes, backbone), entry.preprocessing)
-    spec = BACKBONES[backbone]
-    skips = tuple(trunk.get_layer(name).output for name in spec.features[:2])
-    features = trunk.get_layer("score_fr").input
+    trunk = _copy(_random_fcn("FCN32s", entry), entry.preprocessing)
+    tensors = recorded_tensors(trunk)
     outputs = {
         name: fcn_head(
             trunk.input,
-            skips,
-            features,
+            (tensors["pool3"], tensors["pool4"]),
+            tensors["features"],
             num_classes=len(classes),
             stride=stride,
-            offsets=spec.offsets,
-            stepwise_upsampling=spec.stepwise_upsampling,
-            odd_kernels=spec.odd_upsampling_kernels,
+            geometry=architecture_of(trunk).head_geometry,
             suffix=name.removeprefix("score"),
-        )
+        )[0]
         for name, classes in entry.outputs
     }
     return keras.Model(trunk.input, outputs, name=entry.architecture)
 
 
-def _color_hha(entry, backbone):
+def _color_hha(entry):
     """Late fusion (NYUDv2 colour-HHA): one FCN-32s trunk and `score_fr` per input, averaged.
 
     Each input's stream is an FCN-32s up to `score_fr` with the input's name
@@ -119,21 +120,15 @@ def _color_hha(entry, backbone):
         in `[0, 255]`, one per input name, all of one size, to
         `(batch, H, W, num_classes)` float32 logits.
     """
-    stream = _random_fcn("FCN32s", entry.num_classes, backbone)
+    stream = _random_fcn("FCN32s", entry)
     inputs, scores = {}, []
     for name, preprocessing in entry.inputs:
         copy = _copy(stream, preprocessing, input_name=name, suffix=name)
         inputs[name] = copy.input
-        scores.append(copy.get_layer(f"score_fr{name}").output)
+        scores.append(recorded_tensors(copy)["score_fr"])
     fused = keras.layers.Average(name="score_fused")(scores)
-    spec = BACKBONES[backbone]
     output = upsample_to_image(
-        fused,
-        inputs[entry.inputs[0][0]],
-        stride=32,
-        offset=spec.offsets[32][-1],
-        stepwise_upsampling=spec.stepwise_upsampling,
-        odd_kernels=spec.odd_upsampling_kernels,
+        fused, inputs[entry.inputs[0][0]], stride=32, geometry=architecture_of(stream).head_geometry
     )
     return keras.Model(inputs, output, name=entry.architecture)
 
@@ -159,20 +154,19 @@ def build(entry):
     Raises:
         NotImplementedError: for architectures the package cannot build yet.
     """
-    semantic_geometric = _SEMANTIC_GEOMETRIC.fullmatch(entry.architecture)
-    if semantic_geometric and semantic_geometric["backbone"] in BACKBONES:
-        return _semantic_geometric(entry, int(semantic_geometric["stride"]), semantic_geometric["backbone"])
-    color_hha = _COLOR_HHA.fullmatch(entry.architecture)
-    if color_hha and color_hha["backbone"] in BACKBONES:
-        return _color_hha(entry, color_hha["backbone"])
-    call = builder_call(entry.architecture)
-    if call is None or len(entry.inputs) != 1 or len(entry.outputs) != 1:
+    head, backbone = _split(entry.architecture)
+    if backbone != entry.backbone:
+        head = None
+    if head in _SEMANTIC_GEOMETRIC:
+        return _semantic_geometric(entry, _SEMANTIC_GEOMETRIC[head])
+    if head == _COLOR_HHA:
+        return _color_hha(entry)
+    if head not in _BUILDERS or len(entry.inputs) != 1 or len(entry.outputs) != 1:
         raise NotImplementedError(
             f"Zoo entry '{entry.name}' needs architecture '{entry.architecture}', which keras-fcn "
             "cannot build yet; its caffemodel can still be read with keras_fcn.caffe.read_caffemodel."
         )
-    builder, backbone = call
-    model = _random_fcn(builder, entry.num_classes, backbone, entry.backbone_kwargs)
-    if entry.preprocessing.matches(BACKBONES[backbone].normalization):
+    model = _random_fcn(_BUILDERS[head], entry)
+    if entry.preprocessing.matches(BACKBONES[entry.backbone].normalization):
         return model
     return _copy(model, entry.preprocessing)

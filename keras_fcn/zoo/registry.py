@@ -95,6 +95,9 @@ class ZooEntry:
         bundled_file: str or None, the name of a `"keras"` weights file
             shipped inside the package (in `BUNDLED_WEIGHTS_DIR`), used
             without any download.
+        geometry: str, the head geometry the weights were trained with
+            (`keras_fcn.heads.ALIGNMENTS`): `"receptive_field"`, or
+            `"pixel_blocks"` for weights trained with keras-fcn 0.1's heads.
     """
 
     name: str
@@ -115,6 +118,7 @@ class ZooEntry:
     notes: str = ""
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)
     bundled_file: Optional[str] = None
+    geometry: str = "receptive_field"
 
     @property
     def num_classes(self):
@@ -191,6 +195,7 @@ def entry_from_dict(record, class_names, preprocessing, palettes):
         notes=record.get("notes", ""),
         backbone_kwargs=dict(record.get("backbone_kwargs", {})),
         bundled_file=source.get("bundled_file"),
+        geometry=record.get("geometry", "receptive_field"),
     )
 
 

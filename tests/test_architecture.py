@@ -1,0 +1,110 @@
+"""Models know what they are: the Architecture record survives saving, cloning and export; nothing reads layer names."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_fcn
+from keras_fcn import zoo
+from keras_fcn.precision import with_dtype_policy
+from keras_fcn.zoo import architectures
+from _helpers import randomize as _randomize
+from _helpers import run as _run
+from test_caffe import small_reference  # noqa: F401
+
+SMALL = {"backbone": "mobilenet", "backbone_weights": None, "backbone_kwargs": {"alpha": 0.25}}
+# MobileNet's stage outputs at strides 8, 16 and 32 (the last pointwise block before each stride-2 one).
+MOBILENET_SKIPS = ("conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu")
+
+
+@pytest.fixture(scope="module")
+def fcn16s():
+    model = keras_fcn.FCN16s(3, **SMALL)
+    _randomize(model, ["score_fr", "score_pool4"], np.random.default_rng(7), scale=0.5)
+    return model
+
+
+def _renamed(model):
+    """A copy of `model` (same weights) with every layer renamed."""
+
+    def rename(layer):
+        return layer.__class__.from_config({**layer.get_config(), "name": f"renamed_{layer.name}"})
+
+    copy = keras.models.clone_model(model, clone_function=rename)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def test_the_record_says_what_the_model_is(fcn16s):
+    architecture = keras_fcn.architecture_of(fcn16s)
+    assert isinstance(architecture, keras_fcn.Architecture)
+    assert (architecture.name, architecture.stride, architecture.at_once) == ("fcn16s", 16, False)
+    assert (architecture.backbone, architecture.backbone_kwargs, architecture.num_classes) == ("mobilenet", {"alpha": 0.25}, 3)
+    assert architecture.skip_layers == MOBILENET_SKIPS
+    assert architecture.head_geometry.alignment == "receptive_field"
+    with pytest.raises(AttributeError):
+        architecture.stride = 8
+    assert keras_fcn.architecture_of(keras_fcn.FCN8sAtOnce(3, **SMALL)).at_once
+
+
+@pytest.mark.floor
+def test_the_record_survives_keras_files_and_clones(fcn16s, tmp_path, rng):
+    path = tmp_path / "fcn16s.keras"
+    fcn16s.save(path)
+    image = rng.uniform(0, 255, size=(1, 37, 45, 3)).astype("float32")
+    expected = keras_fcn.architecture_of(fcn16s)
+    for copy in (keras.saving.load_model(path), keras.models.clone_model(fcn16s), with_dtype_policy(fcn16s, "mixed_bfloat16")):
+        assert keras_fcn.architecture_of(copy) == expected
+    mixed = with_dtype_policy(fcn16s, "mixed_bfloat16")
+    expected = _run(fcn16s, image)
+    np.testing.assert_allclose(_run(mixed, image).astype("float32"), expected, atol=0.05 * np.abs(expected).max())
+
+
+def test_the_model_exports_with_its_record(fcn16s, tmp_path, rng):
+    fcn16s.export(str(tmp_path / "saved"), format="tf_saved_model", verbose=False)
+    image = rng.uniform(0, 255, size=(1, 37, 45, 3)).astype("float32")
+    served = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(served.serve(tf.constant(image)).numpy(), _run(fcn16s, image), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.floor
+def test_upgrade_reads_the_record_not_the_layer_names(fcn16s, rng):
+    renamed = _renamed(fcn16s)
+    assert not {layer.name for layer in renamed.layers} & {"score_fr", "score_pool4", "fuse_pool4", *MOBILENET_SKIPS}
+    assert keras_fcn.architecture_of(renamed).skip_layers == tuple(f"renamed_{name}" for name in MOBILENET_SKIPS)
+    image = rng.uniform(0, 255, size=(2, 50, 39, 3)).astype("float32")
+    fcn8s = keras_fcn.upgrade(renamed)
+    assert fcn8s.name == "fcn8s_mobilenet" and keras_fcn.architecture_of(fcn8s).stride == 8
+    np.testing.assert_allclose(_run(fcn8s, image), _run(fcn16s, image), rtol=1e-5, atol=1e-4)
+
+
+def test_the_zoo_builds_its_nets_on_renamed_models(small_reference, monkeypatch, rng):  # noqa: F811
+    """SIFT Flow's two heads and NYUDv2's late fusion find the trunk's tensors through the record."""
+    build_random_fcn = architectures._random_fcn
+    monkeypatch.setattr(architectures, "_random_fcn", lambda *args: _renamed(build_random_fcn(*args)))
+    image = rng.uniform(0, 255, size=(1, 30, 34, 3)).astype("float32")
+    sift_flow = architectures.build(zoo.get("siftflow-fcn16s"))
+    shapes = {name: tuple(t.shape) for name, t in sift_flow(image).items()}
+    assert shapes == {"score_sem": (1, 30, 34, 33), "score_geo": (1, 30, 34, 3)}
+    late_fusion = architectures.build(zoo.get("nyud-fcn32s-color-hha"))
+    assert tuple(late_fusion({"color": image, "hha": image}).shape) == (1, 30, 34, 40)
+
+
+def test_other_models_are_refused_by_name():
+    inputs = keras.Input((None, None, 3))
+    with pytest.raises(ValueError, match="Model 'plain' is not a keras-fcn FCN"):
+        keras_fcn.architecture_of(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs), name="plain"))
+
+
+def test_camvid_weights_keep_the_geometry_they_were_trained_with():
+    """keras-fcn 0.1's placement: cells assumed on their pixel blocks, kernels 4, crops -1, -3 and 31, no padding."""
+    assert zoo.get("camvid").geometry == "pixel_blocks"
+    message = r"'camvid' were trained with the 'pixel_blocks' head geometry.*geometry='receptive_field'"
+    with pytest.raises(ValueError, match=message):
+        keras_fcn.FCN8s(weights="camvid", backbone="mobilenet", geometry="receptive_field")
+    with keras.StatelessScope():
+        legacy = keras_fcn.FCN8s(11, geometry="pixel_blocks", **SMALL)
+    geometry = keras_fcn.architecture_of(legacy).head_geometry
+    assert geometry.input_padding == ((0, 0), (0, 0)) and geometry.skip_offsets == ((-1, -1), (-3, -3))
+    assert geometry.final(8) == (((2, (4, 4)),) * 3, (31, 31)) and geometry.skip_kernels == ((4, 4), (4, 4))
