@@ -264,20 +264,29 @@ def _copy_layers(model, x):
     return outputs
 
 
+# The most characters of a Keras Applications error quoted in ours.
+MESSAGE_LENGTH = 300
+
+
 def _application(spec, x, backbone_weights, backbone_kwargs):
-    """The Keras Applications trunk on `x`; a failed weights download or refused `backbone_kwargs` is one line."""
+    """The Keras Applications trunk on `x`; a failed download, or arguments or a weights file it refuses, one line."""
     weights = None if spec.fully_connected else backbone_weights
     with imagenet_download(spec.name, weights):
         try:
             return spec.application(
                 include_top=False, weights=weights, input_tensor=x, **{**spec.application_kwargs, **(backbone_kwargs or {})}
             )
-        except (TypeError, ValueError) as error:
-            if not backbone_kwargs:
+        except (TypeError, ValueError, OSError) as error:
+            given = {"backbone_kwargs": backbone_kwargs or None}
+            if weights not in (None, "imagenet"):
+                given["backbone_weights"] = weights
+            given = {name: value for name, value in given.items() if value is not None}
+            if not given:
                 raise
+            reason = str(error) if len(str(error)) <= MESSAGE_LENGTH else str(error)[:MESSAGE_LENGTH] + "..."
             raise InvalidArgumentError(
-                f"Backbone {spec.name!r} does not take these `backbone_kwargs`: {error} "
-                f"Received backbone_kwargs={backbone_kwargs!r}"
+                f"Backbone {spec.name!r} cannot be built with {' and '.join(f'`{name}`' for name in given)}: {reason} "
+                f"Received {', '.join(f'{name}={value!r}' for name, value in given.items())}"
             ) from error
 
 

@@ -240,7 +240,7 @@ def _evaluate(args):
     print(_figures_table(figures))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
-            json.dump({"model": args.model, "dataset": args.dataset, **_json_safe(figures)}, file, indent=1)
+            json.dump({"model": args.model, "dataset": args.dataset, "flip": args.flip, **_json_safe(figures)}, file, indent=1)
         print(f"Wrote {args.json}")
     if args.plot:
         print(f"Wrote {', '.join(plots.save_evaluation(figures, args.plot, title=f'{args.model} on {args.dataset}'))}")

@@ -311,6 +311,8 @@ def evaluate(
         )
     class_keys(class_names, num_classes)
     metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    if not isinstance(flip, bool):
+        raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
     run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
     run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(_length(dataset), verbose=verbose, stateful_metrics=["mean_iou"], unit_name="batch")
@@ -421,6 +423,8 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
             )
         by_size[image.shape].append(index)
     labels = [None] * len(images)
+    if not isinstance(flip, bool):
+        raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
     run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
     run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")

@@ -37,10 +37,10 @@ def _validate(ignore_index, reduction, class_weights, keep_probability, seed):
             weights = [float(w) for w in class_weights]
         except (TypeError, ValueError):
             weights = []
-        if not weights or not all(math.isfinite(w) and w >= 0 for w in weights):
+        if not weights or not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
             raise ValueError(
                 "`class_weights` must be None or a non-empty sequence of finite, non-negative "
-                f"numbers, one per class. Received class_weights={class_weights!r}"
+                f"numbers, one per class, not all zero. Received class_weights={class_weights!r}"
             )
     if isinstance(keep_probability, bool) or not isinstance(keep_probability, (int, float)) or not (
         0 < keep_probability <= 1
@@ -413,8 +413,6 @@ class SegmentationDiceLoss(_ClassWeightedLoss):
     ):
         super().__init__(ignore_index, reduction, class_weights, name)
         self.smooth = _non_negative("smooth", smooth)
-        if self.class_weights is not None and not any(self.class_weights):
-            raise ValueError(f"`class_weights` must have a positive entry. Received class_weights={class_weights!r}")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with keras.name_scope(self.name):

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import io
 import os
+import warnings
 import zipfile
 
 import keras
@@ -53,17 +54,20 @@ def _mismatch(model, path):
     in_model = collections.Counter(tuple(weight.shape) for weight in model.weights)
     only_in_file, only_in_model = in_file - in_model, in_model - in_file
     num_classes = model.output_shape[-1]
-    # The score layers' kernels and biases end in the number of classes: the file's other count is the commonest
-    # last dimension of the arrays it has and the model has not.
-    last_dims = collections.Counter(shape[-1] for shape in only_in_file.elements() if shape)
-    model_last_dims = collections.Counter(shape[-1] for shape in only_in_model.elements() if shape)
-    if last_dims and model_last_dims.most_common(1)[0][0] == num_classes:
-        file_classes = last_dims.most_common(1)[0][0]
-        if file_classes != num_classes:
-            return (
-                f"{path} holds a {file_classes}-class {model.name}; this model has {num_classes} classes. "
-                f"Build it with num_classes={file_classes}, or start from other weights"
-            )
+    # A score layer's kernel ends in the number of classes: the file's count is the last dimension of its arrays
+    # shaped like such a kernel in all but the last dimension (the file may also hold optimizer state).
+    file_classes = collections.Counter(
+        stored[-1]
+        for stored in only_in_file
+        for expected in only_in_model
+        if stored and len(expected) >= 2 and expected[-1] == num_classes != stored[-1] and stored[:-1] == expected[:-1]
+    )
+    if file_classes:
+        count = file_classes.most_common(1)[0][0]
+        return (
+            f"{path} holds a {count}-class {model.name}; this model has {num_classes} classes. "
+            f"Build it with num_classes={count}, or start from other weights"
+        )
     example = next(iter(only_in_file), None)
     detail = f", e.g. {example} (the model's: {next(iter(only_in_model), None)})" if example else ""
     return (
@@ -88,7 +92,13 @@ def load_weights(model, path, argument="weights"):
             architecture).
     """
     try:
-        model.load_weights(path)
+        # Keras warns about every layer it skips before it raises for weights that do not fit; a load that
+        # succeeds has its warnings shown.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     except ValueError as error:
         raise InvalidDataError(f"`{argument}`: {_mismatch(model, path)}.") from error
     except (OSError, KeyError, zipfile.BadZipFile) as error:
@@ -111,6 +121,10 @@ def load_model_file(path, argument="model"):
         keras_fcn.errors.InvalidDataError: for a file that is not a
             readable `.keras` model (corrupt, truncated, another format).
     """
+    if str(path).endswith(".keras") and not zipfile.is_zipfile(path):
+        raise InvalidDataError(
+            f"`{argument}`: {path} is not a readable .keras model file: not a zip archive (truncated, or another format)"
+        )
     try:
         return keras.saving.load_model(path, compile=False)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:

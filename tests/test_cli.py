@@ -65,7 +65,7 @@ def test_evaluate_with_flip_scores_the_mean_of_image_and_mirror_probabilities(tm
         unflipped = model.predict(image, verbose=0)[0].argmax(-1)
         changed = changed + (unflipped != predicted).sum()
     figures = json.loads((tmp_path / "figures.json").read_text())
-    assert figures["pixel_accuracy"] == pytest.approx(correct / total)
+    assert figures["pixel_accuracy"] == pytest.approx(correct / total) and figures["flip"] is True
     assert changed > 0
 
 

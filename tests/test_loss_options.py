@@ -49,6 +49,7 @@ def test_given_class_weights_and_loss_reach_the_compiled_loss(tmp_path):
         ({"class_weights": [1, 2]}, "one weight per class, 3; it has 2"),
         ({"class_weights": "inverse"}, 'must be "median_frequency" or a sequence'),
         ({"class_weights": [1, -2, 1]}, 'must be "median_frequency" or a sequence'),
+        ({"class_weights": [0, 0, 0]}, "not all zero"),
         ({"loss": "dice", "optimizer": "paper"}, 'The "dice" loss does not go with the \'paper\''),
         ({"loss": "lovasz"}, "`loss` must be one of"),
     ],
@@ -137,3 +138,27 @@ def test_flipped_predictions_and_figures_are_mirror_symmetric(rng):
     plain = keras_fcn.predict(model, images, engine="tensorflow")
     plain_of_mirrored = keras_fcn.predict(model, mirrored, engine="tensorflow")
     assert any((a[:, ::-1] != b).any() for a, b in zip(plain, plain_of_mirrored))
+
+
+def test_a_run_folder_is_not_continued_with_another_loss(tmp_path):
+    folder = write_pairs(tmp_path / "train", 2)
+    keras_fcn.train(folder, tmp_path / "run", num_classes=NUM_CLASSES, loss="focal", **QUICK)
+    with pytest.raises(InvalidArgumentError, match="holds a run with loss='focal'"):
+        keras_fcn.train(folder, tmp_path / "run", num_classes=NUM_CLASSES, loss="dice", **{**QUICK, "epochs": 2})
+
+
+def test_the_command_line_takes_backbone_names_in_any_case():
+    parser = argparse.ArgumentParser()
+    training_options.add_arguments(parser)
+    assert parser.parse_args(["--backbone", "ResNet50"]).backbone == "resnet50"
+    assert training_options.TrainingOptions(backbone="MobileNetV3Small").backbone == "MobileNetV3Small"
+    with pytest.raises(InvalidArgumentError, match="Unknown backbone"):
+        training_options.TrainingOptions(backbone="ResNet51")
+
+
+@pytest.mark.parametrize("flip", ["no", 1, None])
+def test_flip_must_be_a_bool(flip):
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(NUM_CLASSES, 1)(inputs))
+    with pytest.raises(ValueError, match="`flip` must be True or False"):
+        keras_fcn.predict(model, [np.zeros((8, 8, 3))], flip=flip)

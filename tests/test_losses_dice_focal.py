@@ -252,7 +252,8 @@ def test_config_round_trip(loss):
         (SegmentationFocalLoss, {"class_weights": [1, -1]}, r"class_weights=\[1, -1\]"),
         (SegmentationDiceLoss, {"smooth": -0.5}, "smooth=-0.5"),
         (SegmentationDiceLoss, {"ignore_index": 2.5}, "ignore_index=2.5"),
-        (SegmentationDiceLoss, {"class_weights": [0, 0]}, r"positive entry. Received class_weights=\[0, 0\]"),
+        (SegmentationDiceLoss, {"class_weights": [0, 0]}, r"not all zero. Received class_weights=\[0, 0\]"),
+        (SegmentationFocalLoss, {"class_weights": [0, 0]}, r"not all zero. Received class_weights=\[0, 0\]"),
     ],
 )
 def test_invalid_arguments(cls, kwargs, received):

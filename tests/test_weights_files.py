@@ -1,6 +1,8 @@
 """Weights and model files that do not fit, or cannot be read, are refused with the file named."""
 
+import warnings
 
+import numpy as np
 import pytest
 
 import keras_fcn
@@ -16,14 +18,20 @@ def two_class_files(tmp_path_factory):
     model = keras_fcn.FCN8s(2, **TINY_MODEL)
     model.save_weights(folder / "two.weights.h5")
     model.save(folder / "two.keras")
-    return str(folder / "two.weights.h5"), str(folder / "two.keras")
+    # A run's checkpoint also holds the optimizer's state: arrays of every weight's shape, and scalars.
+    model.compile(optimizer="adam", loss=keras_fcn.losses.SegmentationCrossEntropy())
+    model.fit(np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32)), epochs=1, verbose=0)
+    model.save(folder / "trained.keras")
+    return str(folder / "two.weights.h5"), str(folder / "two.keras"), str(folder / "trained.keras")
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_weights_of_another_class_count_say_both_counts_and_the_file(two_class_files, index):
     path = two_class_files[index]
-    with pytest.raises(InvalidDataError) as raised:
+    with pytest.raises(InvalidDataError) as raised, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         keras_fcn.FCN8s(3, weights=path, **TINY_MODEL)
+    assert not [w for w in caught if "Skipping" in str(w.message)]
     message = str(raised.value)
     assert f"{path} holds a 2-class" in message and "has 3 classes" in message and "num_classes=2" in message
     assert len(message) < 300
@@ -64,7 +72,7 @@ def test_a_staged_run_from_weights_of_another_class_count_is_refused_naming_them
 
 
 def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming_them():
-    with pytest.raises(InvalidArgumentError, match=r"Backbone 'mobilenet' does not take these `backbone_kwargs`.*bogus"):
+    with pytest.raises(InvalidArgumentError, match=r"Backbone 'mobilenet' cannot be built with `backbone_kwargs`.*bogus"):
         keras_fcn.FCN8s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25, "bogus": 1})
 
 
@@ -83,3 +91,11 @@ def test_imagenet_weights_that_cannot_be_downloaded_end_the_command_in_one_line(
     last = result.stderr.strip().splitlines()[-1]
     assert "Could not download the ImageNet weights of backbone 'mobilenet'" in last and "--backbone-weights none" in last
     assert "Traceback" not in result.stderr
+
+
+def test_a_backbone_weights_file_of_another_backbone_is_an_argument_error_naming_it(tmp_path):
+    other = keras_fcn.FCN32s(2, **TINY_MODEL)
+    path = str(tmp_path / "not_resnet.weights.h5")
+    other.save_weights(path)
+    with pytest.raises(InvalidArgumentError, match=r"Backbone 'resnet50' cannot be built with `backbone_weights`"):
+        keras_fcn.FCN32s(2, backbone="resnet50", backbone_weights=path)

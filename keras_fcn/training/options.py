@@ -31,7 +31,7 @@ import re
 import textwrap
 
 from keras_fcn import arguments
-from keras_fcn.backbones import BACKBONES
+from keras_fcn.backbones import BACKBONES, get_backbone
 from keras_fcn.data.transforms import validate_size
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.losses import LOSSES
@@ -115,14 +115,20 @@ def _boolean(name, value):
 def _class_weights(name, value):
     if value == "median_frequency":
         return
-    if isinstance(value, str) or not hasattr(value, "__len__") or not all(
+    if isinstance(value, str) or not hasattr(value, "__len__") or not any(value) or not all(
         not isinstance(weight, bool) and isinstance(weight, (int, float)) and 0 <= weight < float("inf")
         for weight in value
     ):
         raise InvalidArgumentError(
-            f'`{name}` must be "median_frequency" or a sequence of numbers >= 0, one per class. '
+            f'`{name}` must be "median_frequency" or a sequence of numbers >= 0, one per class, not all zero. '
             f"Received {name}={value!r}"
         )
+
+
+def _backbone(name, value):
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"`{name}` must be a backbone name (str). Received {name}={value!r}")
+    get_backbone(value)
 
 
 def _size(name, value):
@@ -151,9 +157,12 @@ class TrainingOptions:
     )
     backbone: str = option(
         "vgg16_reference",
-        "str, a key of `keras_fcn.BACKBONES`, passed to the builder (see `keras_fcn.FCN8s`).",
-        help="the backbone",
-        **_choice(sorted(BACKBONES)),
+        "str, a key of `keras_fcn.BACKBONES` in any case (`\"ResNet50\"`, `\"resnet50\"`), passed to the builder "
+        "(see `keras_fcn.FCN8s`).",
+        check=_backbone,
+        help="the backbone, in any case",
+        type=str.lower,
+        choices=sorted(BACKBONES),
     )
     backbone_weights: object = option(
         "imagenet",

@@ -33,7 +33,7 @@ LOCK_FILE = "training.lock"
 RUN_FILE = "run.json"
 BACKUP_FOLDER = "backup"
 # The options that must be the same when a run is started again: the model the backup holds.
-RECORDED_OPTIONS = ("model", "backbone", "backbone_kwargs")
+RECORDED_OPTIONS = ("model", "backbone", "backbone_kwargs", "loss", "class_weights")
 # Seeds drawn for runs started without one: the range `keras.utils.set_random_seed` takes (numpy's).
 SEED_RANGE = 2**32
 
@@ -126,7 +126,8 @@ def prepare(run_dir, class_names, options):
 
     Raises:
         keras_fcn.errors.InvalidArgumentError: when the folder holds a run
-            of other classes, another model or another seed, naming both.
+            of other classes, another model, backbone, loss, class weights
+            or seed, naming both.
     """
     recorded_classes = _read_json(os.path.join(run_dir, CLASSES_FILE))
     if recorded_classes is not None and tuple(recorded_classes.get("class_names", ())) != tuple(class_names):
