@@ -18,7 +18,7 @@ import keras_fcn
 from keras_fcn import cli, training
 from keras_fcn.training import options
 from keras_fcn.assets import sample_image_path
-from test_training_support import NUM_CLASSES, TINY_MODEL, run_python, write_pairs
+from _training_helpers import NUM_CLASSES, TINY_MODEL, run_python, write_pairs
 
 NAMES = ["sky", "road", "car"]
 # The PASCAL VOC colours of classes 0, 1, 2 (VOCdevkit labelcolormap).
