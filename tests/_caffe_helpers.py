@@ -9,6 +9,8 @@ fixture in conftest.py), and `np_fcn` runs that net in numpy with Caffe's defini
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from _numpy_reference import conv2d, crop, deconv2d, pool2d
+
 # --- caffe.proto's weight-holding messages, built without protoc ---------------------------------------
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -134,67 +136,37 @@ def caffe_fcn_blobs(num_classes, stride, seed=0, scales=False):
     return blobs
 
 
-# A numpy forward pass with Caffe's definitions (NCHW, batch of 1 dropped).
-
-
-def np_conv(x, weight, bias, pad):
-    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    kh, kw = weight.shape[2:]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (in, H, W, kh, kw)
-    return np.einsum("chwij,ocij->ohw", windows, weight, optimize=True) + bias[:, None, None]
-
-
-def np_max_pool(x):
-    """2x2 stride 2, Caffe's ceil mode: a last window hanging over the edge pools what it covers."""
-    c, h, w = x.shape
-    oh, ow = -(-(h - 2) // 2) + 1, -(-(w - 2) // 2) + 1
-    padded = np.full((c, 2 * oh, 2 * ow), -np.inf, x.dtype)
-    padded[:, :h, :w] = x
-    return padded.reshape(c, oh, 2, ow, 2).max(axis=(2, 4))
-
-
-def np_deconv(x, weight, stride):
-    """Caffe Deconvolution, no padding: out[o, y*s+i, x*s+j] += x[c, y, x] * W[c, o, i, j]."""
-    c, h, w = x.shape
-    _, out, kh, kw = weight.shape
-    y = np.zeros((out, (h - 1) * stride + kh, (w - 1) * stride + kw))
-    for row in range(h):
-        for col in range(w):
-            patch = np.einsum("c,coij->oij", x[:, row, col], weight)
-            y[:, row * stride : row * stride + kh, col * stride : col * stride + kw] += patch
-    return y
-
-
-def np_crop(x, offset, size):
-    return x[:, offset : offset + size[0], offset : offset + size[1]]
-
-
 def np_fcn(image_rgb, blobs, stride, scales=None, mean=MEAN_BGR, bgr=True):
-    """The reference FCN (paper section 4 and fcn-paper.md's crop offsets) in numpy."""
-    x = ((image_rgb[..., ::-1] if bgr else image_rgb) - mean).transpose(2, 0, 1).astype(np.float64)
+    """The reference FCN narrowed to `SMALL_BLOCKS`, in numpy with Caffe's layers (tests/_numpy_reference.py).
+
+    The paper's section 4 nets and fcn-paper.md's crop offsets, on one RGB image (h, w, 3) with `blobs` from
+    `caffe_fcn_blobs`; `scales` multiply the pool4 and pool3 taps as FCN-8s at-once does. Returns the scores
+    (h, w, classes), float64.
+    """
+    x = (image_rgb[..., ::-1] if bgr else image_rgb) - mean
     taps = {}
     for block, count, _ in SMALL_BLOCKS:
         for index in range(1, count + 1):
             weight, bias = blobs[f"conv{block}_{index}"][1]
-            x = np.maximum(np_conv(x, weight, bias, 100 if (block, index) == (1, 1) else 1), 0)
-        x = np_max_pool(x)
+            x = np.maximum(conv2d(x, weight, bias, pad=100 if (block, index) == (1, 1) else 1), 0)
+        x = pool2d(x, 2, 2, ceil_mode=True)
         taps[f"pool{block}"] = x
-    x = np.maximum(np_conv(x, *blobs["fc6"][1], 0), 0)
-    x = np.maximum(np_conv(x, *blobs["fc7"][1], 0), 0)
-    scores = np_conv(x, *blobs["score_fr"][1], 0)
+    x = np.maximum(conv2d(x, *blobs["fc6"][1]), 0)
+    x = np.maximum(conv2d(x, *blobs["fc7"][1]), 0)
+    scores = conv2d(x, *blobs["score_fr"][1])
     skips = {
         32: [],
         16: [("upscore2", "pool4", 5)],
         8: [("upscore2", "pool4", 5), ("upscore_pool4", "pool3", 9)],
     }[stride]
     for up_name, pool, offset in skips:
-        scores = np_deconv(scores, blobs[up_name][1][0], 2)
+        scores = deconv2d(scores, blobs[up_name][1][0], 2)
         tap = taps[pool] * (scales[pool] if scales else 1.0)
-        skip = np_conv(tap, *blobs[f"score_{pool}"][1], 0)
-        scores = scores + np_crop(skip, offset, scores.shape[1:])
+        skip = conv2d(tap, *blobs[f"score_{pool}"][1])
+        scores = scores + crop(skip, offset, scores.shape[:2])
     final_name, final_offset = {32: ("upscore", 19), 16: ("upscore16", 27), 8: ("upscore8", 31)}[stride]
-    scores = np_deconv(scores, blobs[final_name][1][0], stride)
-    return np_crop(scores, final_offset, image_rgb.shape[:2]).transpose(1, 2, 0)
+    scores = deconv2d(scores, blobs[final_name][1][0], stride)
+    return crop(scores, final_offset, image_rgb.shape[:2])
 
 
 def assert_weights_equal_blobs(model, blobs):
