@@ -25,7 +25,7 @@ import keras_fcn
 from keras_fcn.callbacks import AtomicBackupAndRestore
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from test_training_support import TINY_MODEL, write_pairs  # noqa: E402
+from _training_helpers import TINY_MODEL, write_pairs  # noqa: E402
 
 ARGUMENTS = dict(
     num_classes=3, **TINY_MODEL, model="fcn32s", crop_size=(24, 24), batch_size=2, epochs=2, seed=5, verbose=0

@@ -7,10 +7,11 @@ from keras_fcn import caffe, zoo
 from keras_fcn.alexnet import LocalResponseNormalization
 from keras_fcn.zoo import architectures
 from _helpers import run as _run
+from _caffe_helpers import MEAN_BGR
+from _numpy_reference import bilinear_blob, bilinear_upsample, conv2d, crop, deconv2d, local_response_normalization, pool2d
 
 pytestmark = pytest.mark.backend_agnostic
 
-MEAN_BGR = np.array([104.00699, 116.66877, 122.67892])
 # voc-fcn-alexnet's net.py: (name, kernel, stride, pad, group, outputs); pooling and LRN after some.
 CAFFE_CONVOLUTIONS = [
     ("conv1", 11, 4, 100, 1, 96),
@@ -24,64 +25,18 @@ CAFFE_CONVOLUTIONS = [
 ]
 
 
-def _caffe_conv(x, weights, bias, stride, pad, group):
-    """Caffe's Convolution on x (h, w, c) with a blob (out, in / group, kh, kw)."""
-    x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
-    out_channels, in_per_group, kh, kw = weights.shape
-    rows, cols = (x.shape[0] - kh) // stride + 1, (x.shape[1] - kw) // stride + 1
-    out = np.zeros((rows, cols, out_channels)) + bias
-    per_group = out_channels // group
-    for g in range(group):
-        inputs = x[..., g * in_per_group : (g + 1) * in_per_group]
-        kernel = weights[g * per_group : (g + 1) * per_group]
-        for a in range(kh):
-            for b in range(kw):
-                window = inputs[a : a + stride * rows : stride, b : b + stride * cols : stride]
-                out[..., g * per_group : (g + 1) * per_group] += window @ kernel[:, :, a, b].T
-    return out
-
-
-def _caffe_max_pool(x):
-    """Caffe's 3x3 stride-2 max pooling: ceil((n - 3) / 2) + 1 outputs, windows clipped at the end."""
-    rows, cols = (int(np.ceil((n - 3) / 2)) + 1 for n in x.shape[:2])
-    return np.array([[x[2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max(axis=(0, 1)) for j in range(cols)] for i in range(rows)])
-
-
-def _caffe_lrn(x, size=5, alpha=1e-4, beta=0.75):
-    channels = x.shape[-1]
-    sums = np.stack([np.sum(x[..., max(c - size // 2, 0) : c + size // 2 + 1] ** 2, -1) for c in range(channels)], -1)
-    return x / (1 + alpha / size * sums) ** beta
-
-
-def _caffe_deconv(x, weights, stride):
-    """Caffe's Deconvolution without bias, blob (in, out, k, k)."""
-    k = weights.shape[2]
-    out = np.zeros(((x.shape[0] - 1) * stride + k, (x.shape[1] - 1) * stride + k, weights.shape[1]))
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[i * stride : i * stride + k, j * stride : j * stride + k] += np.einsum("c,coab->abo", x[i, j], weights)
-    return out
-
-
 def _caffe_fcn_alexnet(blobs, image):
     """The authors' voc-fcn-alexnet val net (test mode: dropout is the identity) on an RGB image."""
     x = image[..., ::-1] - MEAN_BGR
     for name, kernel, stride, pad, group, _ in CAFFE_CONVOLUTIONS:
-        x = _caffe_conv(x, *blobs[name], stride, pad, group)
+        x = conv2d(x, *blobs[name], stride, pad, group)
         if name != "score_fr":
             x = np.maximum(x, 0)
         if name in ("conv1", "conv2", "conv5"):
-            x = _caffe_max_pool(x)
+            x = pool2d(x, 3, 2, ceil_mode=True)
         if name in ("conv1", "conv2"):
-            x = _caffe_lrn(x)
-    upscore = _caffe_deconv(x, blobs["upscore"][0], 32)
-    return upscore[18 : 18 + image.shape[0], 18 : 18 + image.shape[1]]
-
-
-def _bilinear_blob(channels, size):
-    factor = (size + 1) // 2
-    taps = 1 - np.abs(np.arange(size) - (factor - 1)) / factor
-    return np.eye(channels)[:, :, None, None] * np.outer(taps, taps)
+            x = local_response_normalization(x)
+    return crop(deconv2d(x, blobs["upscore"][0], 32), 18, image.shape[:2])
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +48,7 @@ def caffe_blobs():
         weights = rng.normal(scale=np.sqrt(2 / fan_in), size=(outputs, channels // group, kernel, kernel))
         blobs[name] = [weights.astype("float32"), rng.normal(scale=0.1, size=outputs).astype("float32")]
         channels = outputs
-    blobs["upscore"] = [_bilinear_blob(21, 63).astype("float32")]
+    blobs["upscore"] = [bilinear_blob(21, 63).astype("float32")]
     return blobs
 
 
@@ -127,10 +82,6 @@ def test_fcn_alexnet_has_the_reference_layers():
         assert (norm.size, norm.alpha, norm.beta, norm.k) == (5, 1e-4, 0.75, 1.0)
 
 
-def _odd_upsample(x, factor):
-    return _caffe_deconv(x, _bilinear_blob(x.shape[-1], 2 * factor - 1), factor)
-
-
 def test_fcn8s_offsets_follow_the_cell_centres(rng):
     """pool1, pool2 and fc6 cells are centred on pixels 8i - 91, 16i - 83 and 32i + 13 (crops 5, 10 and 18)."""
     model = keras_fcn.FCN8s(3, backbone="alexnet_reference", backbone_weights=None)
@@ -141,13 +92,13 @@ def test_fcn8s_offsets_follow_the_cell_centres(rng):
     probe = keras.Model(model.input, [model.get_layer(n).output for n in ["score_fr", "score_pool4", "score_pool3"]])
     score_fr, score_pool4, score_pool3 = (keras.ops.convert_to_numpy(t)[0] for t in probe(image, training=False))
     # fc6 cell i (pixel 32i + 13) lands on index 2i + 1, pool2 cell 2i + 6 (16 (2i + 6) - 83): offset 5.
-    up2 = _odd_upsample(score_fr, 2)
-    fuse_pool4 = up2 + score_pool4[5 : 5 + up2.shape[0], 5 : 5 + up2.shape[1]]
+    up2 = bilinear_upsample(score_fr, 2, 3)
+    fuse_pool4 = up2 + crop(score_pool4, 5, up2.shape[:2])
     # Index u of fuse_pool4 (pool2 cell u + 5) lands on 2u + 1, pool1 cell 2u + 11: offset 10.
-    up4 = _odd_upsample(fuse_pool4, 2)
-    fuse_pool3 = up4 + score_pool3[10 : 10 + up4.shape[0], 10 : 10 + up4.shape[1]]
+    up4 = bilinear_upsample(fuse_pool4, 2, 3)
+    fuse_pool3 = up4 + crop(score_pool3, 10, up4.shape[:2])
     # Index v (pool1 cell v + 10, pixel 8v - 11) lands on 8v + 7: offset 18.
-    expected = _odd_upsample(fuse_pool3, 8)[18 : 18 + 40, 18 : 18 + 45]
+    expected = crop(bilinear_upsample(fuse_pool3, 8, 15), 18, (40, 45))
     out = _run(model, image)[0]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
@@ -155,7 +106,7 @@ def test_fcn8s_offsets_follow_the_cell_centres(rng):
 def test_lrn_matches_caffe_in_numpy_and_round_trips(rng):
     x = rng.uniform(0, 30, size=(1, 3, 4, 7)).astype("float32")
     layer = LocalResponseNormalization(5, alpha=0.5, beta=0.75)
-    expected = _caffe_lrn(x[0].astype("float64"), 5, 0.5, 0.75)
+    expected = local_response_normalization(x[0].astype("float64"), 5, 0.5, 0.75)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x))[0], expected, rtol=1e-5)
     restored = LocalResponseNormalization.from_config(layer.get_config())
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(layer(x)))

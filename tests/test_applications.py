@@ -10,7 +10,7 @@ import keras_fcn
 from keras_fcn import backbones
 from keras_fcn.layers import InputNormalization
 from _helpers import run as _run
-from test_receptive_fields import measure
+from _receptive_field_probe import measure
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 ODD_SIZES = ((33, 47), (65, 31))

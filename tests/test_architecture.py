@@ -11,7 +11,6 @@ from keras_fcn.precision import with_dtype_policy
 from keras_fcn.zoo import architectures
 from _helpers import randomize as _randomize
 from _helpers import run as _run
-from test_caffe import small_reference  # noqa: F401
 
 SMALL = {"backbone": "mobilenet", "backbone_weights": None, "backbone_kwargs": {"alpha": 0.25}}
 # MobileNet's stage outputs at strides 8, 16 and 32 (the last pointwise block before each stride-2 one).
@@ -79,7 +78,7 @@ def test_upgrade_reads_the_record_not_the_layer_names(fcn16s, rng):
     np.testing.assert_allclose(_run(fcn8s, image), _run(fcn16s, image), rtol=1e-5, atol=1e-4)
 
 
-def test_the_zoo_builds_its_nets_on_renamed_models(small_reference, monkeypatch, rng):  # noqa: F811
+def test_the_zoo_builds_its_nets_on_renamed_models(small_reference, monkeypatch, rng):
     """SIFT Flow's two heads and NYUDv2's late fusion find the trunk's tensors through the record."""
     build_random_fcn = architectures._random_fcn
     monkeypatch.setattr(architectures, "_random_fcn", lambda *args: _renamed(build_random_fcn(*args)))

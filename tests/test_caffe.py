@@ -1,8 +1,8 @@
 """Tests of keras_fcn.caffe: caffemodel reading, writing and conversion onto Keras layers.
 
 The caffemodels here are written with the real protobuf library, from a
-schema built in this file with caffe.proto's field numbers, so the
-package's own wire-format reader and writer are checked against an
+schema built with caffe.proto's field numbers (tests/_caffe_helpers.py), so
+the package's own wire-format reader and writer are checked against an
 independent implementation. Converted models are checked against the blobs
 written (exact equality) and against a numpy forward pass of the Caffe net.
 """
@@ -10,87 +10,10 @@ written (exact equality) and against a numpy forward pass of the Caffe net.
 import keras
 import numpy as np
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 import keras_fcn
-from keras_fcn import caffe, models, reference
-
-# --- caffe.proto's weight-holding messages, built without protoc -------------
-
-_F = descriptor_pb2.FieldDescriptorProto
-
-
-def _field(message, name, number, kind, label=_F.LABEL_OPTIONAL, type_name=None, packed=False):
-    field = message.field.add(name=name, number=number, type=kind, label=label)
-    if type_name:
-        field.type_name = type_name
-    if packed:
-        field.options.packed = True
-
-
-def _caffe_schema():
-    proto = descriptor_pb2.FileDescriptorProto(name="test_caffe.proto", package="caffe", syntax="proto2")
-    repeated = _F.LABEL_REPEATED
-    shape = proto.message_type.add(name="BlobShape")
-    _field(shape, "dim", 1, _F.TYPE_INT64, repeated, packed=True)
-    blob = proto.message_type.add(name="BlobProto")
-    _field(blob, "shape", 7, _F.TYPE_MESSAGE, type_name=".caffe.BlobShape")
-    _field(blob, "data", 5, _F.TYPE_FLOAT, repeated, packed=True)
-    _field(blob, "diff", 6, _F.TYPE_FLOAT, repeated, packed=True)
-    _field(blob, "double_data", 8, _F.TYPE_DOUBLE, repeated, packed=True)
-    for number, name in enumerate(("num", "channels", "height", "width"), start=1):
-        _field(blob, name, number, _F.TYPE_INT32)
-    layer = proto.message_type.add(name="LayerParameter")
-    _field(layer, "name", 1, _F.TYPE_STRING)
-    _field(layer, "type", 2, _F.TYPE_STRING)
-    _field(layer, "bottom", 3, _F.TYPE_STRING, repeated)
-    _field(layer, "top", 4, _F.TYPE_STRING, repeated)
-    _field(layer, "blobs", 7, _F.TYPE_MESSAGE, repeated, type_name=".caffe.BlobProto")
-    v1 = proto.message_type.add(name="V1LayerParameter")
-    layer_type = v1.enum_type.add(name="LayerType")
-    for name, number in (
-        ("NONE", 0),
-        ("CONVOLUTION", 4),
-        ("INNER_PRODUCT", 14),
-        ("POOLING", 17),
-        ("RELU", 18),
-        ("DECONVOLUTION", 39),
-    ):
-        layer_type.value.add(name=name, number=number)
-    _field(v1, "bottom", 2, _F.TYPE_STRING, repeated)
-    _field(v1, "top", 3, _F.TYPE_STRING, repeated)
-    _field(v1, "name", 4, _F.TYPE_STRING)
-    _field(v1, "type", 5, _F.TYPE_ENUM, type_name=".caffe.V1LayerParameter.LayerType")
-    _field(v1, "blobs", 6, _F.TYPE_MESSAGE, repeated, type_name=".caffe.BlobProto")
-    net = proto.message_type.add(name="NetParameter")
-    _field(net, "name", 1, _F.TYPE_STRING)
-    _field(net, "layers", 2, _F.TYPE_MESSAGE, repeated, type_name=".caffe.V1LayerParameter")
-    _field(net, "layer", 100, _F.TYPE_MESSAGE, repeated, type_name=".caffe.LayerParameter")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe.NetParameter"))
-
-
-NetParameter = _caffe_schema()
-V1_TYPES = {"Convolution": 4, "Deconvolution": 39, "InnerProduct": 14, "ReLU": 18}
-
-
-def protobuf_caffemodel(layers, *, legacy=False, double=False):
-    """Serializes `[(name, type, [arrays])]` with the protobuf library, as Caffe would."""
-    net = NetParameter(name="test")
-    for name, layer_type, blobs in layers:
-        if legacy:
-            layer = net.layers.add(name=name, type=V1_TYPES[layer_type], bottom=["in"], top=[name])
-        else:
-            layer = net.layer.add(name=name, type=layer_type, bottom=["in"], top=[name])
-        for array in blobs:
-            blob = layer.blobs.add()
-            if legacy:
-                blob.num, blob.channels, blob.height, blob.width = (1,) * (4 - array.ndim) + array.shape
-            else:
-                blob.shape.dim.extend(array.shape)
-            (blob.double_data if double else blob.data).extend(array.ravel().tolist())
-    return net.SerializeToString()
+from keras_fcn import caffe
+from _caffe_helpers import V1_TYPES, NetParameter, assert_weights_equal_blobs, caffe_fcn_blobs, np_fcn, protobuf_caffemodel
 
 
 def random_layers(seed=0):
@@ -184,121 +107,6 @@ def test_blob_size_must_match_its_shape():
 
 # --- conversion onto a reduced-width reference FCN -------------------------------
 
-SMALL_BLOCKS = ((1, 2, 3), (2, 2, 4), (3, 3, 4), (4, 3, 5), (5, 3, 5))
-SMALL_FC = 6
-MEAN_BGR = np.array([104.00699, 116.66877, 122.67892], np.float32)  # the paper's mean (fcn-paper.md)
-
-
-@pytest.fixture
-def small_reference(monkeypatch):
-    """Makes the builders' vgg16_reference trunk and fc6/fc7 narrow, for fast exact tests."""
-    monkeypatch.setattr(reference, "VGG16_BLOCKS", SMALL_BLOCKS)
-    monkeypatch.setattr(models, "FC_FILTERS", SMALL_FC)
-
-
-def caffe_fcn_blobs(num_classes, stride, seed=0, scales=False):
-    """Random blobs for the reference FCN in Caffe's layout: name -> (type, [blobs])."""
-    rng = np.random.default_rng(seed)
-
-    def conv(out, inp, k):
-        return (
-            "Convolution",
-            [
-                rng.standard_normal((out, inp, k, k)).astype(np.float32) * 0.3,
-                rng.standard_normal(out).astype(np.float32),
-            ],
-        )
-
-    def deconv(k):
-        return (
-            "Deconvolution",
-            [rng.standard_normal((num_classes, num_classes, k, k)).astype(np.float32) * 0.3],
-        )
-
-    blobs, channels = {}, 3
-    for block, count, filters in SMALL_BLOCKS:
-        for index in range(1, count + 1):
-            blobs[f"conv{block}_{index}"] = conv(filters, channels, 3)
-            channels = filters
-    blobs["fc6"] = conv(SMALL_FC, channels, 7)
-    blobs["fc7"] = conv(SMALL_FC, SMALL_FC, 1)
-    blobs["score_fr"] = conv(num_classes, SMALL_FC, 1)
-    if stride <= 16:
-        blobs["upscore2"] = deconv(4)
-        blobs["score_pool4"] = conv(num_classes, SMALL_BLOCKS[3][2], 1)
-    if stride == 8:
-        blobs["upscore_pool4"] = deconv(4)
-        blobs["score_pool3"] = conv(num_classes, SMALL_BLOCKS[2][2], 1)
-    blobs[{32: "upscore", 16: "upscore16", 8: "upscore8"}[stride]] = deconv(2 * stride)
-    if scales:
-        blobs["scale_pool4"] = ("Scale", [np.full(SMALL_BLOCKS[3][2], 0.01, np.float32)])
-        blobs["scale_pool3"] = ("Scale", [np.full(SMALL_BLOCKS[2][2], 0.0001, np.float32)])
-    return blobs
-
-
-# A numpy forward pass with Caffe's definitions (NCHW, batch of 1 dropped).
-
-
-def np_conv(x, weight, bias, pad):
-    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    kh, kw = weight.shape[2:]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (in, H, W, kh, kw)
-    return np.einsum("chwij,ocij->ohw", windows, weight, optimize=True) + bias[:, None, None]
-
-
-def np_max_pool(x):
-    """2x2 stride 2, Caffe's ceil mode: a last window hanging over the edge pools what it covers."""
-    c, h, w = x.shape
-    oh, ow = -(-(h - 2) // 2) + 1, -(-(w - 2) // 2) + 1
-    padded = np.full((c, 2 * oh, 2 * ow), -np.inf, x.dtype)
-    padded[:, :h, :w] = x
-    return padded.reshape(c, oh, 2, ow, 2).max(axis=(2, 4))
-
-
-def np_deconv(x, weight, stride):
-    """Caffe Deconvolution, no padding: out[o, y*s+i, x*s+j] += x[c, y, x] * W[c, o, i, j]."""
-    c, h, w = x.shape
-    _, out, kh, kw = weight.shape
-    y = np.zeros((out, (h - 1) * stride + kh, (w - 1) * stride + kw))
-    for row in range(h):
-        for col in range(w):
-            patch = np.einsum("c,coij->oij", x[:, row, col], weight)
-            y[:, row * stride : row * stride + kh, col * stride : col * stride + kw] += patch
-    return y
-
-
-def np_crop(x, offset, size):
-    return x[:, offset : offset + size[0], offset : offset + size[1]]
-
-
-def np_fcn(image_rgb, blobs, stride, scales=None, mean=MEAN_BGR, bgr=True):
-    """The reference FCN (paper section 4 and fcn-paper.md's crop offsets) in numpy."""
-    x = ((image_rgb[..., ::-1] if bgr else image_rgb) - mean).transpose(2, 0, 1).astype(np.float64)
-    taps = {}
-    for block, count, _ in SMALL_BLOCKS:
-        for index in range(1, count + 1):
-            weight, bias = blobs[f"conv{block}_{index}"][1]
-            x = np.maximum(np_conv(x, weight, bias, 100 if (block, index) == (1, 1) else 1), 0)
-        x = np_max_pool(x)
-        taps[f"pool{block}"] = x
-    x = np.maximum(np_conv(x, *blobs["fc6"][1], 0), 0)
-    x = np.maximum(np_conv(x, *blobs["fc7"][1], 0), 0)
-    scores = np_conv(x, *blobs["score_fr"][1], 0)
-    skips = {
-        32: [],
-        16: [("upscore2", "pool4", 5)],
-        8: [("upscore2", "pool4", 5), ("upscore_pool4", "pool3", 9)],
-    }[stride]
-    for up_name, pool, offset in skips:
-        scores = np_deconv(scores, blobs[up_name][1][0], 2)
-        tap = taps[pool] * (scales[pool] if scales else 1.0)
-        skip = np_conv(tap, *blobs[f"score_{pool}"][1], 0)
-        scores = scores + np_crop(skip, offset, scores.shape[1:])
-    final_name, final_offset = {32: ("upscore", 19), 16: ("upscore16", 27), 8: ("upscore8", 31)}[stride]
-    scores = np_deconv(scores, blobs[final_name][1][0], stride)
-    return np_crop(scores, final_offset, image_rgb.shape[:2]).transpose(1, 2, 0)
-
-
 BUILDERS = {32: keras_fcn.FCN32s, 16: keras_fcn.FCN16s, 8: keras_fcn.FCN8s}
 
 
@@ -320,14 +128,7 @@ def test_converted_fcn_matches_blobs_and_numpy_forward(small_reference, tmp_path
     loaded = caffe.load_caffemodel_weights(model, str(path))
     weighted = sorted(name for name, (kind, _) in blobs.items() if kind != "Scale")
     assert loaded == weighted
-    for name in weighted:
-        weights = model.get_layer(name).get_weights()
-        caffe_blobs = blobs[name][1]
-        assert len(weights) == len(caffe_blobs)
-        # Keras kernels are (kh, kw, in, out) for Conv2D and (kh, kw, out, in) for Conv2DTranspose.
-        np.testing.assert_array_equal(weights[0], np.transpose(caffe_blobs[0], (2, 3, 1, 0)))
-        for got, want in zip(weights[1:], caffe_blobs[1:]):
-            np.testing.assert_array_equal(got, want)
+    assert_weights_equal_blobs(model, {name: blobs[name] for name in weighted})
     image = np.random.default_rng(1).uniform(0, 255, (11, 14, 3)).astype(np.float32)
     scales = {"pool4": 0.01, "pool3": 0.0001} if at_once else None
     expected = np_fcn(image, blobs, stride, scales)

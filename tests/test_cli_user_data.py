@@ -9,7 +9,7 @@ from PIL import ExifTags, Image
 
 import keras_fcn
 from keras_fcn import cli
-from test_training_support import TINY_CLI, TINY_MODEL, run_python
+from _training_helpers import TINY_CLI, TINY_MODEL, run_python
 
 BAD_PAIRS = 40
 

@@ -7,6 +7,7 @@ import pytest
 import keras_fcn
 from keras_fcn import dense_prediction
 from _helpers import run as _run
+from _numpy_reference import conv2d, pool2d
 
 pytestmark = pytest.mark.floor
 
@@ -31,32 +32,16 @@ def _small_valid_net(rng):
 NUMPY_NET = [("conv", "c1", 1), ("max", 2, 2), ("conv", "c2", 1), ("conv", "c3", 2), ("avg", 2, 2), ("conv", "c4", 1)]
 
 
-def _numpy_conv(x, kernel, bias, stride):
-    kh, kw = kernel.shape[:2]
-    rows, cols = (max((size - k) // stride + 1, 0) for size, k in zip(x.shape[:2], (kh, kw)))
-    out = np.zeros((rows, cols, kernel.shape[3])) + bias
-    for a in range(kh):
-        for b in range(kw):
-            out += x[a : a + stride * rows : stride, b : b + stride * cols : stride] @ kernel[a, b]
-    return out
-
-
-def _numpy_pool(x, size, stride, reduce):
-    rows, cols = (max((n - size) // stride + 1, 0) for n in x.shape[:2])
-    views = [x[a : a + stride * rows : stride, b : b + stride * cols : stride] for a in range(size) for b in range(size)]
-    return reduce(np.stack(views), axis=0)
-
-
 def _numpy_forward(model, image):
     x = image.astype("float64")
     for kind, spec, stride in NUMPY_NET:
         if kind == "conv":
             kernel, bias = model.get_layer(spec).get_weights()
-            x = _numpy_conv(x, kernel, bias, stride)
+            x = conv2d(x, kernel.transpose(3, 2, 0, 1), bias, stride)
             if spec != "c4":
                 x = np.maximum(x, 0)
         else:
-            x = _numpy_pool(x, spec, stride, np.max if kind == "max" else np.mean)
+            x = pool2d(x, spec, stride, np.max if kind == "max" else np.mean)
     return x
 
 

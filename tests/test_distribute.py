@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_fcn
-from test_training_support import CHILD_ENV, TINY_CLI, TINY_MODEL, run_python, write_pairs
+from _training_helpers import CHILD_ENV, TINY_CLI, TINY_MODEL, run_python, write_pairs
 
 # Two logical CPUs must be configured before TensorFlow initializes its devices: a child process.
 MIRRORED_CHILD = """

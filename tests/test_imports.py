@@ -3,7 +3,7 @@
 import ast
 import pathlib
 
-from test_training_support import run_python
+from _training_helpers import run_python
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / "keras_fcn"
 ROOT = "keras_fcn"

@@ -5,12 +5,11 @@ import pytest
 import keras_fcn
 from _helpers import randomize as _randomize
 from _helpers import run as _run
+from _numpy_reference import bilinear_upsample, crop
 
 pytestmark = pytest.mark.backend_agnostic
 
 INCEPTION = {"backbone": "inceptionv3", "backbone_weights": None}
-
-
 
 
 def test_inception_cells_are_centred_on_pixels():
@@ -59,30 +58,18 @@ def test_fcn32s_output_interpolates_the_coarse_scores_between_their_centres(rng)
     np.testing.assert_allclose(out[16:, 16:], expected, rtol=1e-4, atol=1e-5)
 
 
-def _numpy_upsample(x, factor):
-    """A bilinear deconvolution with the odd kernel 2 * factor - 1, stride factor, on x (h, w, c)."""
-    size = 2 * factor - 1
-    taps = 1 - np.abs(np.arange(size) - (factor - 1)) / factor
-    kernel = np.outer(taps, taps)[..., None]
-    out = np.zeros(((x.shape[0] - 1) * factor + size, (x.shape[1] - 1) * factor + size, x.shape[2]))
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[i * factor : i * factor + size, j * factor : j * factor + size] += kernel * x[i, j]
-    return out
-
-
 def test_fcn8s_head_equals_numpy_upsample_crop_and_sum(rng):
     model = keras_fcn.FCN8s(3, **INCEPTION)
     _randomize(model, ["score_fr", "score_pool4", "score_pool3"], rng, scale=0.05)
     image = rng.uniform(0, 255, size=(1, 45, 70, 3)).astype("float32")
     probe = keras.Model(model.input, [model.get_layer(n).output for n in ["score_fr", "score_pool4", "score_pool3"]])
     score_fr, score_pool4, score_pool3 = (keras.ops.convert_to_numpy(t)[0] for t in probe(image, training=False))
-    up2 = _numpy_upsample(score_fr, 2)
-    fuse_pool4 = up2 + score_pool4[: up2.shape[0], : up2.shape[1]]
-    up4 = _numpy_upsample(fuse_pool4, 2)
-    fused = up4 + score_pool3[: up4.shape[0], : up4.shape[1]]
+    up2 = bilinear_upsample(score_fr, 2, 3)
+    fuse_pool4 = up2 + crop(score_pool4, 0, up2.shape[:2])
+    up4 = bilinear_upsample(fuse_pool4, 2, 3)
+    fused = up4 + crop(score_pool3, 0, up4.shape[:2])
     for _ in range(3):
-        fused = _numpy_upsample(fused, 2)
-    np.testing.assert_allclose(_run(model, image)[0], fused[15 : 15 + 45, 15 : 15 + 70], rtol=1e-4, atol=1e-4)
+        fused = bilinear_upsample(fused, 2, 3)
+    np.testing.assert_allclose(_run(model, image)[0], crop(fused, 15, (45, 70)), rtol=1e-4, atol=1e-4)
     kernels = {layer.name: layer.kernel_size for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)}
     assert kernels == {name: (3, 3) for name in ["upscore2", "upscore_pool4", "upscore8_1", "upscore8_2", "upscore8_3"]}

@@ -1,6 +1,8 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from PIL import Image
 
 import keras_fcn
 from keras_fcn.inference import evaluate, predict, unpadded_sizes
@@ -60,7 +62,6 @@ def test_evaluate_defaults_and_checks():
 
 @pytest.mark.backend_agnostic
 def test_evaluate_takes_a_tf_dataset():
-    tf = pytest.importorskip("tensorflow")
     images = _images(np.array([[[2, 1], [1, 1]]] * 3))
     masks = np.array([[[2, 1], [1, 255]]] * 3, "uint8")
     dataset = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
@@ -212,9 +213,6 @@ def test_evaluate_scores_each_image_at_its_own_size_for_any_batch_size(rng):
     # The bundled camvid model on crops of mixed sizes of the sample street (two sizes repeated), masks its own
     # predictions at a shifted position with 10% void: batched by keras_fcn.data.batch, padded with the mean
     # (masks with 255). Padding seen by the model changes its predictions near the edges.
-    tf = pytest.importorskip("tensorflow")
-    from PIL import Image
-
     model = keras_fcn.zoo.load_model("camvid")
     street = np.asarray(Image.open(keras_fcn.assets.sample_image_path()).convert("RGB"))
     boxes = [(0, 0, 96, 128), (40, 200, 150, 96), (100, 100, 96, 128), (200, 0, 72, 160),

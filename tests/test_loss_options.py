@@ -14,7 +14,7 @@ from keras_fcn.training import options as training_options
 from keras_fcn.training.datasets import DatasetSplits
 from keras_fcn.training.trainer import _validation_data
 from _helpers import randomize
-from test_training_support import NUM_CLASSES, TINY_MODEL, write_pairs
+from _training_helpers import NUM_CLASSES, TINY_MODEL, write_pairs
 
 SCORES = ["score_fr"]
 QUICK = {**TINY_MODEL, "model": "fcn32s", "crop_size": (32, 32), "batch_size": 2, "epochs": 1, "verbose": 0}

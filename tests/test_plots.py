@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from keras_fcn import cli, plots
-from test_training_support import write_pairs
+from _training_helpers import write_pairs
 
 NAMES = ["sky", "road", "car"]
 

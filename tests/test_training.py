@@ -11,7 +11,7 @@ import pytest
 import keras_fcn
 from keras_fcn import training
 from keras_fcn.optimizers import CaffeSGD
-from test_training_support import NUM_CLASSES, TINY_MODEL, write_pairs
+from _training_helpers import NUM_CLASSES, TINY_MODEL, write_pairs
 
 
 def read_log(path):

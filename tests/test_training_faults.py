@@ -12,11 +12,10 @@ import keras
 import numpy as np
 import pytest
 
-import keras_fcn  # noqa: F401 (registers the layers that load_model reads)
 from keras_fcn import cli, training
 from keras_fcn.callbacks import AtomicModelCheckpoint
 from keras_fcn.training import run_folder
-from test_training_support import CHILD_ENV, NUM_CLASSES, TINY_CLI, TINY_MODEL, run_python, write_pairs
+from _training_helpers import CHILD_ENV, NUM_CLASSES, TINY_CLI, TINY_MODEL, run_python, write_pairs
 
 TINY_RUN = {**TINY_MODEL, "num_classes": NUM_CLASSES, "model": "fcn32s", "crop_size": (32, 32), "verbose": 0}
 

@@ -14,12 +14,11 @@ import keras
 import numpy as np
 import pytest
 
-import keras_fcn  # noqa: F401 (registers the layers that load_model reads)
 from keras_fcn import cli
 from keras_fcn import data as fcn_data
 from keras_fcn.training import TrainingOptions, run_folder
 from keras_fcn.training.pipelines import training_batches, training_steps
-from test_training_support import CHILD_ENV, TINY_CLI, run_python, write_pairs
+from _training_helpers import CHILD_ENV, TINY_CLI, run_python, write_pairs
 
 EPOCHS = 4
 DETERMINISTIC = {**CHILD_ENV, "TF_DETERMINISTIC_OPS": "1"}  # tf.config.experimental.enable_op_determinism()

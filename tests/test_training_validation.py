@@ -9,13 +9,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import keras_fcn  # noqa: F401 (registers the layers that load_model reads)
 from keras_fcn import training
 from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.losses import SegmentationCrossEntropy
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.training.pipelines import validation_batches
-from test_training_support import NUM_CLASSES, TINY_MODEL, write_pairs
+from _training_helpers import NUM_CLASSES, TINY_MODEL, write_pairs
 
 # Mixed sizes, repeated and not, as in VOC; one mask wholly ignored, the others partly.
 SIZES = [(32, 32), (40, 48), (32, 32), (48, 40), (32, 64), (40, 48), (24, 40), (32, 32), (56, 24)]

@@ -8,7 +8,7 @@ import pytest
 import keras_fcn
 from keras_fcn import cli
 from keras_fcn.errors import InvalidArgumentError, InvalidDataError
-from test_training_support import CHILD_ENV, TINY_MODEL, run_python, write_pairs
+from _training_helpers import CHILD_ENV, TINY_MODEL, run_python, write_pairs
 
 
 @pytest.fixture(scope="module")

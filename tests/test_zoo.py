@@ -1,16 +1,14 @@
 """Tests of keras_fcn.zoo: the manifest, verified cached downloads, conversion on first use.
 
-A server on 127.0.0.1 (started here) serves files the tests make; no test
-needs the internet.
+A server on 127.0.0.1 (the `server` fixture of conftest.py) serves files the
+tests make; no test needs the internet.
 """
 
 import dataclasses
 import errno
 import hashlib
-import http.server
 import json
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -19,64 +17,8 @@ from keras.src.utils import file_utils
 import keras_fcn
 from keras_fcn import zoo
 from keras_fcn.zoo import registry
-from test_caffe import caffe_fcn_blobs, np_fcn, protobuf_caffemodel, small_reference  # noqa: F401
-
-# --- a local file server -------------------------------------------------------------
-
-
-class FileServer:
-    """Serves `files` (path -> bytes) over HTTP; paths in `truncated` send half their bytes."""
-
-    def __init__(self):
-        self.files, self.truncated, self.requests = {}, set(), []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(self.path)
-                if self.path not in server.files:
-                    self.send_error(404, "Not Found")
-                    return
-                data = server.files[self.path]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2] if self.path in server.truncated else data)
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def add(self, path, data):
-        self.files[path] = data
-        return self.url(path)
-
-    def stop(self):
-        if self.thread.is_alive():
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join()
-
-
-@pytest.fixture
-def server():
-    file_server = FileServer()
-    yield file_server
-    file_server.stop()
-
-
-@pytest.fixture
-def keras_home(tmp_path, monkeypatch):
-    home = tmp_path / "keras_home"
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    return home / "keras_fcn"
+from _caffe_helpers import assert_weights_equal_blobs, caffe_fcn_blobs, np_fcn
+from _zoo_helpers import serve_blobs, serve_caffemodel_entry
 
 
 @pytest.fixture
@@ -358,31 +300,8 @@ def test_url_weights_are_downloaded_once(server, keras_home):
 # --- caffemodel entries: download, convert, record, reuse --------------------------------
 
 
-def serve_blobs(server, monkeypatch, name, blobs, legacy=False):
-    """Serves `blobs` (name -> (type, arrays)) as entry `name`'s caffemodel, its URL first in the entry's."""
-    data = protobuf_caffemodel([(key, kind, arrays) for key, (kind, arrays) in blobs.items()], legacy=legacy)
-    url = server.add(f"/{name}.caffemodel", data)
-    entries = [zoo.get(other) for other in zoo.available()]
-    served = [dataclasses.replace(e, urls=(url,) + e.urls) if e.name == name else e for e in entries]
-    monkeypatch.setattr(zoo, "REGISTRY", registry.Registry(served))
-    return blobs
-
-
-def serve_caffemodel_entry(server, monkeypatch, name, num_classes, stride, legacy=False):
-    """Serves random blobs of the reference FCN as entry `name`'s caffemodel."""
-    return serve_blobs(server, monkeypatch, name, caffe_fcn_blobs(num_classes, stride), legacy)
-
-
 def assert_close(got, expected):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
-
-
-def assert_weights_equal_blobs(model, blobs):
-    for name, (_, arrays) in blobs.items():
-        weights = model.get_layer(name).get_weights()
-        np.testing.assert_array_equal(weights[0], np.transpose(arrays[0], (2, 3, 1, 0)))
-        for got, want in zip(weights[1:], arrays[1:]):
-            np.testing.assert_array_equal(got, want)
 
 
 def test_caffemodel_entry_is_converted_once_and_recorded(small_reference, server, keras_home, monkeypatch):

@@ -2,16 +2,16 @@
 
 `keras_fcn.FCN8s(weights="voc")` (the default backbone is `"vgg16_reference"`) downloads the
 (local, test-made) caffemodel once, converts and caches it, and loads it; a
-second build needs no network. The reference trunk is narrowed (see
-test_caffe.small_reference) so the caffemodel stays small.
+second build needs no network. The reference trunk is narrowed (see the
+`small_reference` fixture of conftest.py) so the caffemodel stays small.
 """
 
 import numpy as np
 import pytest
 
 import keras_fcn
-from test_caffe import np_fcn, small_reference  # noqa: F401
-from test_zoo import assert_weights_equal_blobs, keras_home, serve_caffemodel_entry, server  # noqa: F401
+from _caffe_helpers import assert_weights_equal_blobs, np_fcn
+from _zoo_helpers import serve_caffemodel_entry
 
 
 def test_fcn8s_voc_weights_download_convert_cache_and_load(small_reference, server, keras_home, monkeypatch):

@@ -12,8 +12,7 @@ import pytest
 import keras_fcn
 from keras_fcn import cli, zoo
 from keras_fcn.zoo import registry
-from test_caffe import caffe_fcn_blobs, protobuf_caffemodel, small_reference  # noqa: F401
-from test_zoo import assert_weights_equal_blobs, keras_home, server  # noqa: F401
+from _caffe_helpers import assert_weights_equal_blobs, caffe_fcn_blobs, protobuf_caffemodel
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "zoo"
 
