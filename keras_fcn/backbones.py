@@ -398,6 +398,14 @@ def build_trunk(image, spec, *, backbone_weights, backbone_kwargs, alignment):
 def skip_layer_names(backbone, backbone_kwargs=None):
     """The names of the layers a backbone's FCN takes its stride-8, 16 and 32 features from.
 
+    Most Keras Applications name their layers (`conv4_block6_out`), and
+    those names are the ones every FCN built on the backbone has. A few leave
+    some layers to Keras's automatic names (MobileNetV3's `activation_N`),
+    which count the layers of that kind made before in the process, so a
+    model built later names them differently: for a built FCN, read
+    `keras_fcn.architecture_of(model).skip_layers`, the names as that model
+    has them.
+
     Args:
         backbone: a backbone name (any case) or a `keras.Model`.
         backbone_kwargs: dict of extra constructor arguments, or None.
