@@ -93,7 +93,7 @@ def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
         ({"crop_size": (32,)}, r"`crop_size` must be a \(height, width\) pair"),
         ({"num_classes": None}, r"A folder dataset needs `num_classes`"),
         ({"class_names": ["a", "b"], "num_classes": 3}, r"`class_names` must name every class, 3 names"),
-        ({"backbone": "vgg99"}, r"`backbone` must be one of \[.*'vgg16_reference'.*\]. Received backbone='vgg99'"),
+        ({"backbone": "vgg99"}, r"Unknown backbone.*'vgg16_reference'.*'ResNet50'.*Received backbone='vgg99'"),
         ({"learning_rate": -1.0}, r"`learning_rate` must be a number >= 0. Received learning_rate=-1.0"),
         ({"validation_steps": 0}, r"`validation_steps` must be a positive int. Received validation_steps=0"),
         ({"verbose": True}, r"`verbose` must be one of \['auto', 0, 1, 2\]. Received verbose=True"),
