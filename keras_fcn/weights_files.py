@@ -34,14 +34,12 @@ def _weight_shapes(path):
         if isinstance(item, h5py.Dataset):
             shapes[tuple(item.shape)] += 1
 
+    source = path
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            stored = io.BytesIO(archive.read(KERAS_ARCHIVE_WEIGHTS))
-        with h5py.File(stored, "r") as file:
-            file.visititems(collect)
-    else:
-        with h5py.File(path, "r") as file:
-            file.visititems(collect)
+            source = io.BytesIO(archive.read(KERAS_ARCHIVE_WEIGHTS))
+    with h5py.File(source, "r") as file:
+        file.visititems(collect)
     return shapes
 
 
