@@ -164,11 +164,6 @@ def _add_inference_arguments(parser):
         help="float32 (default, exact), auto (bfloat16 where the CPU has it natively), bfloat16 or float16 (GPUs)",
     )
     parser.add_argument(
-        "--freeze",
-        action="store_true",
-        help="fold the weights into the compiled graph: slower to start, faster per image (big nets, bfloat16)",
-    )
-    parser.add_argument(
         "--flip",
         action="store_true",
         help="test-time augmentation: average each image's class probabilities with its left-right mirror's "
@@ -234,7 +229,6 @@ def _evaluate(args):
         class_names=names,
         engine=args.engine,
         precision=args.precision,
-        freeze=args.freeze,
         flip=args.flip,
     )
     print(_figures_table(figures))
@@ -343,7 +337,7 @@ def _predict(args):
     os.makedirs(args.output_dir, exist_ok=True)
     images = [image for _, _, image in readable]
     labels_of_images = predict(
-        model, images, engine=args.engine, precision=args.precision, freeze=args.freeze, flip=args.flip
+        model, images, engine=args.engine, precision=args.precision, flip=args.flip
     )
     for (path, stem, image), labels in zip(readable, labels_of_images):
         output = os.path.join(args.output_dir, stem)

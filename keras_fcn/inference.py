@@ -40,37 +40,36 @@ def resolve_precision(precision):
     return precision
 
 
-def resolve_engine(model, engine, precision, *, freeze=False, jit_compile=False):
+def resolve_engine(model, engine, precision, *, jit_compile=False):
     """The engine `engine` stands for: `"auto"` is the fastest installed for this host (`keras_fcn.engines`).
 
-    `freeze` and `jit_compile` are TensorFlow options, so with either of
-    them `"auto"` is `"tensorflow"`.
+    `jit_compile` is a TensorFlow option, so with it `"auto"` is
+    `"tensorflow"`.
 
     Args:
         model: a `keras.Model`.
         engine: `"auto"` or one of `keras_fcn.engines.ENGINES`.
         precision: `"float32"`, `"bfloat16"` or `"float16"` (resolved).
-        freeze, jit_compile: bool, the TensorFlow options asked for.
+        jit_compile: bool, the TensorFlow option asked for.
 
     Returns:
         One of `keras_fcn.engines.ENGINES`.
 
     Raises:
-        ValueError: for an unknown engine, or a TensorFlow option with another engine.
+        ValueError: for an unknown engine, or `jit_compile` with another engine or backend.
     """
     if engine not in ("auto", *ENGINES):
         raise ValueError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
-    for name, value in (("freeze", freeze), ("jit_compile", jit_compile)):
-        if value and keras.backend.backend() != "tensorflow":
-            raise ValueError(f"`{name}=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
-        if value and engine not in ("auto", "tensorflow"):
-            raise ValueError(f'`{name}=True` is a TensorFlow option. Received engine={engine!r}; use engine="tensorflow"')
+    if jit_compile and keras.backend.backend() != "tensorflow":
+        raise ValueError(f"`jit_compile=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
+    if jit_compile and engine not in ("auto", "tensorflow"):
+        raise ValueError(f'`jit_compile=True` is a TensorFlow option. Received engine={engine!r}; use engine="tensorflow"')
     if engine != "auto":
         return engine
-    return "tensorflow" if freeze or jit_compile else auto_engine(model, precision)
+    return "tensorflow" if jit_compile else auto_engine(model, precision)
 
 
-def inference_function(model, *, engine="auto", precision="float32", freeze=False, jit_compile=False):
+def inference_function(model, *, engine="auto", precision="float32", jit_compile=False):
     """A function that runs `model` on batches of images of any size, compiled once.
 
     Engines (see `keras_fcn.engines`):
@@ -91,8 +90,7 @@ def inference_function(model, *, engine="auto", precision="float32", freeze=Fals
       host that is installed and can run the model in `precision`, else
       `"tensorflow"`.
 
-    A float32 TensorFlow function of a model computing in float32 without
-    `freeze` reads the model's weights as they are at each call, and is
+    A float32 TensorFlow function of a model computing in float32 reads the model's weights as they are at each call, and is
     made once per model and kept on it: calling `keras_fcn.predict` again
     does not trace again. Every other function works on the weights the
     model has when it is made: make it once and call it for every batch.
@@ -109,11 +107,6 @@ def inference_function(model, *, engine="auto", precision="float32", freeze=Fals
             lists them, else `"float32"`), `"bfloat16"` (logits within
             about 1% of their range; faster only on such CPUs) or
             `"float16"` (TensorFlow only, `mixed_float16`, for GPUs).
-        freeze: bool, TensorFlow only. True folds the weights into the
-            compiled graph as constants, which lets oneDNN lay them out
-            once instead of at every call, at a one-time cost of seconds to
-            tens of seconds (about 75 s and 10 GB for the 134 million
-            weights of the reference VGG16 on 2 cores).
         jit_compile: bool, TensorFlow only: compile with XLA (once per input
             shape); see `benchmarks/inference.py`.
 
@@ -123,8 +116,8 @@ def inference_function(model, *, engine="auto", precision="float32", freeze=Fals
         dict of them for a TensorFlow model with several outputs).
 
     Raises:
-        ValueError: for a bad `engine` or `precision`, a TensorFlow option
-            with another engine, or an engine that cannot run the model
+        ValueError: for a bad `engine` or `precision`, `jit_compile` with
+            another engine, or an engine that cannot run the model
             (not installed, precision, several outputs); the message says
             which.
         keras_fcn.engines.ExportCheckError: when the model exported for an
@@ -138,7 +131,7 @@ def inference_function(model, *, engine="auto", precision="float32", freeze=Fals
     ((1, 360, 480, 11), (2, 500, 375, 11))
     """
     precision = resolve_precision(precision)
-    chosen = resolve_engine(model, engine, precision, freeze=freeze, jit_compile=jit_compile)
+    chosen = resolve_engine(model, engine, precision, jit_compile=jit_compile)
     if chosen != "tensorflow":
         try:
             return exported_function(model, chosen, precision)
@@ -148,12 +141,12 @@ def inference_function(model, *, engine="auto", precision="float32", freeze=Fals
             warnings.warn(f"{error} Running the model with TensorFlow instead.", RuntimeWarning, stacklevel=2)
     policy = PRECISION_POLICIES[precision]
     same_precision = dtype_policies(model) == {policy}
-    live = same_precision and not freeze
+    live = same_precision
     if live and jit_compile in getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}):
         return getattr(model, LIVE_FUNCTIONS_ATTRIBUTE)[jit_compile]
     compute = model if same_precision else with_dtype_policy(model, policy)
     if keras.backend.backend() == "tensorflow":
-        run = _tensorflow_function(compute, freeze, jit_compile)
+        run = _tensorflow_function(compute, jit_compile)
     else:
         run = _backend_function(compute)
     if live:
@@ -172,7 +165,7 @@ def _backend_function(model):
     return run
 
 
-def _tensorflow_function(model, freeze, jit_compile):
+def _tensorflow_function(model, jit_compile):
     """`inference_function` under the TensorFlow backend: one `tf.function` for every batch and image size."""
     import tensorflow as tf
 
@@ -182,15 +175,6 @@ def _tensorflow_function(model, freeze, jit_compile):
     )
     def logits(images):
         return keras.tree.map_structure(lambda x: tf.cast(x, tf.float32), model(images, training=False))
-
-    if freeze:
-        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-        concrete = logits.get_concrete_function()
-        frozen = convert_variables_to_constants_v2(concrete)
-
-        def logits(images):
-            return tf.nest.pack_sequence_as(concrete.structured_outputs, frozen(images), expand_composites=True)
 
     def run(images):
         outputs = logits(tf.convert_to_tensor(np.asarray(images, dtype="float32")))
@@ -242,7 +226,6 @@ def evaluate(
     ignore_index=IGNORE_LABEL,
     engine="auto",
     precision="float32",
-    freeze=False,
     flip=False,
     verbose=1,
 ):
@@ -283,7 +266,6 @@ def evaluate(
         precision: `"float32"` (default, so that the figures are the
             model's on any host), `"auto"`, `"bfloat16"` or `"float16"`; see
             `inference_function`.
-        freeze: bool; see `inference_function`.
         flip: bool, test-time augmentation: True scores each image by the
             mean of its class probabilities and those of its left-right
             mirror (mirrored back); see `mirror_averaged`.
@@ -313,7 +295,7 @@ def evaluate(
     metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)
     if not isinstance(flip, bool):
         raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
-    run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
+    run = inference_function(model, engine=engine, precision=precision)
     run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(_length(dataset), verbose=verbose, stateful_metrics=["mean_iou"], unit_name="batch")
     for step, (images, masks) in enumerate(dataset, 1):
@@ -371,7 +353,7 @@ def _length(dataset):
 
 
 @release_pipelines_on_error
-def predict(model, images, *, batch_size=1, engine="auto", precision="float32", freeze=False, flip=False, verbose=0):
+def predict(model, images, *, batch_size=1, engine="auto", precision="float32", flip=False, verbose=0):
     """Segments images of different sizes, each at its own size.
 
     Images of the same size are batched together, up to `batch_size`, and
@@ -391,7 +373,6 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
         precision: `"float32"` (default, exact), `"auto"`, `"bfloat16"`
             (faster on CPUs with AMX; a few pixels on class boundaries may
             change) or `"float16"`; see `inference_function`.
-        freeze: bool; see `inference_function`.
         flip: bool, test-time augmentation: True labels each pixel by the
             mean of the class probabilities of the image and of its
             left-right mirror; see `mirror_averaged`.
@@ -425,7 +406,7 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
     labels = [None] * len(images)
     if not isinstance(flip, bool):
         raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
-    run = inference_function(model, engine=engine, precision=precision, freeze=freeze)
+    run = inference_function(model, engine=engine, precision=precision)
     run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     for size, indices in by_size.items():

@@ -2,12 +2,14 @@
 
 import inspect
 import math
+import numbers
 
 import keras
 from keras import ops
 
 from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.distribute import sum_over_replicas
+from keras_fcn.errors import InvalidArgumentError
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -27,21 +29,42 @@ def per_pixel(sample_weight):
     return sample_weight
 
 
+def validate_class_weights(class_weights, name="class_weights", allowed="a sequence of"):
+    """Checks loss weights, one per class: finite numbers >= 0, not all zero.
+
+    Args:
+        class_weights: a sequence (list, tuple, 1-D array) of real numbers.
+        name: the argument's name, for the message.
+        allowed: how the message starts what is allowed.
+
+    Returns:
+        The weights as a tuple of Python floats.
+
+    Raises:
+        keras_fcn.errors.InvalidArgumentError: for a string, a scalar, an
+            empty sequence, a non-number (bools included), a negative or
+            non-finite weight, or weights that are all zero; the message
+            gives the value received.
+    """
+    all_numbers = (
+        not isinstance(class_weights, (str, bytes))
+        and hasattr(class_weights, "__len__")
+        and all(isinstance(w, numbers.Real) and not isinstance(w, bool) for w in class_weights)
+    )
+    if not all_numbers or not all(math.isfinite(w) and w >= 0 for w in class_weights) or not any(class_weights):
+        raise InvalidArgumentError(
+            f"`{name}` must be {allowed} finite numbers >= 0, one per class, not all zero. Received {name}={class_weights!r}"
+        )
+    return tuple(float(w) for w in class_weights)
+
+
 def _validate(ignore_index, reduction, class_weights, keep_probability, seed):
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise ValueError(f"`ignore_index` must be an int or None. Received ignore_index={ignore_index!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}. Received reduction={reduction!r}")
     if class_weights is not None:
-        try:
-            weights = [float(w) for w in class_weights]
-        except (TypeError, ValueError):
-            weights = []
-        if not weights or not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
-            raise ValueError(
-                "`class_weights` must be None or a non-empty sequence of finite, non-negative "
-                f"numbers, one per class, not all zero. Received class_weights={class_weights!r}"
-            )
+        validate_class_weights(class_weights, allowed="None or a sequence of")
     if isinstance(keep_probability, bool) or not isinstance(keep_probability, (int, float)) or not (
         0 < keep_probability <= 1
     ):

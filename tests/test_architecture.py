@@ -79,15 +79,35 @@ def test_upgrade_reads_the_record_not_the_layer_names(fcn16s, rng):
 
 
 def test_the_zoo_builds_its_nets_on_renamed_models(small_reference, monkeypatch, rng):
-    """SIFT Flow's two heads and NYUDv2's late fusion find the trunk's tensors through the record."""
+    """SIFT Flow's two heads and NYUDv2's late fusion find the trunk's tensors through the record.
+
+    Each net built on renamed trunks, given the weights of the one built on
+    the plain trunks, computes the same scores.
+    """
+    image = rng.uniform(0, 255, size=(1, 30, 34, 3)).astype("float32")
+    entries = {"siftflow-fcn16s": image, "nyud-fcn32s-color-hha": {"color": image, "hha": image / 2}}
+    plain = {name: architectures.build(zoo.get(name)) for name in entries}
+    for model in plain.values():  # scores that are not zero (the score layers start at zero)
+        model.set_weights([rng.normal(scale=0.1, size=w.shape).astype("float32") for w in model.get_weights()])
     build_random_fcn = architectures._random_fcn
     monkeypatch.setattr(architectures, "_random_fcn", lambda *args: _renamed(build_random_fcn(*args)))
-    image = rng.uniform(0, 255, size=(1, 30, 34, 3)).astype("float32")
-    sift_flow = architectures.build(zoo.get("siftflow-fcn16s"))
-    shapes = {name: tuple(t.shape) for name, t in sift_flow(image).items()}
-    assert shapes == {"score_sem": (1, 30, 34, 33), "score_geo": (1, 30, 34, 3)}
-    late_fusion = architectures.build(zoo.get("nyud-fcn32s-color-hha"))
-    assert tuple(late_fusion({"color": image, "hha": image}).shape) == (1, 30, 34, 40)
+    for name, inputs in entries.items():
+        renamed = architectures.build(zoo.get(name))
+        assert any(layer.name.startswith("renamed_") for layer in renamed.layers)
+        renamed.set_weights(plain[name].get_weights())
+        expected, actual = plain[name](inputs), renamed(inputs)
+        assert all(np.std(np.asarray(x)) > 0 for x in keras.tree.flatten(expected))
+        assert keras.tree.map_structure(lambda x: tuple(x.shape), actual) == keras.tree.map_structure(
+            lambda x: tuple(x.shape), expected
+        )
+        keras.tree.map_structure(
+            lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-4), actual, expected
+        )
+    assert tuple(plain["nyud-fcn32s-color-hha"](entries["nyud-fcn32s-color-hha"]).shape) == (1, 30, 34, 40)
+    assert {k: tuple(v.shape) for k, v in plain["siftflow-fcn16s"](image).items()} == {
+        "score_sem": (1, 30, 34, 33),
+        "score_geo": (1, 30, 34, 3),
+    }
 
 
 def test_other_models_are_refused_by_name():

@@ -140,11 +140,11 @@ def test_predict_without_inputs_segments_the_bundled_street_into_predictions(sav
     assert shares.endswith("%") and any(name in shares for name in NAMES)
 
 
-def test_predict_and_evaluate_in_bfloat16_with_frozen_weights(saved_model, tmp_path, capsys):
+def test_predict_and_evaluate_in_bfloat16(saved_model, tmp_path, capsys):
     model, path = saved_model
     data = write_pairs(tmp_path / "photos", 1, size=(40, 56))
     out = tmp_path / "out"
-    assert cli.main(["predict", path, f"{data}/images", "--output-dir", str(out), "--precision", "bfloat16", "--freeze"]) == 0
+    assert cli.main(["predict", path, f"{data}/images", "--output-dir", str(out), "--precision", "bfloat16"]) == 0
     expected = model.predict(read_rgb(f"{data}/images/000.png")[None].astype("float32"), verbose=0)[0].argmax(-1)
     # bfloat16 may flip near-ties; most pixels keep their class.
     assert np.mean(np.asarray(Image.open(out / "000.png")) == expected) > 0.9

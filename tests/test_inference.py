@@ -124,14 +124,14 @@ def test_inference_function_is_traced_once_for_every_size_and_batch():
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, RedChannelOneHot()(CountingIdentity()(inputs)))
     CountingIdentity.calls = 0  # building the model called it once
-    for options in ({}, {"freeze": True}, {"jit_compile": True}):
+    for options in ({}, {"jit_compile": True}):
         run = keras_fcn.inference_function(model, engine=TF, **options)
         for shape in [(1, 5, 7), (2, 5, 7), (1, 9, 4), (3, 2, 2)]:
             labels = np.random.default_rng(sum(shape)).integers(0, NUM_CLASSES, shape)
             logits = run(_images(labels))
             assert logits.dtype == np.float32
             np.testing.assert_array_equal(logits, 10.0 * np.eye(NUM_CLASSES)[labels])
-    assert CountingIdentity.calls == 3  # one trace per function (freezing reuses its trace)
+    assert CountingIdentity.calls == 2  # one trace per function
 
 
 def test_bfloat16_inference_is_close_to_float32():
@@ -144,12 +144,11 @@ def test_bfloat16_inference_is_close_to_float32():
         model.get_layer(layer).set_weights([rng.normal(size=kernel.shape).astype("float32"), bias])
     images = rng.uniform(0, 255, (2, 64, 96, 3)).astype("float32")
     exact = keras_fcn.inference_function(model, engine=TF)(images)
-    for freeze in (False, True):
-        approximate = keras_fcn.inference_function(model, engine=TF, precision="bfloat16", freeze=freeze)(images)
-        assert approximate.dtype == np.float32
-        # bfloat16 keeps 8 significant bits: logits within a few percent of their range.
-        assert np.abs(approximate - exact).max() < 0.05 * np.abs(exact).max()
-        assert np.mean(approximate.argmax(-1) == exact.argmax(-1)) > 0.95
+    approximate = keras_fcn.inference_function(model, engine=TF, precision="bfloat16")(images)
+    assert approximate.dtype == np.float32
+    # bfloat16 keeps 8 significant bits: logits within a few percent of their range.
+    assert np.abs(approximate - exact).max() < 0.05 * np.abs(exact).max()
+    assert np.mean(approximate.argmax(-1) == exact.argmax(-1)) > 0.95
     assert model.dtype_policy.name == "float32"  # the model itself is left as it was
 
 
@@ -167,14 +166,14 @@ def test_predict_reuses_the_models_function_which_reads_its_current_weights():
     assert CountingIdentity.calls == 1
 
 
-def test_frozen_function_keeps_the_weights_it_was_made_with():
+def test_a_function_in_another_precision_keeps_the_weights_it_was_made_with():
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer="ones")(inputs))
-    frozen = keras_fcn.inference_function(model, freeze=True)  # "auto" with a TensorFlow option: TensorFlow
+    copied = keras_fcn.inference_function(model, engine=TF, precision="bfloat16")  # runs a bfloat16 copy
     live = keras_fcn.inference_function(model, engine=TF)
     model.layers[-1].kernel.assign(np.full((1, 1, 3, 2), 2.0, "float32"))
     image = np.ones((1, 2, 2, 3), "float32")
-    np.testing.assert_array_equal(frozen(image), np.full((1, 2, 2, 2), 3.0))
+    np.testing.assert_array_equal(copied(image), np.full((1, 2, 2, 2), 3.0))  # 3 and 6 are exact in bfloat16
     np.testing.assert_array_equal(live(image), np.full((1, 2, 2, 2), 6.0))
 
 
@@ -190,8 +189,6 @@ def test_inference_function_checks_its_arguments():
         with pytest.raises(ValueError, match="`jit_compile=True` is a TensorFlow option. Received engine='openvino'"):
             keras_fcn.inference_function(_oracle(), engine="openvino", jit_compile=True)
     else:
-        with pytest.raises(ValueError, match="`freeze=True` needs the TensorFlow backend"):
-            keras_fcn.inference_function(_oracle(), freeze=True)
         with pytest.raises(ValueError, match="`jit_compile=True` needs the TensorFlow backend"):
             keras_fcn.inference_function(_oracle(), jit_compile=True)
 

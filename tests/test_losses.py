@@ -161,6 +161,10 @@ def test_config_round_trip():
         ({"ignore_index": 2.5}, "ignore_index=2.5"),
         ({"class_weights": [1, -1]}, "class_weights=[1, -1]"),
         ({"class_weights": []}, "class_weights=[]"),
+        ({"class_weights": "1,2"}, "class_weights='1,2'"),
+        ({"class_weights": [True, 1]}, "class_weights=[True, 1]"),
+        ({"class_weights": [1, float("nan")]}, "class_weights=[1, nan]"),
+        ({"class_weights": [0, 0.0]}, "class_weights=[0, 0.0]"),
         ({"keep_probability": 0}, "keep_probability=0"),
         ({"keep_probability": 1.5}, "keep_probability=1.5"),
         ({"seed": "x"}, "seed='x'"),
@@ -169,6 +173,11 @@ def test_config_round_trip():
 def test_invalid_arguments(kwargs, received):
     with pytest.raises(ValueError, match=received.replace("[", r"\[").replace("]", r"\]")):
         SegmentationCrossEntropy(**kwargs)
+
+
+def test_class_weights_may_be_any_sequence_of_real_numbers():
+    for weights in (np.array([0.5, 2], "float32"), (1, 0), [np.float64(3), 1]):
+        assert SegmentationCrossEntropy(class_weights=weights).class_weights == tuple(float(w) for w in weights)
 
 
 def test_class_weights_must_match_classes(batch):

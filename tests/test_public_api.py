@@ -32,11 +32,6 @@ pytestmark = pytest.mark.floor
 PACKAGE = pathlib.Path(keras_fcn.__file__).parent
 PRIVATE_PATH = re.compile(r"\b(keras\.src|keras\._tf_keras|tensorflow\.python|tf\.python|tensorflow\.core)\b|__internal__")
 
-# Uses that other changes remove (issue 15); each must still be found, so a fixed one is taken off this list.
-KNOWN = {
-    ("inference.py", "tensorflow.python.framework.convert_to_constants"): "graph freezing; replaced by the engines",
-}
-
 
 def _is_private(name):
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
@@ -143,10 +138,7 @@ def _violations(modules):
 
 def test_no_private_keras_or_tensorflow_api():
     found = _violations(_modules())
-    unexpected = [v for v in found if (v[0], v[2]) not in KNOWN]
-    assert not unexpected, "\n".join(f"keras_fcn/{path}:{line}: {name} ({why})" for path, line, name, why in unexpected)
-    fixed = set(KNOWN) - {(path, name) for path, _, name, _ in found}
-    assert not fixed, f"No longer used, take off KNOWN: {sorted(fixed)}"
+    assert not found, "\n".join(f"keras_fcn/{path}:{line}: {name} ({why})" for path, line, name, why in found)
 
 
 PROBE = """

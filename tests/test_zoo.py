@@ -4,15 +4,17 @@ A server on 127.0.0.1 (the `server` fixture of conftest.py) serves files the
 tests make; no test needs the internet.
 """
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
 import json
 import os
+import resource
+import signal
 
 import numpy as np
 import pytest
-from keras.src.utils import file_utils
 
 import keras_fcn
 from keras_fcn import zoo
@@ -250,16 +252,25 @@ def test_failed_downloads_leave_nothing_in_the_cache(server, keras_home, fresh_r
     assert cache_files(keras_home) == []
 
 
-def test_full_disk_leaves_nothing_in_the_cache(server, keras_home, fresh_registry, monkeypatch):
-    def fill_disk(url, filename, reporthook=None):
-        with open(filename, "wb") as file:
-            file.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+@contextlib.contextmanager
+def files_limited_to(size):
+    """Writes past `size` bytes of any file fail with EFBIG ("File too large"), as a full disk fails a write."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the default action would kill the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
 
-    monkeypatch.setattr(file_utils, "urlretrieve", fill_disk)
-    zoo.register(keras_entry("mine", [server.add("/mine.weights.h5", b"data")], sha256(b"data")))
-    with pytest.raises(zoo.WeightsDownloadError, match="No space left on device"):
+
+def test_a_write_that_fails_midway_leaves_nothing_in_the_cache(server, keras_home, fresh_registry):
+    data = os.urandom(200_000)
+    zoo.register(keras_entry("mine", [server.add("/mine.weights.h5", data)], sha256(data)))
+    with files_limited_to(50_000), pytest.raises(zoo.WeightsDownloadError) as error:
         zoo.fetch("mine")
+    assert os.strerror(errno.EFBIG) in str(error.value)
     assert cache_files(keras_home) == []
 
 

@@ -34,7 +34,7 @@ from keras_fcn import arguments
 from keras_fcn.backbones import BACKBONES, get_backbone
 from keras_fcn.data.transforms import validate_size
 from keras_fcn.errors import InvalidArgumentError
-from keras_fcn.losses import LOSSES
+from keras_fcn.losses import LOSSES, validate_class_weights
 from keras_fcn.training.distribution import STRATEGIES
 from keras_fcn.training.policy import MIXED_PRECISION
 from keras_fcn.training.presets import PRESETS
@@ -113,16 +113,8 @@ def _boolean(name, value):
 
 
 def _class_weights(name, value):
-    if value == "median_frequency":
-        return
-    if isinstance(value, str) or not hasattr(value, "__len__") or not any(value) or not all(
-        not isinstance(weight, bool) and isinstance(weight, (int, float)) and 0 <= weight < float("inf")
-        for weight in value
-    ):
-        raise InvalidArgumentError(
-            f'`{name}` must be "median_frequency" or a sequence of numbers >= 0, one per class, not all zero. '
-            f"Received {name}={value!r}"
-        )
+    if value != "median_frequency":
+        validate_class_weights(value, name, allowed='"median_frequency" or a sequence of')
 
 
 def _backbone(name, value):
