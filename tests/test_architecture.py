@@ -11,6 +11,7 @@ from keras_fcn.precision import with_dtype_policy
 from keras_fcn.zoo import architectures
 from _helpers import randomize as _randomize
 from _helpers import run as _run
+from _training_helpers import write_pairs
 
 SMALL = {"backbone": "mobilenet", "backbone_weights": None, "backbone_kwargs": {"alpha": 0.25}}
 # MobileNet's stage outputs at strides 8, 16 and 32 (the last pointwise block before each stride-2 one).
@@ -76,6 +77,22 @@ def test_upgrade_reads_the_record_not_the_layer_names(fcn16s, rng):
     fcn8s = keras_fcn.upgrade(renamed)
     assert fcn8s.name == "fcn8s_mobilenet" and keras_fcn.architecture_of(fcn8s).stride == 8
     np.testing.assert_allclose(_run(fcn8s, image), _run(fcn16s, image), rtol=1e-5, atol=1e-4)
+
+
+def test_the_trainer_starts_a_stage_from_a_renamed_model(fcn16s, tmp_path, rng):
+    _renamed(fcn16s).save(tmp_path / "renamed.keras")
+    data = write_pairs(tmp_path / "train", 2)
+    model, _ = keras_fcn.train(
+        data, tmp_path / "run", model="fcn8s", init_from=str(tmp_path / "renamed.keras"), num_classes=3,
+        optimizer="paper", crop_size=(32, 32), batch_size=2, epochs=1, verbose=0,
+    )
+    architecture = keras_fcn.architecture_of(model)
+    assert architecture.stride == 8 and architecture.skip_layers == tuple(f"renamed_{name}" for name in MOBILENET_SKIPS)
+    # At the paper's rate 1e-14 the step changes no weight visibly, only BatchNorm's moving statistics (momentum
+    # 0.99): the FCN-8s computes about what the FCN-16s did.
+    image = rng.uniform(0, 255, size=(1, 50, 39, 3)).astype("float32")
+    expected = _run(fcn16s, image)
+    np.testing.assert_allclose(_run(model, image), expected, atol=0.1 * np.abs(expected).max())
 
 
 def test_the_zoo_builds_its_nets_on_renamed_models(small_reference, monkeypatch, rng):
