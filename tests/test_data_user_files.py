@@ -9,6 +9,7 @@ from PIL import ExifTags, Image
 
 from keras_fcn import data
 from keras_fcn.data.image_files import upright_size
+from _training_helpers import write_pairs
 
 
 def save(path, array, **kwargs):
@@ -235,3 +236,17 @@ def test_load_dataset_reads_folders_with_the_mask_options_and_refuses_them_elsew
         np.testing.assert_array_equal(mask, foreground.astype(np.uint8))
     with pytest.raises(ValueError, match=r"apply to folder datasets. Received dataset='camvid'"):
         training.load_dataset("camvid", data_root=str(tmp_path), mask_threshold=128)
+
+
+def test_the_check_shows_as_much_progress_as_verbose_asks(tmp_path, capsys):
+    folder = write_pairs(tmp_path / "pairs", 5)
+    checked = "Checking 5 image/mask pairs"
+    data.from_folders(f"{folder}/images", f"{folder}/masks", num_classes=3, verbose=0)
+    assert capsys.readouterr().out == ""
+    data.from_folders(f"{folder}/images", f"{folder}/masks", num_classes=3, verbose=2)
+    out = capsys.readouterr().out
+    assert out.startswith(checked) and "5/5" in out and "1/5" not in out and "\r" not in out
+    data.from_folders(f"{folder}/images", f"{folder}/masks", num_classes=3)
+    assert capsys.readouterr().out.startswith(checked)
+    with pytest.raises(ValueError, match="`verbose` must be 0, 1 or 2. Received verbose='auto'"):
+        data.from_folders(f"{folder}/images", f"{folder}/masks", num_classes=3, verbose="auto")

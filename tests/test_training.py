@@ -20,7 +20,7 @@ def read_log(path):
 
 
 @pytest.mark.floor
-def test_train_writes_logs_checkpoints_and_classes(tmp_path):
+def test_train_writes_logs_checkpoints_and_classes(tmp_path, capsys):
     data = write_pairs(tmp_path / "train", 4)
     val = write_pairs(tmp_path / "val", 2, seed=1)
     run = tmp_path / "run"
@@ -28,6 +28,7 @@ def test_train_writes_logs_checkpoints_and_classes(tmp_path):
         data, run, validation=val, class_names=["a", "b", "c"], **TINY_MODEL,
         crop_size=(32, 32), batch_size=2, epochs=2, seed=0, verbose=0,
     )
+    assert "Checking" not in capsys.readouterr().out  # verbose=0: the pairs are checked silently too
     rows = read_log(run / "log.csv")
     assert [row["epoch"] for row in rows] == ["0", "1"]
     assert [float(row["val_mean_iou"]) for row in rows] == pytest.approx(history.history["val_mean_iou"])

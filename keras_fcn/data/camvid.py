@@ -20,7 +20,7 @@ CAMVID_CLASSES = (
 )
 
 
-def camvid(root, split="train", *, label_map=None):
+def camvid(root, split="train", *, label_map=None, verbose=1):
     """The 11-class CamVid release (SegNet's), from `root/{split}/images` and `root/{split}/masks`.
 
     Images are 480x360 RGB PNGs; masks are greyscale PNGs of the same name
@@ -31,6 +31,8 @@ def camvid(root, split="train", *, label_map=None):
         split: str, a split folder name such as `"train"`, `"val"` or `"test"`.
         label_map: optional dict `{raw value: class id or 255}`, e.g.
             `{11: 255}` for masks that store void as 11.
+        verbose: 0 (silent), 1 (default: a line and a progress bar while
+            the pairs are checked) or 2 (the line and one line when done).
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: uint8 `(360, 480, 3)` and
@@ -51,4 +53,5 @@ def camvid(root, split="train", *, label_map=None):
         os.path.join(split_dir, "masks"),
         num_classes=len(CAMVID_CLASSES),
         label_map=label_map,
+        verbose=verbose,
     )

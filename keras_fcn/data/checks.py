@@ -112,7 +112,8 @@ def check_file_pairs(image_paths, mask_paths, spec, *, verbose=1):
         image_paths: sequence of str, the image files.
         mask_paths: sequence of str of the same length, their masks.
         spec: a `keras_fcn.data.LabelSpec`, how the masks are read.
-        verbose: 0 (silent) or 1 (a line and a progress bar over the pairs).
+        verbose: 0 (silent), 1 (a line and a progress bar over the pairs) or
+            2 (the line, and one line when done).
 
     Returns:
         int64 numpy array `(256,)`: the number of pixels of each class id,

@@ -10,7 +10,7 @@ from keras_fcn.errors import InvalidArgumentError
 
 
 def from_file_pairs(
-    image_paths, mask_paths, *, num_classes, label_map=None, color_map=None, mask_threshold=None, check=True
+    image_paths, mask_paths, *, num_classes, label_map=None, color_map=None, mask_threshold=None, check=True, verbose=1
 ):
     """A dataset reading image files and their mask files, in the given order.
 
@@ -40,6 +40,8 @@ def from_file_pairs(
         mask_threshold: optional int: binary masks, grey values below it
             are class 0, the others class 1 (`num_classes=2`).
         check: bool, whether to check every pair now.
+        verbose: 0 (silent), 1 (default: a line and a progress bar while
+            the pairs are checked) or 2 (the line and one line when done).
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
@@ -62,8 +64,10 @@ def from_file_pairs(
         )
     if not isinstance(check, bool):
         raise InvalidArgumentError(f"`check` must be a bool. Received check={check!r}")
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise InvalidArgumentError(f"`verbose` must be 0, 1 or 2. Received verbose={verbose!r}")
     if check:
-        check_file_pairs(image_paths, mask_paths, spec)
+        check_file_pairs(image_paths, mask_paths, spec, verbose=verbose)
 
     def load(image_path, mask_path):
         pair = tf.numpy_function(

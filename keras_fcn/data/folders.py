@@ -81,6 +81,7 @@ def from_folders(
     mask_threshold=None,
     mask_suffix="",
     check=True,
+    verbose=1,
 ):
     """A dataset of the image/mask pairs in two folders, matched by file stem.
 
@@ -107,6 +108,8 @@ def from_folders(
         mask_suffix: str, see `match_by_stem`.
         check: bool, whether to read every pair now and raise one error
             listing all bad pairs (see `from_file_pairs`).
+        verbose: 0 (silent), 1 (default: a line and a progress bar while
+            the pairs are checked) or 2 (the line and one line when done).
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
@@ -133,4 +136,5 @@ def from_folders(
         color_map=color_map,
         mask_threshold=mask_threshold,
         check=check,
+        verbose=verbose,
     )

@@ -55,26 +55,27 @@ def _voc_year_dir(root, year):
     return year_dir
 
 
-def _dataset_from_ids(ids, image_pattern, mask_pattern, label_map):
+def _dataset_from_ids(ids, image_pattern, mask_pattern, label_map, verbose):
     """Pairs `image_pattern.format(id)` with `mask_pattern.format(id)`; all files must exist."""
     image_paths = [image_pattern.format(i) for i in ids]
     mask_paths = [mask_pattern.format(i) for i in ids]
     missing = [p for p in image_paths + mask_paths if not os.path.isfile(p)]
     if missing:
         raise InvalidDataError(f"Files of the split are missing: {format_list(missing)}")
-    return from_file_pairs(image_paths, mask_paths, num_classes=len(VOC_CLASSES), label_map=label_map)
+    return from_file_pairs(image_paths, mask_paths, num_classes=len(VOC_CLASSES), label_map=label_map, verbose=verbose)
 
 
-def _voc_dataset(year_dir, ids, label_map):
+def _voc_dataset(year_dir, ids, label_map, verbose):
     return _dataset_from_ids(
         ids,
         os.path.join(year_dir, "JPEGImages", "{}.jpg"),
         os.path.join(year_dir, "SegmentationClass", "{}.png"),
         label_map,
+        verbose,
     )
 
 
-def voc(root, split="train", *, year="2012", label_map=None):
+def voc(root, split="train", *, year="2012", label_map=None, verbose=1):
     """PASCAL VOC segmentation from a `VOCdevkit` folder.
 
     Reads the ids in `VOC{year}/ImageSets/Segmentation/{split}.txt`, the
@@ -88,6 +89,8 @@ def voc(root, split="train", *, year="2012", label_map=None):
             `ImageSets/Segmentation`.
         year: str, `"2012"`, `"2011"`, ...
         label_map: optional dict `{raw value: class id or 255}`.
+        verbose: 0 (silent), 1 (default: a line and a progress bar while
+            the pairs are checked) or 2 (the line and one line when done).
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
@@ -99,7 +102,7 @@ def voc(root, split="train", *, year="2012", label_map=None):
     """
     year_dir = _voc_year_dir(root, year)
     ids = read_ids(os.path.join(year_dir, "ImageSets", "Segmentation", f"{split}.txt"))
-    return _voc_dataset(year_dir, ids, label_map)
+    return _voc_dataset(year_dir, ids, label_map, verbose)
 
 
 def _sbd_dir(root):
@@ -113,7 +116,7 @@ def _sbd_dir(root):
     return dataset_dir
 
 
-def sbd(root, split="train", *, label_map=None):
+def sbd(root, split="train", *, label_map=None, verbose=1):
     """The Semantic Boundaries Dataset (Hariharan et al. 2011), class masks.
 
     Reads the ids in `dataset/{split}.txt`, the images `dataset/img/{id}.jpg`
@@ -125,6 +128,8 @@ def sbd(root, split="train", *, label_map=None):
         split: str, `"train"` (8,498 images, the paper's training set) or
             `"val"`.
         label_map: optional dict `{raw value: class id or 255}`.
+        verbose: 0 (silent), 1 (default: a line and a progress bar while
+            the pairs are checked) or 2 (the line and one line when done).
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
@@ -140,6 +145,7 @@ def sbd(root, split="train", *, label_map=None):
         os.path.join(dataset_dir, "img", "{}.jpg"),
         os.path.join(dataset_dir, "cls", "{}.mat"),
         label_map,
+        verbose,
     )
 
 
@@ -162,13 +168,15 @@ def seg11valid_ids(voc_root, sbd_root):
     return [i for i in val if i not in sbd_train]
 
 
-def seg11valid(voc_root, sbd_root, *, label_map=None):
+def seg11valid(voc_root, sbd_root, *, label_map=None, verbose=1):
     """The paper's validation set: VOC2011 images and masks of `seg11valid_ids`.
 
     Args:
         voc_root: str, a `VOCdevkit` folder holding `VOC2011/`.
         sbd_root: str, the SBD folder holding `dataset/train.txt`.
         label_map: optional dict `{raw value: class id or 255}`.
+        verbose: 0 (silent), 1 (default: a line and a progress bar while
+            the pairs are checked) or 2 (the line and one line when done).
 
     Returns:
         A `tf.data.Dataset` of `(image, mask)`: uint8 `(H, W, 3)` and uint8
@@ -180,4 +188,4 @@ def seg11valid(voc_root, sbd_root, *, label_map=None):
     >>> val = keras_fcn.data.seg11valid("VOCdevkit", "benchmark_RELEASE")
     """
     ids = seg11valid_ids(voc_root, sbd_root)
-    return _voc_dataset(_voc_year_dir(voc_root, "2011"), ids, label_map)
+    return _voc_dataset(_voc_year_dir(voc_root, "2011"), ids, label_map, verbose)

@@ -31,13 +31,13 @@ class DatasetSplits:
     class_names: tuple
 
 
-def _folder_pairs(folder, num_classes, argument, mask_reading):
+def _folder_pairs(folder, num_classes, argument, mask_reading, verbose):
     if num_classes is None:
         raise InvalidArgumentError(
             f"A folder dataset needs `num_classes` (or `class_names`). Received {argument}={folder!r}"
         )
     return fcn_data.from_folders(
-        os.path.join(folder, "images"), os.path.join(folder, "masks"), num_classes=num_classes, **mask_reading
+        os.path.join(folder, "images"), os.path.join(folder, "masks"), num_classes=num_classes, verbose=verbose, **mask_reading
     )
 
 
@@ -67,7 +67,7 @@ def _mask_reading(dataset, num_classes, class_names, label_map, color_map, mask_
     return given, num_classes, class_names
 
 
-def _named_splits(name, data_root):
+def _named_splits(name, data_root, verbose):
     """`(train, validation, class names or None, num_classes)` of a dataset known by name."""
     if name in TFDS_VALIDATION_SPLITS:
         num_classes = fcn_data.TFDS_SOURCES[name].num_classes
@@ -80,13 +80,13 @@ def _named_splits(name, data_root):
     if data_root is None:
         raise InvalidArgumentError(f"Dataset {name!r} needs `data_root`, the folder holding it. Received data_root=None")
     if name == "camvid":
-        pair = fcn_data.camvid(data_root, "train"), fcn_data.camvid(data_root, "val")
+        pair = fcn_data.camvid(data_root, "train", verbose=verbose), fcn_data.camvid(data_root, "val", verbose=verbose)
         return (*pair, fcn_data.CAMVID_CLASSES, len(fcn_data.CAMVID_CLASSES))
     if name == "voc":
-        pair = fcn_data.voc(data_root, "train"), fcn_data.voc(data_root, "val")
+        pair = fcn_data.voc(data_root, "train", verbose=verbose), fcn_data.voc(data_root, "val", verbose=verbose)
     else:
         sbd_root, voc_root = os.path.join(data_root, SBD_FOLDER), os.path.join(data_root, VOC_FOLDER)
-        pair = fcn_data.sbd(sbd_root, "train"), fcn_data.seg11valid(voc_root, sbd_root)
+        pair = fcn_data.sbd(sbd_root, "train", verbose=verbose), fcn_data.seg11valid(voc_root, sbd_root, verbose=verbose)
     return (*pair, fcn_data.VOC_CLASSES, len(fcn_data.VOC_CLASSES))
 
 
@@ -100,6 +100,7 @@ def load_dataset(
     label_map=None,
     color_map=None,
     mask_threshold=None,
+    verbose=1,
 ):
     """Resolves a dataset given by name, folder or `tf.data.Dataset` into its splits and classes.
 
@@ -127,6 +128,8 @@ def load_dataset(
             colour map file (`keras_fcn.data.read_color_map`), which then
             gives the number of classes and their names. Every pair of a
             folder is checked before this returns.
+        verbose: 0, 1 (default) or 2: the progress shown while the pairs
+            are checked (see `keras_fcn.data.from_file_pairs`).
 
     Returns:
         A `DatasetSplits`.
@@ -158,14 +161,14 @@ def load_dataset(
             )
         train, val, names = dataset, None, None
     elif isinstance(dataset, str) and dataset in NAMED_DATASETS:
-        train, val, names, own_classes = _named_splits(dataset, data_root)
+        train, val, names, own_classes = _named_splits(dataset, data_root, verbose)
         if num_classes is not None and num_classes != own_classes:
             raise InvalidArgumentError(
                 f"Dataset {dataset!r} has {own_classes} classes. Received num_classes={num_classes!r}"
             )
         num_classes = own_classes
     elif isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset):
-        train, val, names = _folder_pairs(os.fspath(dataset), num_classes, "dataset", mask_reading), None, None
+        train, val, names = _folder_pairs(os.fspath(dataset), num_classes, "dataset", mask_reading, verbose), None, None
     else:
         raise InvalidArgumentError(
             f"`dataset` must be one of {list(NAMED_DATASETS)}, a folder holding images/ and masks/, "
@@ -174,6 +177,6 @@ def load_dataset(
     if isinstance(validation, tf.data.Dataset):
         val = validation
     elif validation is not None:
-        val = _folder_pairs(os.fspath(validation), num_classes, "validation", mask_reading)
+        val = _folder_pairs(os.fspath(validation), num_classes, "validation", mask_reading, verbose)
     names = class_names or names or tuple(str(i) for i in range(num_classes))
     return DatasetSplits(train, val, num_classes, tuple(names))

@@ -168,6 +168,7 @@ def train(dataset, output_dir, **options):
             label_map=options.label_map,
             color_map=options.color_map,
             mask_threshold=options.mask_threshold,
+            verbose=1 if options.verbose == "auto" else options.verbose,
         )
         class_weights = _class_weights(options, splits)
         seed = run_folder.prepare(run_dir, splits.class_names, options)
