@@ -205,6 +205,8 @@ def test_upgrade_rejects_other_models():
         ({"weights": "no/such/file.weights.h5"}, r"Received weights='no/such/file.weights.h5'"),
         ({"backbone_weights": "imagenet21k"}, r"Received backbone_weights='imagenet21k'"),
         ({"input_shape": (None, None, 4)}, r"Received input_shape=\(None, None, 4\)"),
+        ({"backbone_kwargs": [("alpha", 0.25)]}, r"`backbone_kwargs` must be None or a dict.*Received backbone_kwargs=\[\('alpha', 0.25\)\]"),
+        ({"backbone_kwargs": "alpha=0.25"}, r"Received backbone_kwargs='alpha=0.25'"),
     ],
 )
 def test_bad_arguments_name_the_argument_and_value(kwargs, message):
