@@ -153,7 +153,7 @@ class TrainingOptions:
         "(see `keras_fcn.FCN8s`).",
         check=_backbone,
         help="the backbone, in any case",
-        type=str.lower,
+        type=str.lower,  # before argparse compares with the choices
         choices=sorted(BACKBONES),
     )
     backbone_weights: object = option(
@@ -367,6 +367,8 @@ class TrainingOptions:
         for field in dataclasses.fields(self):
             if field.metadata["check"] is not None:
                 field.metadata["check"](field.name, getattr(self, field.name))
+        # One spelling per backbone, so that a run folder records "resnet50" whether "ResNet50" or "resnet50" was given.
+        object.__setattr__(self, "backbone", self.backbone.lower())
 
     @classmethod
     def from_keywords(cls, keywords, function_name="train"):
