@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 import json
+import os
 import pathlib
 import shutil
 
@@ -138,7 +139,7 @@ def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, serv
     assert record["backbone_kwargs"] == {"alpha": 0.25}
     entry = registry.read_manifest(manifest)[-1]
     assert entry.class_names == ("sky", "ground", "thing")
-    with pytest.raises(ValueError, match="named 'tiny' already exists"):
+    with pytest.raises(SystemExit, match="the manifest has an entry named 'tiny': give --replace"):
         publish.main(args)
     assert len(json.loads(manifest.read_text())["entries"]) == len(zoo.available()) + 1
 
@@ -175,6 +176,7 @@ def test_publish_bundles_the_file_with_the_figures_of_an_evaluation(tmp_path, mo
     assert bundled.name == f"street-{digest[:8]}.weights.h5"
     record = json.loads(manifest.read_text())["entries"][-1]
     assert record["source"] == {"format": "keras", "urls": [], "sha256": digest, "bundled_file": bundled.name}
+    assert record["geometry"] == "receptive_field"  # the model's own record
     values = {metric["metric"]: metric["value"] for metric in record["metrics"]}
     assert values == {
         "pixel accuracy": 91.23,
@@ -190,6 +192,36 @@ def test_publish_bundles_the_file_with_the_figures_of_an_evaluation(tmp_path, mo
     model = keras_fcn.FCN8s(backbone="mobilenet", weights="street")
     image = rng.uniform(0, 255, (1, 45, 70, 3)).astype("float32")
     np.testing.assert_array_equal(model(image).numpy(), trained(image).numpy())
+
+
+def test_publish_replaces_an_entry_only_when_asked_and_records_the_models_geometry(tmp_path, monkeypatch):
+    manifest = tmp_path / "manifest.json"
+    shutil.copyfile(registry.MANIFEST_PATH, manifest)
+    package = tmp_path / "package"
+    package.mkdir()
+    old = json.loads(manifest.read_text())
+    names = [entry["name"] for entry in old["entries"]]
+    old_file = old["entries"][names.index("camvid")]["source"]["bundled_file"]
+    (package / old_file).write_bytes(b"the old weights")
+    monkeypatch.setattr(registry, "BUNDLED_WEIGHTS_DIR", str(package))
+    trained = keras_fcn.FCN8s(
+        11, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights=None, geometry="pixel_blocks"
+    )
+    trained.save(str(tmp_path / "best.keras"))
+    args = [str(tmp_path / "best.keras"), "--name", "camvid", "--architecture", "fcn8s_mobilenet"]
+    args += ["--backbone-kwargs", "alpha=0.25", "--classes", "camvid", "--palette", "camvid", "--dataset", "d"]
+    args += ["--bundle", "--training-command", "c", "--licence", "l", "--manifest", str(manifest)]
+    with pytest.raises(SystemExit, match="the manifest has an entry named 'camvid': give --replace to replace it"):
+        script("publish").main(args)
+    with pytest.raises(SystemExit, match="--geometry receptive_field disagrees with .*best.keras.*'pixel_blocks'"):
+        script("publish").main([*args, "--replace", "--geometry", "receptive_field"])
+    assert json.loads(manifest.read_text()) == old and os.listdir(package) == [old_file]
+    assert script("publish").main([*args, "--replace"]) == 0
+    new = json.loads(manifest.read_text())
+    assert [entry["name"] for entry in new["entries"]] == names  # in its place
+    record = new["entries"][names.index("camvid")]
+    assert record["geometry"] == "pixel_blocks" and record["command"] == "c"
+    assert os.listdir(package) == [record["source"]["bundled_file"]] != [old_file]
 
 
 def test_publish_refuses_a_file_that_is_not_an_evaluation(tmp_path, monkeypatch):

@@ -22,8 +22,11 @@ hex digits of their sha256>.weights.h5` in `--output-dir` (with
 find them without any download), and appends an entry to the manifest (by
 default keras_fcn/zoo/manifest.json) with the file's URL (`--url-base` + file
 name) or bundled file name, sha256, metrics (marked as measured by
-keras-fcn) and the training command. Upload a served file to its URL before
-releasing the manifest.
+keras-fcn), the head geometry (read from a `.keras` model's record; for a
+`.weights.h5` file `--geometry`, by default the builders') and the training
+command. An entry of the same name is refused unless `--replace` is given,
+which puts the new entry in its place and removes its bundled file. Upload a
+served file to its URL before releasing the manifest.
 """
 
 import argparse
@@ -37,7 +40,9 @@ import keras
 import numpy as np
 
 from keras_fcn import arguments
+from keras_fcn.architecture import architecture_of
 from keras_fcn.backbones import BACKBONES
+from keras_fcn.heads import ALIGNMENTS
 from keras_fcn.files import save_atomically, sha256_of, write_json_atomically
 from keras_fcn.zoo import architectures, registry
 
@@ -108,6 +113,34 @@ def check_same_outputs(model_path, model, built):
         raise SystemExit(f"{model_path}: the zoo architecture with these weights computes other outputs (max abs difference {difference})")
 
 
+def head_geometry(args, trained):
+    """The head geometry of the published weights: the `.keras` model's record, else `--geometry`, else the default."""
+    if trained is None:
+        return args.geometry or registry.ZooEntry.geometry
+    recorded = architecture_of(trained).head_geometry.alignment
+    if args.geometry not in (None, recorded):
+        raise SystemExit(
+            f"--geometry {args.geometry} disagrees with {args.weights}, a model built with the {recorded!r} geometry"
+        )
+    return recorded
+
+
+def place_entry(manifest, record, replace):
+    """Adds `record` to the manifest's entries, or puts it in place of the entry of its name with `replace`.
+
+    Returns the replaced entry's record, or None.
+    """
+    names = [entry["name"] for entry in manifest["entries"]]
+    if record["name"] not in names:
+        manifest["entries"].append(record)
+        return None
+    if not replace:
+        raise SystemExit(f"the manifest has an entry named {record['name']!r}: give --replace to replace it")
+    index = names.index(record["name"])
+    old, manifest["entries"][index] = manifest["entries"][index], record
+    return old
+
+
 def new_record(args, file_name, digest, preprocessing_key, classes_key):
     source = {"format": "keras", "urls": [] if args.bundle else [args.url_base + file_name], "sha256": digest}
     if args.bundle:
@@ -170,10 +203,12 @@ def publish(args):
         weights, trained = weights_file(args.weights, directory)
         digest = sha256_of(weights)
         file_name = f"{args.name}-{digest[:HASH_PREFIX]}.weights.h5"
-        manifest["entries"].append(new_record(args, file_name, digest, preprocessing_key, classes_key))
+        record = new_record(args, file_name, digest, preprocessing_key, classes_key)
+        record["geometry"] = head_geometry(args, trained)
+        replaced = place_entry(manifest, record, args.replace)
         entries = registry.parse_manifest(manifest)
         registry.Registry(entries)
-        built = architectures.build(entries[-1])
+        built = architectures.build(next(entry for entry in entries if entry.name == args.name))
         built.load_weights(weights)
         if trained is not None:
             check_same_outputs(args.weights, trained, built)
@@ -181,6 +216,9 @@ def publish(args):
         output = os.path.join(output_dir, file_name)
         save_atomically(lambda temporary: shutil.copyfile(weights, temporary), output)
     write_json_atomically(args.manifest, manifest)
+    old_file = (replaced or {}).get("source", {}).get("bundled_file")
+    if old_file not in (None, file_name):
+        os.remove(os.path.join(registry.BUNDLED_WEIGHTS_DIR, old_file))
     return output
 
 
@@ -215,6 +253,10 @@ def main(argv=None):
     parser.add_argument("--licence", required=True)
     parser.add_argument("--output-dir", help="where to write a served file")
     parser.add_argument("--manifest", default=registry.MANIFEST_PATH)
+    parser.add_argument(
+        "--geometry", choices=ALIGNMENTS, help="the head geometry of a .weights.h5 file (a .keras model records its own)"
+    )
+    parser.add_argument("--replace", action="store_true", help="replace the manifest's entry of the same name")
     args = parser.parse_args(argv)
     if args.url_base is not None and args.output_dir is None:
         parser.error("--url-base needs --output-dir")
