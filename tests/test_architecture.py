@@ -1,5 +1,7 @@
 """Models know what they are: the Architecture record survives saving, cloning and export; nothing reads layer names."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import tensorflow as tf
 import keras_fcn
 from keras_fcn import zoo
 from keras_fcn.precision import with_dtype_policy
-from keras_fcn.zoo import architectures
+from keras_fcn.zoo import architectures, registry
 from _helpers import randomize as _randomize
 from _helpers import run as _run
 from _training_helpers import write_pairs
@@ -133,12 +135,13 @@ def test_other_models_are_refused_by_name():
         keras_fcn.architecture_of(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs), name="plain"))
 
 
-def test_camvid_weights_keep_the_geometry_they_were_trained_with():
+def test_weights_keep_the_geometry_they_were_trained_with(monkeypatch):
     """keras-fcn 0.1's placement: cells assumed on their pixel blocks, kernels 4, crops -1, -3 and 31, no padding."""
-    assert zoo.get("camvid").geometry == "pixel_blocks"
-    message = r"'camvid' were trained with the 'pixel_blocks' head geometry.*geometry='receptive_field'"
+    monkeypatch.setattr(zoo, "REGISTRY", registry.Registry(registry.read_manifest()))
+    zoo.register(dataclasses.replace(zoo.get("camvid"), name="camvid-0.1", geometry="pixel_blocks"))
+    message = r"'camvid-0.1' were trained with the 'pixel_blocks' head geometry.*geometry='receptive_field'"
     with pytest.raises(ValueError, match=message):
-        keras_fcn.FCN8s(weights="camvid", backbone="mobilenet", geometry="receptive_field")
+        keras_fcn.FCN8s(weights="camvid-0.1", backbone="mobilenet", geometry="receptive_field")
     with keras.StatelessScope():
         legacy = keras_fcn.FCN8s(11, geometry="pixel_blocks", **SMALL)
     geometry = keras_fcn.architecture_of(legacy).head_geometry

@@ -34,7 +34,7 @@ for stage in fcn32s fcn16s fcn8s; do
     keras-fcn evaluate "$run_dir/$stage/best.keras" camvid --data-root "$data_root" --json "$run_dir/val-$stage.json"
 done
 
-python "$(dirname "$0")/publish.py" "$run_dir/fcn8s/best.keras" --name camvid --architecture fcn8s_mobilenet \
+python "$(dirname "$0")/publish.py" "$run_dir/fcn8s/best.keras" --name camvid --replace --architecture fcn8s_mobilenet \
     --backbone-kwargs alpha=0.25 --classes camvid --palette camvid --bundle \
     --dataset "CamVid train (367 images, 360x480, 11 classes; SegNet release)" \
     --metrics-json "$run_dir/val-fcn8s.json" --metrics-split "CamVid val (101 images)" \
