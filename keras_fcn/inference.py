@@ -310,7 +310,7 @@ def evaluate(
     return {**metric.figures(class_names), "confusion_matrix": keras.ops.convert_to_numpy(metric.result()).tolist()}
 
 
-def unpadded_sizes(images, masks, ignore_index=255):
+def unpadded_sizes(images, masks, ignore_index=IGNORE_LABEL):
     """The size of each image of a padded batch: its extent without the padding at the bottom and right.
 
     Padding is the bottom rows and right columns in which every label is

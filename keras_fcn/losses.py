@@ -342,7 +342,7 @@ class SegmentationFocalLoss(_ClassWeightedLoss):
     """
 
     def __init__(
-        self, gamma=2.0, ignore_index=255, reduction="mean", class_weights=None, name="segmentation_focal_loss"
+        self, gamma=2.0, ignore_index=IGNORE_LABEL, reduction="mean", class_weights=None, name="segmentation_focal_loss"
     ):
         super().__init__(ignore_index, reduction, class_weights, name)
         self.gamma = _non_negative("gamma", gamma)
@@ -432,7 +432,7 @@ class SegmentationDiceLoss(_ClassWeightedLoss):
     """
 
     def __init__(
-        self, smooth=1.0, ignore_index=255, reduction="mean", class_weights=None, name="segmentation_dice_loss"
+        self, smooth=1.0, ignore_index=IGNORE_LABEL, reduction="mean", class_weights=None, name="segmentation_dice_loss"
     ):
         super().__init__(ignore_index, reduction, class_weights, name)
         self.smooth = _non_negative("smooth", smooth)
