@@ -16,9 +16,10 @@ import pytest
 
 from keras_fcn import cli
 from keras_fcn import data as fcn_data
+from keras_fcn import training
 from keras_fcn.training import TrainingOptions, run_folder
 from keras_fcn.training.pipelines import training_batches, training_steps
-from _training_helpers import CHILD_ENV, TINY_CLI, run_python, write_pairs
+from _training_helpers import CHILD_ENV, TINY_CLI, TINY_MODEL, run_python, write_pairs
 
 EPOCHS = 4
 DETERMINISTIC = {**CHILD_ENV, "TF_DETERMINISTIC_OPS": "1"}  # tf.config.experimental.enable_op_determinism()
@@ -108,3 +109,17 @@ def test_killed_run_resumes_after_its_last_completed_epoch_and_ends_where_the_un
         expected = keras.saving.load_model(uninterrupted / name).get_weights()
         for weight, reference in zip(keras.saving.load_model(run / name).get_weights(), expected):
             np.testing.assert_array_equal(weight, reference)
+
+
+def test_a_resumed_run_reads_no_initial_backbone_weights(tmp_path):
+    """Its backup holds every weight: a run started offline from random weights resumes with any backbone_weights."""
+    data = write_pairs(tmp_path / "train", 2)
+    options = {**TINY_MODEL, "num_classes": 3, "crop_size": (32, 32), "batch_size": 2, "seed": 0, "verbose": 0}
+    training.train(data, tmp_path / "run", epochs=1, **options)
+    unreadable = tmp_path / "not_weights.h5"
+    unreadable.write_bytes(b"not an HDF5 file")
+    options["backbone_weights"] = str(unreadable)
+    model, history = training.train(data, tmp_path / "run", epochs=2, **options)
+    assert history.epoch == [1]
+    with pytest.raises(ValueError, match="not_weights.h5"):  # read by a run that does not resume
+        training.train(data, tmp_path / "other", epochs=1, **options)

@@ -20,15 +20,18 @@ from keras_fcn.training.presets import PRESETS
 from keras_fcn.training.stages import MODELS, staged_model
 
 
-def _model(options, num_classes, policy, strategy):
-    """The model to train, under `strategy`: built, or staged from `options.init_from`."""
+def _model(options, num_classes, policy, strategy, resuming):
+    """The model to train, under `strategy`: built, or staged from `options.init_from`.
+
+    A run that resumes gets every weight from its backup, so its backbone
+    is built without reading (or downloading) its initial weights.
+    """
     builder_kwargs = {"num_classes": num_classes, "backbone": options.backbone, "backbone_kwargs": options.backbone_kwargs}
     if options.init_from is not None:
         model = staged_model(options.model, options.init_from, options.init_from_model, builder_kwargs)
     else:
-        model = MODELS[options.model](
-            **builder_kwargs, backbone_weights=options.backbone_weights, weights=options.weights
-        )
+        backbone_weights = None if resuming else options.backbone_weights
+        model = MODELS[options.model](**builder_kwargs, backbone_weights=backbone_weights, weights=options.weights)
     synchronized = strategy.num_replicas_in_sync > 1
     if synchronized or options.init_from is not None:
         model = with_dtype_policy(model, policy, synchronized_batch_norm=synchronized)
@@ -179,7 +182,7 @@ def train(dataset, output_dir, **options):
         train_data = training_batches(splits.train, options, seed, backup.initial_epoch, steps, passes)
         val_data = _validation_data(splits, options)
         with global_policy(policy), strategy.scope():
-            model = _model(options, splits.num_classes, policy, strategy)
+            model = _model(options, splits.num_classes, policy, strategy, resuming=backup.initial_epoch > 0)
             _compile(model, options, splits.num_classes, steps * options.epochs, class_weights)
         run_folder.record(run_dir, splits.class_names, options, seed)
         history = model.fit(
