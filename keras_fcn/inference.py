@@ -298,6 +298,7 @@ def evaluate(
     run = inference_function(model, engine=engine, precision=precision)
     run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(_length(dataset), verbose=verbose, stateful_metrics=["mean_iou"], unit_name="batch")
+    step = 0
     for step, (images, masks) in enumerate(dataset, 1):
         images, masks = np.asarray(images), np.asarray(masks)
         by_extent = defaultdict(list)
@@ -307,6 +308,7 @@ def evaluate(
         for (height, width), indices in by_extent.items():
             metric.update_state(masks[indices, :height, :width], run(images[indices, :height, :width]))
         progbar.update(step, values=[("mean_iou", metric.figures()["mean_iou"])] if verbose else None)
+    progbar.update(step, finalize=True)  # ends the bar's line also when the dataset's length was unknown
     return {**metric.figures(class_names), "confusion_matrix": keras.ops.convert_to_numpy(metric.result()).tolist()}
 
 

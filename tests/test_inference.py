@@ -50,6 +50,15 @@ def test_evaluate_over_batches_of_different_sizes():
 
 
 @pytest.mark.backend_agnostic
+def test_evaluate_ends_its_progress_line_whether_or_not_it_knows_the_number_of_batches(capsys):
+    dataset = [(_images(np.array([[[0, 1]]])), np.array([[[0, 1]]]))] * 2
+    for batches in (dataset, iter(dataset)):  # a list has a length; an iterator does not
+        evaluate(_oracle(), batches, engine=TF, verbose=1)
+        out = capsys.readouterr().out
+        assert "mean_iou: 1.0000" in out and out.endswith("\n")
+
+
+@pytest.mark.backend_agnostic
 def test_evaluate_defaults_and_checks():
     dataset = [(_images(np.array([[[0, 1]]])), np.array([[[0, 0]]]))]
     figures = evaluate(_oracle(), iter(dataset), engine=TF, verbose=0)
