@@ -90,10 +90,11 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
       host that is installed and can run the model in `precision`, else
       `"tensorflow"`.
 
-    A float32 TensorFlow function of a model computing in float32 reads the model's weights as they are at each call, and is
-    made once per model and kept on it: calling `keras_fcn.predict` again
-    does not trace again. Every other function works on the weights the
-    model has when it is made: make it once and call it for every batch.
+    A float32 TensorFlow function of a model computing in float32 reads the
+    model's weights as they are at each call, and is made once per model
+    and kept on it: calling `keras_fcn.predict` again does not trace again.
+    Every other function works on the weights the model has when it is
+    made: make it once and call it for every batch.
 
     Args:
         model: a single-input Keras model taking `(batch, H, W, C)` images.
@@ -141,15 +142,14 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
             warnings.warn(f"{error} Running the model with TensorFlow instead.", RuntimeWarning, stacklevel=2)
     policy = PRECISION_POLICIES[precision]
     same_precision = dtype_policies(model) == {policy}
-    live = same_precision
-    if live and jit_compile in getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}):
+    if same_precision and jit_compile in getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}):
         return getattr(model, LIVE_FUNCTIONS_ATTRIBUTE)[jit_compile]
     compute = model if same_precision else with_dtype_policy(model, policy)
     if keras.backend.backend() == "tensorflow":
         run = _tensorflow_function(compute, jit_compile)
     else:
         run = _backend_function(compute)
-    if live:
+    if same_precision:
         # Kept on the model, as Keras keeps `predict_function`; plain attribute setting would track it as state.
         object.__setattr__(model, LIVE_FUNCTIONS_ATTRIBUTE, {**getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}), jit_compile: run})
     return run
