@@ -15,6 +15,9 @@ import os
 import shutil
 import warnings
 
+import keras
+import numpy as np
+
 from keras_fcn.files import cache_dir, sha256_of, temporary_path, write_json_atomically
 
 ENGINES_SUBDIR = "engines"
@@ -32,7 +35,8 @@ def weights_digest(model):
         str, 64 hex digits.
     """
     digest = hashlib.sha256()
-    for value in model.get_weights():
+    for weight in model.weights:  # one at a time: a copy of one weight in memory, not of them all
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
         digest.update(f"{value.dtype.str}{value.shape}".encode())
         digest.update(memoryview(value).cast("B"))
     return digest.hexdigest()

@@ -1,7 +1,9 @@
 """Exporting a trained FCN for serving: TensorFlow SavedModel, TFLite (LiteRT) and ONNX."""
 
 import importlib.util
-import math
+import os
+import tempfile
+import warnings
 
 import keras
 
@@ -13,53 +15,95 @@ FORMATS = ("savedmodel", "tflite", "onnx")
 # What `model.export` calls each format.
 _KERAS_FORMATS = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
 ONNX_PACKAGES = ("tf2onnx", "onnx")
-# Keras's ONNX export (tf2onnx) freezes, optimizes and converts the weights as graph constants, holding many
-# copies of them. Peak resident memory measured with TensorFlow 2.21 and tf2onnx 1.17: the FCN-8s on MobileNetV2
-# (9 MB of weights) 1.45 GB, on ResNet50 (90 MB) 5.3 GB, both from a 0.9 GB process: 0.2 GB + 46.4 bytes per byte
-# of weights over the process. The reference VGG16 FCN-8s (513 MB) would need about 25 GB.
-ONNX_EXPORT_BYTES_PER_WEIGHT_BYTE = 47
-ONNX_EXPORT_PROCESS_BYTES = 1.2 * 2**30
-ONNX_EXPORT_MEMORY_LIMIT_BYTES = 8 * 2**30
-ONNX_EXPORT_MAX_WEIGHT_BYTES = (ONNX_EXPORT_MEMORY_LIMIT_BYTES - ONNX_EXPORT_PROCESS_BYTES) / ONNX_EXPORT_BYTES_PER_WEIGHT_BYTE
+# The largest ONNX file protobuf can write; larger models keep their weights in a separate file.
+ONNX_FILE_LIMIT_BYTES = 2**31 - 2**24
+# The name of each weight input of the converted graph: its index in trainable + non-trainable variables.
+WEIGHT_INPUT = "weight_{}"
 
 
-class ExportTooLargeError(ValueError):
-    """An export refused before it starts because it would need more memory than the limit."""
+class _WeightsAsInputs(keras.Model):
+    """A float32 model as a function of `[images, *weights]`: what it computes, with none of its weights held.
+
+    Its weights are `model.trainable_variables + model.non_trainable_variables`,
+    given in that order after the images, and run with `model.stateless_call`.
+    """
+
+    def __init__(self, model):
+        super().__init__(name=f"{model.name}_weights_as_inputs")
+        self.wrapped = model
+        self.built = True  # nothing of its own to build; `model.export` exports built models only
+
+    def call(self, inputs):
+        images, *weights = inputs
+        trainable = len(self.wrapped.trainable_variables)
+        outputs, _ = self.wrapped.stateless_call(weights[:trainable], weights[trainable:], images, training=False)
+        return outputs
 
 
-def weight_bytes(model):
-    """The bytes of all of a model's weights (trainable or not), as stored."""
-    # The item size of each dtype, from a scalar of it (numpy has no name for some Keras dtypes, e.g. bfloat16).
-    itemsize = {
-        dtype: keras.ops.convert_to_numpy(keras.ops.zeros((), dtype)).itemsize
-        for dtype in {weight.dtype for weight in model.weights}
-    }
-    return sum(math.prod(weight.shape) * itemsize[weight.dtype] for weight in model.weights)
+def write_onnx(model, path, input_size=None, *, external_data=None):
+    """Converts a float32 Keras model to an ONNX file, its weights stored once as initializers.
 
-
-def check_onnx_export_memory(model):
-    """Refuses, before any work, an ONNX export that would need more than about 8 GB of memory.
+    Keras's `model.export(format="onnx")` converts the weights as graph
+    constants with tf2onnx, which holds about 47 copies of them (measured: the
+    reference VGG16 FCN-8s's 513 MiB would need about 25 GB). Here the model
+    is converted (by that same `model.export`) as a function of its images and
+    of its weights (`_WeightsAsInputs`), so that the converted graph holds no
+    weight; each weight input the graph uses then becomes an initializer of
+    that name with the weight's value (transposes of kernels stay ops on
+    them, which ONNX Runtime folds when it loads the file). Peak memory over
+    the process: about 3.5 bytes per byte of weights (the VGG16 net: 1.8 GB,
+    3 s). TensorFlow backend only.
 
     Args:
-        model: a `keras.Model`.
+        model: a float32 `keras.Model` taking `(batch, H, W, C)` images.
+        path: str, the `.onnx` file to write.
+        input_size: `(height, width)` of the input (None for any), or None
+            for the model's own.
+        external_data: None (weights in the file unless they pass protobuf's
+            2 GiB limit), or bool: True keeps them in `<path>.data` beside it
+            (ONNX external data, which ONNX Runtime maps into memory).
 
-    Raises:
-        ExportTooLargeError: when the model's weights exceed
-            `ONNX_EXPORT_MAX_WEIGHT_BYTES` (about 148 MiB, some 39 million
-            float32 weights); the message gives the estimate and the
-            formats that export such a model in little memory.
+    Returns:
+        `path`.
     """
-    size = weight_bytes(model)
-    if size > ONNX_EXPORT_MAX_WEIGHT_BYTES:
-        needed = ONNX_EXPORT_PROCESS_BYTES + ONNX_EXPORT_BYTES_PER_WEIGHT_BYTE * size
-        raise ExportTooLargeError(
-            f"ONNX export of this model ({model.count_params():,} weights, {size / 2**20:.0f} MiB) would need "
-            f"about {needed / 2**30:.0f} GiB of memory: Keras converts it with tf2onnx, which holds about "
-            f"{ONNX_EXPORT_BYTES_PER_WEIGHT_BYTE} copies of the weights. Models of up to "
-            f"{ONNX_EXPORT_MAX_WEIGHT_BYTES / 2**20:.0f} MiB of weights are exported (within "
-            f"{ONNX_EXPORT_MEMORY_LIMIT_BYTES / 2**30:.0f} GiB); export this one as a SavedModel, or run it "
-            'with engine="openvino".'
-        )
+    import onnx
+
+    weights = model.trainable_variables + model.non_trainable_variables
+    height, width = model.input_shape[1:3] if input_size is None else input_size
+    signature = [
+        [keras.InputSpec(shape=(None, height, width, model.input_shape[-1]), dtype="float32", name="images")]
+        + [keras.InputSpec(shape=w.shape, dtype=w.dtype, name=WEIGHT_INPUT.format(i)) for i, w in enumerate(weights)]
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        converted = os.path.join(folder, "graph.onnx")
+        with warnings.catch_warnings():
+            # tf2onnx probes numpy for names that numpy 2 deprecated; nothing to act on.
+            warnings.simplefilter("ignore", FutureWarning)
+            _WeightsAsInputs(model).export(converted, format="onnx", input_signature=signature, verbose=False)
+        proto = onnx.load(converted)
+    used = _graph_inputs_used(proto.graph)
+    by_name = {WEIGHT_INPUT.format(i): weight for i, weight in enumerate(weights)}
+    for graph_input in [graph_input for graph_input in proto.graph.input if graph_input.name in by_name]:
+        proto.graph.input.remove(graph_input)
+        if graph_input.name in used:  # unused: e.g. a dropout layer's seed state
+            value = keras.ops.convert_to_numpy(by_name[graph_input.name])
+            proto.graph.initializer.append(onnx.numpy_helper.from_array(value, graph_input.name))
+    if external_data is None:
+        external_data = proto.ByteSize() > ONNX_FILE_LIMIT_BYTES
+    data = f"{os.path.basename(path)}.data"
+    onnx.save_model(proto, path, save_as_external_data=external_data, location=data, size_threshold=1024)
+    return path
+
+
+def _graph_inputs_used(graph):
+    """The names of all values read by the nodes of `graph` and of its subgraphs."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                names |= _graph_inputs_used(subgraph)
+    return names
 
 
 def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
@@ -72,11 +116,10 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
       (`ai_edge_litert`), converted from the model's SavedModel; its input
       is `(1, height, width, 3)`, so `input_size` is required.
     - `"onnx"`: an `.onnx` file for ONNX Runtime, converted with tf2onnx
-      (`pip install keras-fcn[onnx]`), of any size unless `input_size`
-      fixes it, computing in float32 (a mixed-precision model's float32
-      copy). Models of more than about 148 MiB of weights (the
-      reference VGG16 nets among them) are refused before any work, as
-      the conversion would need more than 8 GiB of memory.
+      (`pip install keras-fcn[onnx]`) by `write_onnx`, of any size unless
+      `input_size` fixes it, computing in float32 (a mixed-precision model's
+      float32 copy). The weights are in the file, or, past protobuf's 2 GiB
+      limit, in `<path>.data` beside it.
 
     The exported model takes what the Keras model takes: RGB in `[0, 255]`,
     normalized inside, and returns float32 logits `(batch, H, W, classes)`.
@@ -94,8 +137,6 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
     Raises:
         ValueError: for a bad `format`, `path` or `input_size`.
         ImportError: for `"onnx"` when tf2onnx or onnx is not installed.
-        ExportTooLargeError: for `"onnx"`, a model whose conversion would
-            need more than 8 GiB of memory; see `check_onnx_export_memory`.
 
     Example:
 
@@ -114,10 +155,9 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
                 f"ONNX export needs the packages {', '.join(missing)}, which are not installed: "
                 "pip install keras-fcn[onnx]"
             )
-        check_onnx_export_memory(model)
-        # Keras's ONNX export takes float32 models only; a mixed-precision model is exported as its float32 copy.
-        model = as_float32(model)
     height, width = model.input_shape[1:3] if input_size is None else validate_size(input_size, "input_size")
+    if format == "onnx":  # a mixed-precision model is exported as its float32 copy
+        return write_onnx(as_float32(model), str(path), (height, width))
     batch = 1 if format == "tflite" else None
     # An explicit signature: a model loaded from a file has not been called, and Keras infers none for it.
     signature = [keras.InputSpec(shape=(batch, height, width, model.input_shape[-1]), dtype="float32")]

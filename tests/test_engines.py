@@ -182,6 +182,3 @@ def test_engines_refuse_what_they_cannot_run(rng, monkeypatch):
         uninstalled.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
         with pytest.raises(ValueError, match=r"openvino is not installed: pip install keras-fcn\[openvino\]"):
             keras_fcn.inference_function(two_outputs, engine="openvino")
-    monkeypatch.setattr(engines, "ONNX_EXPORT_MAX_WEIGHT_BYTES", 1000)
-    with pytest.raises(ValueError, match=r"too large for the ONNX export \(1 MiB of weights\)"):
-        keras_fcn.inference_function(random_fcn8s(rng), engine="onnxruntime")
