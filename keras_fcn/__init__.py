@@ -29,7 +29,7 @@ from keras_fcn import (
 from keras_fcn.architecture import Architecture, architecture_of
 from keras_fcn.backbones import BACKBONES
 from keras_fcn.convolutionalize import convolutionalize
-from keras_fcn.inference import evaluate, inference_function, predict
+from keras_fcn.inference import InferenceFunction, evaluate, inference_function, predict
 from keras_fcn.initializers import BilinearUpsampling
 from keras_fcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from keras_fcn.upgrade import upgrade
@@ -60,6 +60,7 @@ __all__ = [
     "FCN8sAtOnce",
     "FCN16s",
     "FCN32s",
+    "InferenceFunction",
     "architecture_of",
     "assets",
     "caffe",

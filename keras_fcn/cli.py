@@ -24,7 +24,7 @@ from keras_fcn.constants import CLASSES_FILE
 from keras_fcn.errors import InvalidArgumentError, InvalidDataError, input_error_message
 from keras_fcn.export import FORMATS, export
 from keras_fcn.engines import ENGINES
-from keras_fcn.inference import PRECISIONS, evaluate, predict
+from keras_fcn.inference import PRECISIONS, evaluate, inference_function, predict, source_function
 from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
@@ -118,31 +118,53 @@ def _train(args):
     print(f"Run folder: {args.output_dir} (best.keras, last.keras, log.csv, tensorboard/)")
 
 
-def _load_model(name):
-    """`(model, class names or None, palette or None)` of a saved model file or a zoo entry."""
+def _saved_model(name):
+    """`(load, source, class names or None, palette or None)` of a saved model file or a zoo entry.
+
+    `load()` loads the Keras model; `source` identifies what it holds for the
+    engines' cache (`keras_fcn.inference.source_function`), or is None.
+    """
     if os.path.isfile(name):
-        model = load_model_file(name)
         classes = os.path.join(os.path.dirname(name), CLASSES_FILE)
-        if not os.path.isfile(classes):
-            return model, None, None
-        with open(classes, encoding="utf-8") as file:
-            try:
-                return model, list(json.load(file)["class_names"]), None
-            except (ValueError, TypeError, KeyError) as error:
-                raise InvalidDataError(
-                    f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
-                ) from None
+        known = None
+        if os.path.isfile(classes):
+            with open(classes, encoding="utf-8") as file:
+                try:
+                    known = list(json.load(file)["class_names"])
+                except (ValueError, TypeError, KeyError) as error:
+                    raise InvalidDataError(
+                        f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
+                    ) from None
+        return (lambda: load_model_file(name)), {"file_sha256": sha256_of(name)}, known, None
     if name in zoo.available():
         entry = zoo.get(name)
-        return zoo.load_model(name), entry.class_names, entry.palette
+        source = None if entry.weights_sha256 is None else {"zoo": name, "weights_sha256": entry.weights_sha256}
+        return (lambda: zoo.load_model(name)), source, entry.class_names, entry.palette
     raise CommandError(
         f"argument model: must be a saved model file (.keras) or a zoo entry, one of {', '.join(zoo.available())}; "
         f"received {name!r}"
     )
 
 
+def _inference_function(args):
+    """`(InferenceFunction, class names or None, palette or None)` of `args.model` with `args`' engine and precision.
+
+    A model whose export is cached is not loaded (`source_function`); else
+    the model is loaded and only the function is kept, so that an exported
+    engine's copy of the weights is the only one in memory.
+    """
+    load, source, known, palette = _saved_model(args.model)
+    settings = {"engine": args.engine, "precision": args.precision}
+    if source is None:
+        return inference_function(load(), **settings), known, palette
+    return source_function(source, load, **settings), known, palette
+
+
 def _class_names(args, model, known):
-    """The class names: `--class-names`, else those saved with the model, else the indices."""
+    """The class names: `--class-names`, else those saved with the model, else the indices.
+
+    `model`: anything with the model's `output_shape` (a Keras model, an `InferenceFunction`).
+    """
     num_classes = model.output_shape[-1]
     names = args.class_names or known or [str(i) for i in range(num_classes)]
     if len(names) != num_classes:
@@ -211,26 +233,19 @@ def _json_safe(value):
 def _evaluate(args):
     if args.plot:
         plots.ensure_matplotlib()
-    model, known, _ = _load_model(args.model)
+    run, known, _ = _inference_function(args)
     splits = training.load_dataset(
         args.dataset,
         data_root=args.data_root,
-        num_classes=model.output_shape[-1],
+        num_classes=run.output_shape[-1],
         class_names=args.class_names or known,
         label_map=args.label_map,
         color_map=args.color_map,
         mask_threshold=args.mask_threshold,
     )
-    names = _class_names(args, model, splits.class_names)
+    names = _class_names(args, run, splits.class_names)
     pairs = splits.validation if splits.validation is not None else splits.train
-    figures = evaluate(
-        model,
-        data.batch_by_size(pairs, args.batch_size),
-        class_names=names,
-        engine=args.engine,
-        precision=args.precision,
-        flip=args.flip,
-    )
+    figures = evaluate(run, data.batch_by_size(pairs, args.batch_size), class_names=names, flip=args.flip)
     print(_figures_table(figures))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
@@ -324,8 +339,8 @@ def _predict(args):
     else:
         files = [assets.sample_image_path()]
         print(f"No images given: segmenting the bundled sample street scene {files[0]}")
-    model, known, palette = _load_model(args.model)
-    names = _class_names(args, model, known)
+    run, known, palette = _inference_function(args)
+    names = _class_names(args, run, known)
     palette = palette or zoo.voc_palette(len(names))
     readable, skipped = [], []
     for path, stem in zip(files, _output_stems(files, args.output_dir)):
@@ -336,9 +351,7 @@ def _predict(args):
             print(f"{PROG} predict: skipping {path}: {error}", file=sys.stderr)
     os.makedirs(args.output_dir, exist_ok=True)
     images = [image for _, _, image in readable]
-    labels_of_images = predict(
-        model, images, engine=args.engine, precision=args.precision, flip=args.flip
-    )
+    labels_of_images = predict(run, images, flip=args.flip)
     for (path, stem, image), labels in zip(readable, labels_of_images):
         output = os.path.join(args.output_dir, stem)
         _save_png(label_image(labels, palette), f"{output}{OUTPUT_SUFFIXES[0]}")
@@ -373,8 +386,8 @@ def _export(args):
     format = args.format or _EXPORT_SUFFIXES.get(os.path.splitext(args.output)[1].lower(), "savedmodel")
     if format == "tflite" and args.input_size is None:
         raise CommandError("argument --input-size: required for tflite, e.g. --input-size 360x480")
-    model, _, _ = _load_model(args.model)
-    export(model, args.output, format, input_size=args.input_size)
+    load, _, _, _ = _saved_model(args.model)
+    export(load(), args.output, format, input_size=args.input_size)
     print(f"Wrote {format} to {args.output}")
 
 

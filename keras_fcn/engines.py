@@ -27,6 +27,7 @@ batch 1, float32, each engine on the same Keras model, in one run):
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import tempfile
 
@@ -36,6 +37,7 @@ import numpy as np
 from keras_fcn import engine_cache
 from keras_fcn.cpu import host_cpu
 from keras_fcn.export import ONNX_PACKAGES, write_onnx
+from keras_fcn.files import write_json_atomically
 from keras_fcn.precision import as_float32
 
 ENGINES = ("tensorflow", "openvino", "onnxruntime")
@@ -64,8 +66,41 @@ EXPORT_CHECK_SIZE = (67, 93)
 # A version increase invalidates every cache entry: bump it when what is cached changes.
 CACHE_FORMAT = 2
 FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
+# The file of a source's record: the key of its model's export, and the model's output shape.
+SOURCE_RECORD = "source.json"
 # The model attribute holding its loaded exported functions, by (engine, precision).
 LOADED_ATTRIBUTE = "_keras_fcn_exported_functions"
+
+
+class InferenceFunction:
+    """A model made ready to run on batches of images of any size; what `inference_function` returns.
+
+    Call it on a `(batch, H, W, C)` array (any real dtype, as the model takes
+    it) to get the model's float32 outputs as numpy arrays. It holds what
+    runs the model: a `tf.function` of the Keras model, or an exported
+    engine's own copy of it (then not the Keras model, which may be
+    released).
+
+    Attributes:
+        engine: str, the engine it runs on, one of
+            `keras_fcn.engines.ENGINES` (what `"auto"` chose).
+        precision: str, `"float32"`, `"bfloat16"` or `"float16"` (what
+            `"auto"` chose).
+        output_shape: the model's output shape, e.g.
+            `(None, None, None, num_classes)`.
+    """
+
+    def __init__(self, run, engine, precision, output_shape):
+        self._run = run
+        self.engine = engine
+        self.precision = precision
+        self.output_shape = output_shape
+
+    def __call__(self, images):
+        return self._run(images)
+
+    def __repr__(self):
+        return f"<InferenceFunction engine={self.engine!r} precision={self.precision!r} output_shape={self.output_shape}>"
 
 
 class ExportCheckError(RuntimeError):
@@ -88,7 +123,7 @@ def unavailable_reason(engine, model, precision):
 
     Args:
         engine: one of `ENGINES`.
-        model: a `keras.Model`.
+        model: a `keras.Model`, or None to check only the host and precision.
         precision: `"float32"`, `"bfloat16"` or `"float16"`.
 
     Returns:
@@ -102,7 +137,7 @@ def unavailable_reason(engine, model, precision):
         return f"{engine} is not installed: pip install {EXTRAS[engine]}"
     if keras.backend.backend() != "tensorflow":
         return f"{engine} runs what Keras exports with dynamic sizes, which needs the TensorFlow backend"
-    if len(model.outputs) != 1:
+    if model is not None and len(model.outputs) != 1:
         return f"{engine} runs single-output models; this one has {len(model.outputs)} outputs"
     return None
 
@@ -111,7 +146,7 @@ def auto_engine(model, precision):
     """The fastest engine measured on this host kind that is installed and can run `model` in `precision`.
 
     Args:
-        model: a `keras.Model`.
+        model: a `keras.Model`, or None to check only the host and precision.
         precision: `"float32"`, `"bfloat16"` or `"float16"`.
 
     Returns:
@@ -138,8 +173,8 @@ def exported_function(model, engine, precision):
         precision: one of `ENGINE_PRECISIONS[engine]`.
 
     Returns:
-        A function from a `(batch, H, W, C)` array of any real dtype to the
-        float32 logits, a numpy array.
+        An `InferenceFunction`: from a `(batch, H, W, C)` array of any real
+        dtype to the float32 logits, a numpy array.
 
     Raises:
         ValueError: when the engine cannot run the model; the message says why.
@@ -149,7 +184,21 @@ def exported_function(model, engine, precision):
     reason = unavailable_reason(engine, model, precision)
     if reason is not None:
         raise ValueError(f'engine="{engine}" cannot run this model in {precision}: {reason}.')
-    key = {
+    key = _export_key(model, engine, precision)
+    loaded = getattr(model, LOADED_ATTRIBUTE, {})
+    if (engine, precision) in loaded and loaded[engine, precision][0] == key:
+        return loaded[engine, precision][1]
+    folder = engine_cache.cached_export(key, lambda folder: _export_and_check(as_float32(model), engine, folder))
+    run = InferenceFunction(_LOADERS[engine](os.path.join(folder, FILES[engine]), precision), engine, precision, model.output_shape)
+    # Kept on the model, as Keras keeps `predict_function` (plain attribute setting would track it as state):
+    # the latest function of each engine and precision, used again while the weights are the same.
+    object.__setattr__(model, LOADED_ATTRIBUTE, {**loaded, (engine, precision): (key, run)})
+    return run
+
+
+def _export_key(model, engine, precision):
+    """The cache key of `model`'s export for `engine` in `precision`: everything the exported files depend on."""
+    return {
         "format": CACHE_FORMAT,
         "engine": engine,
         "versions": versions(engine),
@@ -159,15 +208,59 @@ def exported_function(model, engine, precision):
         # ONNX Runtime's optimized model is laid out for this host's vector units (e.g. 8 or 16 floats a block).
         "cpu": host_cpu().vector_flags(),
     }
-    loaded = getattr(model, LOADED_ATTRIBUTE, {})
-    if (engine, precision) in loaded and loaded[engine, precision][0] == key:
-        return loaded[engine, precision][1]
-    folder = engine_cache.cached_export(key, lambda folder: _export_and_check(as_float32(model), engine, folder))
-    run = _LOADERS[engine](os.path.join(folder, FILES[engine]), precision)
-    # Kept on the model, as Keras keeps `predict_function` (plain attribute setting would track it as state):
-    # the latest function of each engine and precision, used again while the weights are the same.
-    object.__setattr__(model, LOADED_ATTRIBUTE, {**loaded, (engine, precision): (key, run)})
-    return run
+
+
+def _source_key(source, engine, precision):
+    """The cache key of the record of which export a model source (a file's or zoo entry's identity) has."""
+    return {
+        "format": CACHE_FORMAT,
+        "engine": engine,
+        # The source holds weights and, at most, a config: what they compute is also keras_fcn's code.
+        "versions": {**versions(engine), "keras-fcn": importlib.metadata.version("keras-fcn")},
+        "precision": precision,
+        "cpu": host_cpu().vector_flags(),
+        "source": source,
+    }
+
+
+def cached_source_function(source, engine, precision):
+    """The function of the cached export of the model a source holds, without loading the model.
+
+    Args:
+        source: a JSON-serializable identity of a saved model, e.g.
+            `{"file_sha256": ...}`, as `remember_source` recorded it.
+        engine: `"openvino"` or `"onnxruntime"`.
+        precision: one of `ENGINE_PRECISIONS[engine]`.
+
+    Returns:
+        An `InferenceFunction`, as `exported_function` returns it; None when
+        no valid export is recorded for the source (never recorded, or its
+        record or export is corrupt, stale or deleted).
+    """
+    key = _source_key(source, engine, precision)
+    folder = engine_cache.entry_folder(key)
+    if not engine_cache.is_valid(folder, key):
+        return None
+    with open(os.path.join(folder, SOURCE_RECORD), encoding="utf-8") as file:
+        record = json.load(file)
+    exported = engine_cache.entry_folder(record["key"])
+    if not engine_cache.is_valid(exported, record["key"]):
+        return None
+    run = _LOADERS[engine](os.path.join(exported, FILES[engine]), precision)
+    return InferenceFunction(run, engine, precision, tuple(record["output_shape"]))
+
+
+def remember_source(source, model, engine, precision):
+    """Records in the cache that `source` holds `model`, whose export for `engine` in `precision` is cached.
+
+    A later `cached_source_function(source, engine, precision)` then
+    loads that export without loading the model.
+    """
+    record = {"key": _export_key(model, engine, precision), "output_shape": list(model.output_shape)}
+    engine_cache.cached_export(
+        _source_key(source, engine, precision),
+        lambda folder: write_json_atomically(os.path.join(folder, SOURCE_RECORD), record),
+    )
 
 
 def _export_and_check(model, engine, folder):

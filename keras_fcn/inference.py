@@ -1,6 +1,7 @@
 """Evaluating and applying a segmentation model on images of any size, fast."""
 
 from collections import defaultdict
+import os
 import warnings
 
 import keras
@@ -8,10 +9,21 @@ import numpy as np
 
 from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.cpu import host_cpu
-from keras_fcn.engines import ENGINES, ExportCheckError, auto_engine, exported_function
-from keras_fcn.errors import release_pipelines_on_error
+from keras_fcn.engines import (
+    ENGINES,
+    ExportCheckError,
+    InferenceFunction,
+    auto_engine,
+    cached_source_function,
+    exported_function,
+    remember_source,
+    unavailable_reason,
+)
+from keras_fcn.errors import InvalidDataError, release_pipelines_on_error
+from keras_fcn.files import sha256_of
 from keras_fcn.metrics import ConfusionMatrix, class_keys
 from keras_fcn.precision import dtype_policies, with_dtype_policy
+from keras_fcn.weights_files import load_model_file
 
 MAX_UINT8_CLASSES = 256
 # `precision` argument -> the Keras dtype policy the model computes under.
@@ -96,8 +108,17 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
     Every other function works on the weights the model has when it is
     made: make it once and call it for every batch.
 
+    Given the path of a `.keras` file rather than a model, the exported
+    engines' cache is looked up by the file's sha256 first: when the file's
+    model was exported before (by any process, for this engine, precision
+    and host), its export runs without the Keras model being loaded at all,
+    which saves the time and memory of building it (the reference VGG16
+    FCN-8s: 1.7 GB of peak memory); otherwise the model is loaded, exported
+    and the export recorded for the file.
+
     Args:
-        model: a single-input Keras model taking `(batch, H, W, C)` images.
+        model: a single-input Keras model taking `(batch, H, W, C)` images,
+            or the path (str or path-like) of a `.keras` file of one.
         engine: `"auto"` (default), `"tensorflow"`, `"openvino"` or
             `"onnxruntime"`.
         precision: `"float32"` (default: every layer computes in float32,
@@ -112,11 +133,14 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
             shape); see `benchmarks/inference.py`.
 
     Returns:
-        A function from a `(batch, H, W, C)` array (any real dtype, as the
-        model takes it) to the model's float32 outputs as numpy arrays (a
-        dict of them for a TensorFlow model with several outputs).
+        An `InferenceFunction`: a function from a `(batch, H, W, C)` array
+        (any real dtype, as the model takes it) to the model's float32
+        outputs as numpy arrays (a dict of them for a TensorFlow model with
+        several outputs), with the `engine` and `precision` it runs in.
 
     Raises:
+        keras_fcn.errors.InvalidDataError: for a path that is not a readable
+            `.keras` file (naming it).
         ValueError: for a bad `engine` or `precision`, `jit_compile` with
             another engine, or an engine that cannot run the model
             (not installed, precision, several outputs); the message says
@@ -130,7 +154,14 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
     >>> run = keras_fcn.inference_function(model)
     >>> run(np.zeros((1, 360, 480, 3))).shape, run(np.zeros((2, 500, 375, 3))).shape
     ((1, 360, 480, 11), (2, 500, 375, 11))
+    >>> keras_fcn.inference_function("fcn8s.keras").engine
+    'onnxruntime'
     """
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise InvalidDataError(f"`model`: {path} is not a file. Received model={model!r}")
+        return source_function({"file_sha256": sha256_of(path)}, lambda: load_model_file(path), engine, precision, jit_compile)
     precision = resolve_precision(precision)
     chosen = resolve_engine(model, engine, precision, jit_compile=jit_compile)
     if chosen != "tensorflow":
@@ -140,6 +171,44 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
             if engine != "auto":
                 raise
             warnings.warn(f"{error} Running the model with TensorFlow instead.", RuntimeWarning, stacklevel=2)
+    return _tensorflow_inference_function(model, precision, jit_compile)
+
+
+def source_function(source, load, engine="auto", precision="float32", jit_compile=False):
+    """`inference_function` of the model a saved source holds, from the engines' cache when it can.
+
+    Args:
+        source: a JSON-serializable identity of the saved model, which
+            changes whenever what it holds changes, e.g.
+            `{"file_sha256": ...}` or a zoo entry's name and weights sha256.
+        load: a function of no argument loading the Keras model.
+        engine, precision, jit_compile: as for `inference_function`.
+
+    Returns:
+        An `InferenceFunction`. The engine `"auto"` stands for is looked up
+        (the first of this host's order that is installed and computes in
+        `precision`): when an export of the source's model is cached for
+        it, it is loaded and `load` is not called; otherwise the model is
+        loaded, passed to `inference_function` and its export recorded for
+        `source`.
+    """
+    precision = resolve_precision(precision)
+    if engine not in ("auto", *ENGINES):
+        raise ValueError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
+    candidate = engine if engine != "auto" else auto_engine(None, precision)
+    if candidate != "tensorflow" and not jit_compile and unavailable_reason(candidate, None, precision) is None:
+        cached = cached_source_function(source, candidate, precision)
+        if cached is not None:
+            return cached
+    model = load()
+    function = inference_function(model, engine=engine, precision=precision, jit_compile=jit_compile)
+    if function.engine != "tensorflow":
+        remember_source(source, model, function.engine, precision)
+    return function
+
+
+def _tensorflow_inference_function(model, precision, jit_compile):
+    """The TensorFlow engine's `InferenceFunction` of `model`: kept on the model when it computes in `precision`."""
     policy = PRECISION_POLICIES[precision]
     same_precision = dtype_policies(model) == {policy}
     if same_precision and jit_compile in getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}):
@@ -149,6 +218,7 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
         run = _tensorflow_function(compute, jit_compile)
     else:
         run = _backend_function(compute)
+    run = InferenceFunction(run, "tensorflow", precision, model.output_shape)
     if same_precision:
         # Kept on the model, as Keras keeps `predict_function`; plain attribute setting would track it as state.
         object.__setattr__(model, LIVE_FUNCTIONS_ATTRIBUTE, {**getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}), jit_compile: run})
@@ -212,8 +282,27 @@ def mirror_averaged(run):
     return averaged
 
 
-def _output_classes(model):
-    return model.output_shape[-1]
+def _runner(model, engine, precision, flip):
+    """The `InferenceFunction` that `predict` and `evaluate` run (mirror-averaged with `flip`)."""
+    if not isinstance(flip, bool):
+        raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
+    if isinstance(model, InferenceFunction):
+        if (engine, precision) != ("auto", "float32"):
+            raise ValueError(
+                f"`model` is an InferenceFunction, which runs on engine {model.engine!r} in {model.precision!r}: "
+                "pass `engine` and `precision` to `inference_function` instead. "
+                f"Received engine={engine!r}, precision={precision!r}"
+            )
+        run = model
+    else:
+        run = inference_function(model, engine=engine, precision=precision)
+    if not flip:
+        return run
+    return InferenceFunction(mirror_averaged(run), run.engine, run.precision, run.output_shape)
+
+
+def _output_classes(run):
+    return run.output_shape[-1]
 
 
 @release_pipelines_on_error
@@ -248,7 +337,9 @@ def evaluate(
 
     Args:
         model: a Keras model mapping `(batch, H, W, 3)` images to
-            `(batch, H, W, num_classes)` logits.
+            `(batch, H, W, num_classes)` logits, the path of a `.keras`
+            file of one, or an `InferenceFunction` of one (then `engine`
+            and `precision` are its own: leave them at their defaults).
         dataset: an iterable of `(images, masks)` batches, e.g. a
             `tf.data.Dataset` or a list of tuples: images of shape
             `(batch, H, W, 3)`, float or uint8, as the model takes them
@@ -284,19 +375,16 @@ def evaluate(
     >>> figures = keras_fcn.evaluate(model, val_dataset, class_names=VOC_CLASSES)
     >>> figures["mean_iou"], figures["per_class_iou"]["cat"]
     """
+    run = _runner(model, engine, precision, flip)
     if num_classes is None:
-        num_classes = len(class_names) if class_names is not None else _output_classes(model)
-    if _output_classes(model) not in (None, num_classes):
+        num_classes = len(class_names) if class_names is not None else _output_classes(run)
+    if _output_classes(run) not in (None, num_classes):
         raise ValueError(
-            f"The model scores {_output_classes(model)} classes but `num_classes` is {num_classes}. "
+            f"The model scores {_output_classes(run)} classes but `num_classes` is {num_classes}. "
             f"Received num_classes={num_classes!r}, class_names={class_names!r}"
         )
     class_keys(class_names, num_classes)
     metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-    if not isinstance(flip, bool):
-        raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
-    run = inference_function(model, engine=engine, precision=precision)
-    run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(_length(dataset), verbose=verbose, stateful_metrics=["mean_iou"], unit_name="batch")
     step = 0
     for step, (images, masks) in enumerate(dataset, 1):
@@ -365,7 +453,12 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
 
     Args:
         model: a Keras model mapping `(batch, H, W, 3)` images to
-            `(batch, H, W, num_classes)` logits, `num_classes <= 256`.
+            `(batch, H, W, num_classes)` logits, `num_classes <= 256`; the
+            path of a `.keras` file of one; or an `InferenceFunction` of one
+            (then `engine` and `precision` are its own: leave them at their
+            defaults). With a path or an `InferenceFunction` of an exported
+            engine, no Keras model need be in memory (see
+            `inference_function`).
         images: a sequence of arrays of shape `(H, W, 3)`, each its own
             size, uint8 or float, as the model takes them (RGB in `[0, 255]`
             for the `keras_fcn` builders).
@@ -392,10 +485,11 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int. Received batch_size={batch_size!r}")
-    if _output_classes(model) is not None and _output_classes(model) > MAX_UINT8_CLASSES:
+    run = _runner(model, engine, precision, flip)
+    if _output_classes(run) is not None and _output_classes(run) > MAX_UINT8_CLASSES:
         raise ValueError(
             f"Label maps are uint8, so the model may score at most {MAX_UINT8_CLASSES} classes. "
-            f"Received a model with output shape {model.output_shape}"
+            f"Received a model with output shape {run.output_shape}"
         )
     images = [np.asarray(image) for image in images]
     by_size = defaultdict(list)
@@ -406,10 +500,6 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
             )
         by_size[image.shape].append(index)
     labels = [None] * len(images)
-    if not isinstance(flip, bool):
-        raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
-    run = inference_function(model, engine=engine, precision=precision)
-    run = mirror_averaged(run) if flip else run
     progbar = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     for size, indices in by_size.items():
         for start in range(0, len(indices), batch_size):

@@ -182,3 +182,64 @@ def test_engines_refuse_what_they_cannot_run(rng, monkeypatch):
         uninstalled.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
         with pytest.raises(ValueError, match=r"openvino is not installed: pip install keras-fcn\[openvino\]"):
             keras_fcn.inference_function(two_outputs, engine="openvino")
+
+
+def test_a_keras_file_whose_export_is_cached_runs_without_its_model_being_loaded(rng, tmp_path, keras_home, monkeypatch):
+    model = _tiny_model(rng)
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    images = rng.uniform(0, 255, (2, 21, 34, 3)).astype("float32")
+    expected = model.predict(images, verbose=0)
+    first = keras_fcn.inference_function(path, engine=CACHED_ENGINE)  # loads, exports, records the file
+    assert (first.engine, first.precision, first.output_shape) == (CACHED_ENGINE, "float32", (None, None, None, 3))
+    assert_float32_logits(first(images), expected)
+    with monkeypatch.context() as no_loading:
+        no_loading.setattr(keras_fcn.inference, "load_model_file", lambda *a: pytest.fail("the model was loaded"))
+        again = keras_fcn.inference_function(path, engine=CACHED_ENGINE)
+        assert (again.engine, again.output_shape) == (CACHED_ENGINE, (None, None, None, 3))
+        assert_float32_logits(again(images), expected)
+        # predict and evaluate take the function: no Keras model in memory.
+        label_maps = keras_fcn.predict(again, list(images))
+        np.testing.assert_array_equal(np.stack(label_maps), expected.argmax(-1))
+        with pytest.raises(ValueError, match=r"`model` is an InferenceFunction, which runs on engine 'openvino' in "
+                           r"'float32': pass `engine` and `precision` to `inference_function` instead. Received "
+                           r"engine='tensorflow', precision='float32'"):
+            keras_fcn.predict(again, list(images), engine="tensorflow")
+    # Another file (one weight changed) is another model: loaded and exported, never the first one's export.
+    model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)
+    model.save(path)
+    changed = keras_fcn.inference_function(path, engine=CACHED_ENGINE)
+    assert_float32_logits(changed(images), model.predict(images, verbose=0))
+    # A damaged record or export is not used: the model is loaded and exported again.
+    for entry in _entries(keras_home):
+        for name in os.listdir(entry):
+            if name != engine_cache.MANIFEST:
+                with open(os.path.join(entry, name), "ab") as file:
+                    file.write(b"!")
+    loads = []
+    load_model_file = keras_fcn.inference.load_model_file
+    monkeypatch.setattr(keras_fcn.inference, "load_model_file", lambda p: loads.append(p) or load_model_file(p))
+    with pytest.warns(RuntimeWarning, match="corrupt or stale"):
+        rebuilt = keras_fcn.inference_function(path, engine=CACHED_ENGINE)
+    assert loads == [path]
+    assert_float32_logits(rebuilt(images), model.predict(images, verbose=0))
+
+
+def test_inference_function_of_a_missing_file_names_it(tmp_path):
+    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"`model`: .*nowhere.keras is not a file"):
+        keras_fcn.inference_function(str(tmp_path / "nowhere.keras"))
+
+
+def test_cli_predict_loads_a_model_once_then_runs_its_cached_export(rng, tmp_path, monkeypatch, capsys):
+    from keras_fcn import cli
+
+    model = _tiny_model(rng)
+    model.save(tmp_path / "tiny.keras")
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    keras.utils.save_img(tmp_path / "street.png", image)
+    command = ["predict", str(tmp_path / "tiny.keras"), str(tmp_path / "street.png"), "--engine", CACHED_ENGINE]
+    assert cli.main([*command, "--output-dir", str(tmp_path / "first")]) == 0
+    monkeypatch.setattr(cli, "load_model_file", lambda *a: pytest.fail("the model was loaded"))
+    assert cli.main([*command, "--output-dir", str(tmp_path / "second")]) == 0
+    first, second = (keras.utils.load_img(tmp_path / run / "street.png") for run in ("first", "second"))
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
