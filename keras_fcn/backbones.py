@@ -12,6 +12,7 @@ and VGG19 keep their fully connected layers fc6 and fc7 as convolutions
 
 import dataclasses
 import random
+import warnings
 from typing import Callable, Optional
 
 import keras
@@ -271,7 +272,9 @@ MESSAGE_LENGTH = 300
 def _application(spec, x, backbone_weights, backbone_kwargs):
     """The Keras Applications trunk on `x`; a failed download, or arguments or a weights file it refuses, one line."""
     weights = None if spec.fully_connected else backbone_weights
-    with imagenet_download(spec.name, weights):
+    with imagenet_download(spec.name, weights), warnings.catch_warnings():
+        # MobileNets warn that their ImageNet weights were trained at 224x224: an FCN takes any size by design.
+        warnings.filterwarnings("ignore", message=r"`input_shape` is undefined or non-square", category=UserWarning)
         try:
             return spec.application(
                 include_top=False, weights=weights, input_tensor=x, **{**spec.application_kwargs, **(backbone_kwargs or {})}

@@ -5,6 +5,7 @@ import pytest
 import keras_fcn
 from _helpers import randomize as _randomize
 from _helpers import run as _run
+from _training_helpers import CHILD_ENV, run_python
 from _numpy_reference import bilinear_upsample, crop, pool2d
 
 pytestmark = pytest.mark.backend_agnostic
@@ -288,3 +289,26 @@ def test_a_seed_gives_the_same_weights_whether_or_not_the_backbone_was_built_bef
     assert len(first) == len(second)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+# Keras reads KERAS_HOME once, when imported: a child process with its own, whose ImageNet file the test made.
+IMAGENET_MOBILENET = """
+import sys, warnings
+import keras, numpy as np
+import keras_fcn
+warnings.simplefilter("error", UserWarning)
+model = keras_fcn.FCN8s(3, backbone="mobilenet", backbone_kwargs={"alpha": 0.25}, backbone_weights="imagenet")
+trunk = keras.saving.load_model(sys.argv[1], compile=False)
+np.testing.assert_array_equal(model.get_layer("conv1").kernel.numpy(), trunk.get_layer("conv1").kernel.numpy())
+"""
+
+
+def test_imagenet_mobilenet_trunk_of_any_input_size_builds_without_keras_warning_of_224(tmp_path):
+    # The ImageNet file in Keras's cache, as a download leaves it (MobileNet's has no checksum to check).
+    trunk = keras.applications.MobileNet(alpha=0.25, include_top=False, weights=None, input_shape=(224, 224, 3))
+    (tmp_path / "models").mkdir()
+    trunk.save(tmp_path / "models" / "mobilenet_2_5_224_tf_no_top.h5")
+    trunk.save(tmp_path / "trunk.keras")
+    environment = {**CHILD_ENV, "KERAS_HOME": str(tmp_path)}
+    done = run_python(["-c", IMAGENET_MOBILENET, str(tmp_path / "trunk.keras")], timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
