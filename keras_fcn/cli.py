@@ -242,6 +242,7 @@ def _evaluate(args):
         label_map=args.label_map,
         color_map=args.color_map,
         mask_threshold=args.mask_threshold,
+        training_split=False,
     )
     names = _class_names(args, run, splits.class_names)
     pairs = splits.validation if splits.validation is not None else splits.train
@@ -273,11 +274,20 @@ def _predict_parser(verbs):
     parser.set_defaults(run=_predict)
 
 
-def _image_files(inputs):
-    """The image files named by `inputs`: files as given, and the image files of folders (hidden ones skipped)."""
+def _image_files(inputs, output_dir):
+    """The image files named by `inputs`: files as given, and the image files of folders (hidden ones skipped).
+
+    An input folder may not be `output_dir`: a later run would take the
+    outputs of this one for images to segment.
+    """
     files = []
     for path in inputs:
         if os.path.isdir(path):
+            if os.path.realpath(path) == os.path.realpath(output_dir):
+                raise CommandError(
+                    f"argument --output-dir: must not be an input folder, whose images it would mix with the "
+                    f"outputs; received {output_dir!r} for the input folder {path!r}"
+                )
             files += data.list_image_files(path)
         elif os.path.isfile(path):
             files.append(path)
@@ -335,7 +345,7 @@ def _predict(args):
     if args.alpha > 1:
         raise CommandError(f"argument --alpha: must be in [0, 1]; received {args.alpha}")
     if args.inputs:
-        files = _image_files(args.inputs)
+        files = _image_files(args.inputs, args.output_dir)
     else:
         files = [assets.sample_image_path()]
         print(f"No images given: segmenting the bundled sample street scene {files[0]}")

@@ -69,6 +69,26 @@ def test_evaluate_with_flip_scores_the_mean_of_image_and_mirror_probabilities(tm
     assert changed > 0
 
 
+def test_evaluate_of_a_named_dataset_reads_only_its_validation_split(tmp_path):
+    # CamVid's val alone: no train folder, which `keras-fcn train` would need and evaluate must not read.
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(11, 1)(inputs))
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(scale=0.05, size=w.shape).astype("float32") for w in model.get_weights()])
+    path = str(tmp_path / "camvid11.keras")
+    model.save(path)
+    val = write_pairs(tmp_path / "camvid" / "val", 2, size=(24, 32), seed=5)
+    command = ["evaluate", path, "camvid", "--data-root", str(tmp_path / "camvid"), "--engine", "tensorflow"]
+    assert cli.main([*command, "--json", str(tmp_path / "figures.json")]) == 0
+    correct = total = 0
+    for index in range(2):
+        image = read_rgb(f"{val}/images/{index:03d}.png")[None].astype("float32")
+        labels = np.asarray(Image.open(f"{val}/masks/{index:03d}.png"))
+        correct += (model.predict(image, verbose=0)[0].argmax(-1) == labels).sum()
+        total += labels.size
+    assert json.loads((tmp_path / "figures.json").read_text())["pixel_accuracy"] == pytest.approx(correct / total)
+
+
 def read_rgb(path):
     return np.asarray(Image.open(path).convert("RGB"))
 
@@ -123,6 +143,18 @@ def test_predict_writes_class_index_pngs_and_overlays_with_a_legend(saved_model,
         line = next(l for l in printed.splitlines() if l.startswith(f"{data}/images/{index:03d}.png"))
         for c in np.flatnonzero(shares):
             assert f"{NAMES[c]} {100 * shares[c]:.1f}%" in line
+
+
+def test_predict_refuses_to_write_into_an_input_folder(saved_model, tmp_path, capsys):
+    _, path = saved_model
+    photos = write_pairs(tmp_path / "photos", 2, size=(40, 56)) + "/images"
+    before = sorted(os.listdir(photos))
+    assert cli.main(["predict", path, photos, "--output-dir", photos + "/."]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"keras-fcn predict: error: argument --output-dir: must not be an input folder, whose images it would mix "
+        f"with the outputs; received {photos + '/.'!r} for the input folder {photos!r}"
+    )
+    assert sorted(os.listdir(photos)) == before
 
 
 def test_predict_without_inputs_segments_the_bundled_street_into_predictions(saved_model, tmp_path, monkeypatch, capsys):

@@ -119,7 +119,16 @@ def test_named_datasets_need_their_root_and_class_count(tmp_path):
     assert splits.num_classes == 11 and splits.class_names[0] == "sky" and splits.validation is not None
     with pytest.raises(ValueError, match="Dataset 'camvid' has 11 classes. Received num_classes=3"):
         training.load_dataset("camvid", data_root=str(camvid), num_classes=3)
-
+    # A folder of splits given as the dataset: the error names the splits to give instead.
+    with pytest.raises(ValueError) as error:
+        training.load_dataset(str(camvid), num_classes=3)
+    assert str(error.value) == (
+        f"A folder dataset holds images/ and masks/; {str(camvid)!r} has no images/ and no masks/. It holds the "
+        f"splits train/, val/: give one of them (e.g. {str(camvid / 'train')!r}), and another as the validation "
+        f"folder. Received dataset={str(camvid)!r}"
+    )
+    only_val = training.load_dataset("camvid", data_root=str(camvid), training_split=False)
+    assert only_val.train is None and only_val.validation is not None
 
 
 def test_an_unknown_option_is_a_type_error_listing_the_options(tmp_path):

@@ -19,13 +19,13 @@ class DatasetSplits:
     """A segmentation dataset's training and validation pairs and its classes.
 
     Attributes:
-        train: `tf.data.Dataset` of `(image, mask)` pairs.
+        train: `tf.data.Dataset` of `(image, mask)` pairs, or None (`training_split=False`).
         validation: `tf.data.Dataset` of pairs, or None.
         num_classes: int.
         class_names: tuple of str, one per class.
     """
 
-    train: tf.data.Dataset
+    train: object
     validation: object
     num_classes: int
     class_names: tuple
@@ -35,6 +35,19 @@ def _folder_pairs(folder, num_classes, argument, mask_reading, verbose):
     if num_classes is None:
         raise InvalidArgumentError(
             f"A folder dataset needs `num_classes` (or `class_names`). Received {argument}={folder!r}"
+        )
+    missing = [name for name in ("images", "masks") if not os.path.isdir(os.path.join(folder, name))]
+    if missing:
+        splits = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name, "images")))
+        hint = (
+            f" It holds the splits {', '.join(f'{name}/' for name in splits)}: give one of them (e.g. "
+            f"{os.path.join(folder, splits[0])!r}), and another as the validation folder."
+            if splits
+            else ""
+        )
+        raise InvalidArgumentError(
+            f"A folder dataset holds images/ and masks/; {folder!r} has no {' and no '.join(f'{m}/' for m in missing)}."
+            f"{hint} Received {argument}={folder!r}"
         )
     return fcn_data.from_folders(
         os.path.join(folder, "images"), os.path.join(folder, "masks"), num_classes=num_classes, verbose=verbose, **mask_reading
@@ -67,12 +80,12 @@ def _mask_reading(dataset, num_classes, class_names, label_map, color_map, mask_
     return given, num_classes, class_names
 
 
-def _named_splits(name, data_root, verbose):
-    """`(train, validation, class names or None, num_classes)` of a dataset known by name."""
+def _named_splits(name, data_root, verbose, training_split):
+    """`(train or None, validation, class names or None, num_classes)` of a dataset known by name."""
     if name in TFDS_VALIDATION_SPLITS:
         num_classes = fcn_data.TFDS_SOURCES[name].num_classes
         return (
-            fcn_data.from_tfds(name, "train", data_dir=data_root),
+            fcn_data.from_tfds(name, "train", data_dir=data_root) if training_split else None,
             fcn_data.from_tfds(name, TFDS_VALIDATION_SPLITS[name], data_dir=data_root),
             None,
             num_classes,
@@ -80,14 +93,16 @@ def _named_splits(name, data_root, verbose):
     if data_root is None:
         raise InvalidArgumentError(f"Dataset {name!r} needs `data_root`, the folder holding it. Received data_root=None")
     if name == "camvid":
-        pair = fcn_data.camvid(data_root, "train", verbose=verbose), fcn_data.camvid(data_root, "val", verbose=verbose)
-        return (*pair, fcn_data.CAMVID_CLASSES, len(fcn_data.CAMVID_CLASSES))
+        train = fcn_data.camvid(data_root, "train", verbose=verbose) if training_split else None
+        return train, fcn_data.camvid(data_root, "val", verbose=verbose), fcn_data.CAMVID_CLASSES, len(fcn_data.CAMVID_CLASSES)
     if name == "voc":
-        pair = fcn_data.voc(data_root, "train", verbose=verbose), fcn_data.voc(data_root, "val", verbose=verbose)
+        train = fcn_data.voc(data_root, "train", verbose=verbose) if training_split else None
+        val = fcn_data.voc(data_root, "val", verbose=verbose)
     else:
         sbd_root, voc_root = os.path.join(data_root, SBD_FOLDER), os.path.join(data_root, VOC_FOLDER)
-        pair = fcn_data.sbd(sbd_root, "train", verbose=verbose), fcn_data.seg11valid(voc_root, sbd_root, verbose=verbose)
-    return (*pair, fcn_data.VOC_CLASSES, len(fcn_data.VOC_CLASSES))
+        train = fcn_data.sbd(sbd_root, "train", verbose=verbose) if training_split else None
+        val = fcn_data.seg11valid(voc_root, sbd_root, verbose=verbose)
+    return train, val, fcn_data.VOC_CLASSES, len(fcn_data.VOC_CLASSES)
 
 
 def load_dataset(
@@ -101,6 +116,7 @@ def load_dataset(
     color_map=None,
     mask_threshold=None,
     verbose=1,
+    training_split=True,
 ):
     """Resolves a dataset given by name, folder or `tf.data.Dataset` into its splits and classes.
 
@@ -130,6 +146,9 @@ def load_dataset(
             folder is checked before this returns.
         verbose: 0, 1 (default) or 2: the progress shown while the pairs
             are checked (see `keras_fcn.data.from_file_pairs`).
+        training_split: bool; False leaves out a named dataset's training
+            split (neither read nor checked; `train` is None), for
+            evaluation. A folder or `tf.data.Dataset` is read either way.
 
     Returns:
         A `DatasetSplits`.
@@ -161,7 +180,7 @@ def load_dataset(
             )
         train, val, names = dataset, None, None
     elif isinstance(dataset, str) and dataset in NAMED_DATASETS:
-        train, val, names, own_classes = _named_splits(dataset, data_root, verbose)
+        train, val, names, own_classes = _named_splits(dataset, data_root, verbose, training_split)
         if num_classes is not None and num_classes != own_classes:
             raise InvalidArgumentError(
                 f"Dataset {dataset!r} has {own_classes} classes. Received num_classes={num_classes!r}"
