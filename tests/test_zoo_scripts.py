@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import numpy as np
@@ -23,6 +24,14 @@ def script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def refusal(main, args, capsys):
+    """The error line of a script that refuses `args`, which must end it with status 2, as argparse does."""
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_zoo_convert_verb_converts_a_local_caffemodel(small_reference, tmp_path, capsys):
@@ -76,7 +85,7 @@ def test_zoo_list_markdown_shows_bundled_weights_and_our_metrics(capsys):
     assert f"mean IU {mean_iu} on CamVid val (101 images) (ours, keras-fcn evaluate --json" in row
 
 
-def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, server, keras_home, monkeypatch):
+def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, server, keras_home, monkeypatch, capsys):
     manifest = tmp_path / "manifest.json"
     shutil.copyfile(registry.MANIFEST_PATH, manifest)
     (tmp_path / "classes.txt").write_text("sky\nground\nthing\n")
@@ -140,8 +149,9 @@ def test_publish_names_the_file_by_hash_and_adds_a_loadable_entry(tmp_path, serv
     assert record["backbone_kwargs"] == {"alpha": 0.25}
     entry = registry.read_manifest(manifest)[-1]
     assert entry.class_names == ("sky", "ground", "thing")
-    with pytest.raises(SystemExit, match="the manifest has an entry named 'tiny': give --replace"):
-        publish.main(args)
+    assert refusal(publish.main, args, capsys).startswith(
+        "publish.py: error: the manifest has an entry named 'tiny': give --replace"
+    )
     assert len(json.loads(manifest.read_text())["entries"]) == len(zoo.available()) + 1
 
     server.add(f"/zoo/{published.name}", published.read_bytes())
@@ -195,7 +205,7 @@ def test_publish_bundles_the_file_with_the_figures_of_an_evaluation(tmp_path, mo
     np.testing.assert_array_equal(model(image).numpy(), trained(image).numpy())
 
 
-def test_publish_replaces_an_entry_only_when_asked_and_records_the_models_geometry(tmp_path, monkeypatch):
+def test_publish_replaces_an_entry_only_when_asked_and_records_the_models_geometry(tmp_path, monkeypatch, capsys):
     manifest = tmp_path / "manifest.json"
     shutil.copyfile(registry.MANIFEST_PATH, manifest)
     package = tmp_path / "package"
@@ -212,10 +222,11 @@ def test_publish_replaces_an_entry_only_when_asked_and_records_the_models_geomet
     args = [str(tmp_path / "best.keras"), "--name", "camvid", "--architecture", "fcn8s_mobilenet"]
     args += ["--backbone-kwargs", "alpha=0.25", "--classes", "camvid", "--palette", "camvid", "--dataset", "d"]
     args += ["--bundle", "--training-command", "c", "--licence", "l", "--manifest", str(manifest)]
-    with pytest.raises(SystemExit, match="the manifest has an entry named 'camvid': give --replace to replace it"):
-        script("publish").main(args)
-    with pytest.raises(SystemExit, match="--geometry receptive_field disagrees with .*best.keras.*'pixel_blocks'"):
-        script("publish").main([*args, "--replace", "--geometry", "receptive_field"])
+    assert refusal(script("publish").main, args, capsys) == (
+        "publish.py: error: the manifest has an entry named 'camvid': give --replace to replace it"
+    )
+    refused = refusal(script("publish").main, [*args, "--replace", "--geometry", "receptive_field"], capsys)
+    assert re.fullmatch(r"publish.py: error: --geometry receptive_field disagrees with .*best.keras.*'pixel_blocks'.*", refused)
     assert json.loads(manifest.read_text()) == old and os.listdir(package) == [old_file]
     assert script("publish").main([*args, "--replace"]) == 0
     new = json.loads(manifest.read_text())
@@ -225,9 +236,9 @@ def test_publish_replaces_an_entry_only_when_asked_and_records_the_models_geomet
     assert os.listdir(package) == [record["source"]["bundled_file"]] != [old_file]
 
 
-def test_publish_refuses_a_file_that_is_not_an_evaluation(tmp_path, monkeypatch):
+def test_publish_refuses_a_file_that_is_not_an_evaluation(tmp_path, monkeypatch, capsys):
     (tmp_path / "val.json").write_text('{"mean_iou": 0.5}')
     args = ["x.weights.h5", "--name", "x", "--architecture", "fcn8s_mobilenet", "--classes", "camvid", "--bundle"]
     args += ["--dataset", "d", "--metrics-json", str(tmp_path / "val.json"), "--training-command", "c", "--licence", "l"]
-    with pytest.raises(SystemExit, match=r"--metrics-json: .*val.json: expected the JSON that `keras-fcn evaluate --json` writes"):
-        script("publish").main(args)
+    refused = refusal(script("publish").main, args, capsys)
+    assert re.match(r"publish.py: error: --metrics-json: .*val.json: expected the JSON that `keras-fcn evaluate --json` writes", refused)

@@ -59,6 +59,10 @@ EVALUATION_FIGURES = {
 }
 
 
+
+class PublishError(Exception):
+    """What is wrong with the arguments or files given: `main` prints it as `publish.py: error: ...`, status 2."""
+
 def measured(split, metric, value, source):
     """A manifest metric measured by keras-fcn."""
     return {"split": split, "metric": metric, "value": value, "measured_by": "keras-fcn", "source": source}
@@ -85,7 +89,7 @@ def evaluation_metrics(path, split):
         items = [(name, figures[key]) for key, name in EVALUATION_FIGURES.items()]
         items += [(f"IU {name}", value) for name, value in figures["per_class_iou"].items() if value is not None]
     except (OSError, ValueError, KeyError, AttributeError) as error:
-        raise SystemExit(f"--metrics-json: {path}: expected the JSON that `keras-fcn evaluate --json` writes ({error!r})")
+        raise PublishError(f"--metrics-json: {path}: expected the JSON that `keras-fcn evaluate --json` writes ({error!r})")
     source = f"keras-fcn evaluate --json ({os.path.basename(path)})"
     return [measured(split, name, round(100 * value, 2), source) for name, value in items]
 
@@ -110,7 +114,7 @@ def check_same_outputs(model_path, model, built):
     expected = keras.ops.convert_to_numpy(model(image, training=False))
     difference = np.abs(keras.ops.convert_to_numpy(built(image, training=False)) - expected).max()
     if not difference <= CHECK_TOLERANCE * max(1.0, np.abs(expected).max()):
-        raise SystemExit(f"{model_path}: the zoo architecture with these weights computes other outputs (max abs difference {difference})")
+        raise PublishError(f"{model_path}: the zoo architecture with these weights computes other outputs (max abs difference {difference})")
 
 
 def head_geometry(args, trained):
@@ -119,7 +123,7 @@ def head_geometry(args, trained):
         return args.geometry or registry.ZooEntry.geometry
     recorded = architecture_of(trained).head_geometry.alignment
     if args.geometry not in (None, recorded):
-        raise SystemExit(
+        raise PublishError(
             f"--geometry {args.geometry} disagrees with {args.weights}, a model built with the {recorded!r} geometry"
         )
     return recorded
@@ -135,7 +139,7 @@ def place_entry(manifest, record, replace):
         manifest["entries"].append(record)
         return None
     if not replace:
-        raise SystemExit(f"the manifest has an entry named {record['name']!r}: give --replace to replace it")
+        raise PublishError(f"the manifest has an entry named {record['name']!r}: give --replace to replace it")
     index = names.index(record["name"])
     old, manifest["entries"][index] = manifest["entries"][index], record
     return old
@@ -169,11 +173,11 @@ def publish(args):
     """Validates and writes the file and the manifest entry; returns the published file's path."""
     call = architectures.builder_call(args.architecture)
     if call is None:
-        raise SystemExit(
+        raise PublishError(
             f"--architecture must be one the builders make, e.g. fcn8s_vgg16; received {args.architecture!r}"
         )
     if args.bundle == (args.url_base is not None):
-        raise SystemExit("give exactly one of --url-base (a served file) and --bundle (a file in the package)")
+        raise PublishError("give exactly one of --url-base (a served file) and --bundle (a file in the package)")
     if args.metrics_json:
         args.metric += evaluation_metrics(args.metrics_json, args.metrics_split)
     args.backbone = call[1]
@@ -185,7 +189,7 @@ def publish(args):
             manifest["class_names"][args.name] = [line.strip() for line in file if line.strip()]
         classes_key = args.name
     elif args.classes not in manifest["class_names"]:
-        raise SystemExit(
+        raise PublishError(
             f"--classes must be one of {sorted(manifest['class_names'])} or a file; received {args.classes!r}"
         )
     preprocessing_key = f"backbone:{args.backbone}"
@@ -224,7 +228,7 @@ def publish(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="publish.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("weights", help="the trained model: a .keras file, or its .weights.h5 file")
     parser.add_argument("--name", required=True)
@@ -260,7 +264,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.url_base is not None and args.output_dir is None:
         parser.error("--url-base needs --output-dir")
-    print(publish(args))
+    try:
+        print(publish(args))
+    except PublishError as error:
+        parser.error(str(error))
     return 0
 
 
