@@ -58,13 +58,24 @@ def validate_class_weights(class_weights, name="class_weights", allowed="a seque
     return tuple(float(w) for w in class_weights)
 
 
+def _check_class_count(class_weights, logits):
+    """Refuses class weights (None or a tuple) whose number is not the logits' number of classes."""
+    num_classes = logits.shape[-1]
+    if class_weights is not None and num_classes is not None and len(class_weights) != num_classes:
+        raise ValueError(
+            f"`class_weights` has {len(class_weights)} entries but the logits have "
+            f"{num_classes} classes. Received logits of shape {tuple(logits.shape)}"
+        )
+
+
 def _validate(ignore_index, reduction, class_weights, keep_probability, seed):
+    """Checks the losses' arguments; returns the class weights as a tuple of floats, or None."""
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise ValueError(f"`ignore_index` must be an int or None. Received ignore_index={ignore_index!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}. Received reduction={reduction!r}")
     if class_weights is not None:
-        validate_class_weights(class_weights, allowed="None or a sequence of")
+        class_weights = validate_class_weights(class_weights, allowed="None or a sequence of")
     if isinstance(keep_probability, bool) or not isinstance(keep_probability, (int, float)) or not (
         0 < keep_probability <= 1
     ):
@@ -74,6 +85,7 @@ def _validate(ignore_index, reduction, class_weights, keep_probability, seed):
         )
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"`seed` must be an int or None. Received seed={seed!r}")
+    return class_weights
 
 
 def _refuse_jax_steps_that_lose(variable, values, message):
@@ -173,10 +185,10 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         seed=None,
         name="segmentation_cross_entropy",
     ):
-        _validate(ignore_index, reduction, class_weights, keep_probability, seed)
+        class_weights = _validate(ignore_index, reduction, class_weights, keep_probability, seed)
         super().__init__(name=name, reduction=reduction, dtype="float32")
         self.ignore_index = ignore_index
-        self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
+        self.class_weights = class_weights
         self.keep_probability = float(keep_probability)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if keep_probability < 1 else None
@@ -186,11 +198,7 @@ class SegmentationCrossEntropy(keras.losses.Loss):
             logits = ops.cast(ops.convert_to_tensor(y_pred), "float32")
             labels = ops.cast(ops.convert_to_tensor(y_true), "int32")
             num_classes = logits.shape[-1]
-            if self.class_weights is not None and num_classes is not None and len(self.class_weights) != num_classes:
-                raise ValueError(
-                    f"`class_weights` has {len(self.class_weights)} entries but the logits have "
-                    f"{num_classes} classes. Received logits of shape {tuple(logits.shape)}"
-                )
+            _check_class_count(self.class_weights, logits)
             valid = valid_pixels(labels, num_classes, self.ignore_index)
             safe_labels = ops.where(valid, labels, 0)
             weights = ops.cast(valid, "float32")
@@ -252,21 +260,17 @@ class _ClassWeightedLoss(keras.losses.Loss):
     """
 
     def __init__(self, ignore_index, reduction, class_weights, name):
-        _validate(ignore_index, reduction, class_weights, 1.0, None)
+        class_weights = _validate(ignore_index, reduction, class_weights, 1.0, None)
         super().__init__(name=name, reduction=reduction, dtype="float32")
         self.ignore_index = ignore_index
-        self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
+        self.class_weights = class_weights
 
     def _pixels(self, y_true, y_pred, sample_weight):
         """`(float32 logits, class ids with 0 where not counted, per-pixel float32 sample weights, 0 there)`."""
         logits = ops.cast(ops.convert_to_tensor(y_pred), "float32")
         labels = ops.cast(ops.convert_to_tensor(y_true), "int32")
         num_classes = logits.shape[-1]
-        if self.class_weights is not None and num_classes is not None and len(self.class_weights) != num_classes:
-            raise ValueError(
-                f"`class_weights` has {len(self.class_weights)} entries but the logits have "
-                f"{num_classes} classes. Received logits of shape {tuple(logits.shape)}"
-            )
+        _check_class_count(self.class_weights, logits)
         valid = valid_pixels(labels, num_classes, self.ignore_index)
         weights = ops.cast(valid, "float32")
         if sample_weight is not None:
