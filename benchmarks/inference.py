@@ -1,13 +1,14 @@
 """Inference speed and memory of keras-fcn's engines, side by side with what a user would pick instead.
 
 Measures, in one run, batch 1, the median seconds per image over
-`--repeats` timed calls after a warm-up, each path's setup (export and
-compile, paid once: the engines' exports are cached on disk) and each
-path's memory (a separate process per path that imports every framework,
-then loads what the path needs (the Keras model from a weights file, as a
-user loads one), sets up from a warm cache and runs one image: its peak
-resident memory over that after the imports, and the process's peak
-`VmHWM`):
+`--repeats` timed calls after a warm-up, the paths taking turns in one
+process; each path's setup (export and compile, paid once: the engines'
+exports are cached on disk); and each path alone (a separate process per
+path that imports every framework, then sets the path up from the model's
+`.keras` file with a warm cache, as `keras-fcn predict FILE` does, and runs
+one image: its peak resident memory over that after the imports, and the
+process's peak `VmHWM`; then the median seconds of `--repeats` more calls,
+undisturbed by other engines):
 
 - `camvid`: the bundled CamVid FCN-8s (MobileNet 0.25, 11 classes) at
   360x480;
@@ -18,8 +19,7 @@ Paths of the Keras model (`keras_fcn.inference_function`):
 `keras_fcn_default` (the defaults `predict`, `evaluate` and the CLI use:
 `engine="auto"`, float32), `tensorflow_fp32`, `tensorflow_fp32_xla` (VGG16
 only; XLA is several times slower on depthwise nets), `openvino_fp32`,
-`onnxruntime_fp32` (camvid only: the VGG16 ONNX export is refused, see
-`keras_fcn.export`), and `*_bf16` where the CPU computes bfloat16 natively.
+`onnxruntime_fp32`, and `*_bf16` where the CPU computes bfloat16 natively.
 Peers, for the VGG16 net, with the same weights: PyTorch fp32
 (`torch_fcn.py`, NCHW and channels_last; bf16 autocast where native), and
 ONNX Runtime and OpenVINO on PyTorch's own ONNX export of it. Each path's
@@ -61,14 +61,18 @@ from keras_fcn.precision import with_dtype_policy
 NUM_CLASSES = 21
 SIZES = {"camvid": (360, 480), "vgg16_reference": (500, 500)}
 TORCH_AVAILABLE = importlib.util.find_spec("torch") is not None
-ENGINE_PATHS = {  # path -> (engine, precision) of keras_fcn.inference_function
-    "tensorflow_fp32": ("tensorflow", "float32"),
-    "openvino_fp32": ("openvino", "float32"),
-    "onnxruntime_fp32": ("onnxruntime", "float32"),
-    "tensorflow_bf16": ("tensorflow", "bfloat16"),
-    "openvino_bf16": ("openvino", "bfloat16"),
+KERAS_PATHS = {  # path -> the keyword arguments of keras_fcn.inference_function
+    "keras_fcn_default": {},
+    "tensorflow_fp32": {"engine": "tensorflow"},
+    "openvino_fp32": {"engine": "openvino"},
+    "onnxruntime_fp32": {"engine": "onnxruntime"},
+    "tensorflow_fp32_xla": {"engine": "tensorflow", "jit_compile": True},
+    "tensorflow_bf16": {"engine": "tensorflow", "precision": "bfloat16"},
+    "openvino_bf16": {"engine": "openvino", "precision": "bfloat16"},
 }
 TORCH_LAYOUTS = {"torch_fp32": (False, False), "torch_fp32_channels_last": (True, False), "torch_bf16": (True, True)}
+# Seconds between timed calls (see `run_in_turns`).
+PAUSE_S = 0.3
 TORCH_EXPORT_PATHS = ("onnxruntime_on_torch_export", "openvino_on_torch_export")
 
 
@@ -87,15 +91,9 @@ def build(backbone, policy="float32", seed=0):
     return model if policy == "float32" else with_dtype_policy(model, policy)
 
 
-def load(model_name, weights_file=None):
-    """The Keras model a benchmark model name stands for: with `weights_file`, loaded as a user loads one."""
-    if model_name == "camvid":
-        return keras_fcn.zoo.load_model("camvid")
-    if weights_file is None:
-        return build(model_name)
-    model = keras_fcn.FCN8s(NUM_CLASSES, backbone=model_name, backbone_weights=None)
-    model.load_weights(weights_file)
-    return model
+def load(model_name):
+    """The Keras model a benchmark model name stands for."""
+    return keras_fcn.zoo.load_model("camvid") if model_name == "camvid" else build(model_name)
 
 
 def randomize(model, seed):
@@ -140,8 +138,8 @@ def gflop_per_image(model, height, width):
 def path_names(model_name):
     """The paths measured for a model on this host, in order."""
     bf16 = host_cpu().native_bfloat16
-    names = ["keras_fcn_default", "tensorflow_fp32", "openvino_fp32"]
-    names += ["tensorflow_fp32_xla"] if model_name == "vgg16_reference" else ["onnxruntime_fp32"]
+    names = ["keras_fcn_default", "tensorflow_fp32", "openvino_fp32", "onnxruntime_fp32"]
+    names += ["tensorflow_fp32_xla"] if model_name == "vgg16_reference" else []
     names += ["tensorflow_bf16", "openvino_bf16"] if bf16 else []
     if model_name == "vgg16_reference" and TORCH_AVAILABLE:
         names += [name for name, (_, autocast) in TORCH_LAYOUTS.items() if bf16 or not autocast]
@@ -153,13 +151,8 @@ def make_path(name, model_name, model, torch_onnx):
     """Sets up path `name` (timed) and returns it; raises when it cannot run here."""
     start = time.perf_counter()
     peer = name.startswith("torch") or name in TORCH_EXPORT_PATHS
-    if name == "keras_fcn_default":
-        call = keras_fcn.inference_function(model)
-    elif name == "tensorflow_fp32_xla":
-        call = keras_fcn.inference_function(model, engine="tensorflow", jit_compile=True)
-    elif name in ENGINE_PATHS:
-        engine, precision = ENGINE_PATHS[name]
-        call = keras_fcn.inference_function(model, engine=engine, precision=precision)
+    if name in KERAS_PATHS:
+        call = keras_fcn.inference_function(model, **KERAS_PATHS[name])
     elif name in TORCH_LAYOUTS:
         call = torch_call(model, *TORCH_LAYOUTS[name])
     else:
@@ -220,7 +213,11 @@ def onnx_call(name, path):
 
 
 def run_in_turns(paths, images, repeats):
-    """Calls each path once (warm-up), then `repeats` rounds of one call each.
+    """Calls each path once (warm-up), then `repeats` rounds of one call each, `PAUSE_S` apart.
+
+    The pause lets the worker threads of the path before go idle (TensorFlow,
+    OpenVINO and ONNX Runtime threads spin-wait for a while after a call),
+    so that they do not take cores from the path being timed.
 
     Returns `{name: (first call seconds, [timed seconds], first output)}`.
     """
@@ -231,35 +228,45 @@ def run_in_turns(paths, images, repeats):
         results[name] = (time.perf_counter() - start, [], output)
     for _ in range(repeats):
         for name, path in paths.items():
+            time.sleep(PAUSE_S)
             start = time.perf_counter()
             path.call(images)
             results[name][1].append(time.perf_counter() - start)
     return results
 
 
-def measure_memory(name, model_name, torch_onnx, keras_home):
-    """`memory_of` path `name` in a fresh process, with the warm engine cache; an error text when it failed."""
-    command = [sys.executable, __file__, "--memory-of", name, "--models", model_name, "--torch-onnx", torch_onnx or "",
-               "--weights", weights_file(keras_home, model_name)]
+def measure_alone(name, model_name, torch_onnx, keras_home, repeats):
+    """`alone` of path `name` in a fresh process, with the warm engine cache; an error text when it failed."""
+    command = [sys.executable, __file__, "--alone", name, "--models", model_name, "--torch-onnx", torch_onnx or "",
+               "--model-file", model_file(keras_home, model_name), "--repeats", str(repeats)]
     environment = {**os.environ, "KERAS_HOME": keras_home, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     lines = done.stdout.strip().splitlines()
     return json.loads(lines[-1]) if done.returncode == 0 and lines else f"failed: {done.stderr.strip()[-300:]}"
 
 
-def weights_file(keras_home, model_name):
-    """Where the benchmark saves a model's weights for the memory processes to load."""
-    return os.path.join(keras_home, f"{model_name}.weights.h5")
+def model_file(keras_home, model_name):
+    """Where the benchmark saves a model (`.keras`) for the memory processes to load."""
+    return os.path.join(keras_home, f"{model_name}.keras")
 
 
-def memory_of(name, model_name, torch_onnx, weights):
-    """Sets up path `name` as a user would and runs one image; returns its memory in MiB.
+def alone(name, model_name, torch_onnx, keras_file, repeats):
+    """Sets up path `name` as a user would, alone in this process, runs one image, then times `repeats` more.
+
+    Returns `{"working_mib", "peak_mib", "latency_s"}`: the memory after the
+    first image, in MiB, and the median seconds of the timed calls, which
+    no other engine of the process disturbs (in `run_in_turns`, a small
+    net's calls slow down right after another engine's, by up to 1.7x
+    for the camvid net).
 
     Every framework is imported first (keras-fcn with TensorFlow, then torch,
     OpenVINO and ONNX Runtime where installed), so that `working_mib`, the
     peak resident memory over the resident memory after the imports, is the
     path's own: model, engine and activations. `peak_mib` is the process's
-    peak (`VmHWM`), imports included.
+    peak (`VmHWM`), imports included. keras-fcn's paths run
+    `keras_fcn.inference_function(keras_file, ...)`, as `keras-fcn predict
+    FILE` does: the TensorFlow ones load the Keras model, the exported
+    engines (their exports cached) run without it.
     """
     for package in ("torch", "openvino", "onnxruntime"):
         if importlib.util.find_spec(package) is not None:
@@ -271,15 +278,21 @@ def memory_of(name, model_name, torch_onnx, weights):
     elif name in TORCH_EXPORT_PATHS:
         call = onnx_call(name, torch_onnx)
     else:
-        call = make_path(name, model_name, load(model_name, weights), None).call
+        call = keras_fcn.inference_function(keras_file, **KERAS_PATHS[name])
     call(images)
-    return {"working_mib": peak_memory_mib() - imported, "peak_mib": peak_memory_mib()}
+    memory = {"working_mib": peak_memory_mib() - imported, "peak_mib": peak_memory_mib()}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(images)
+        times.append(time.perf_counter() - start)
+    return {**memory, "latency_s": statistics.median(times)}
 
 
 def benchmark_model(model_name, repeats, keras_home):
     """Times every path of one model; returns its JSON-ready results."""
     model = load(model_name)
-    model.save_weights(weights_file(keras_home, model_name))
+    model.save(model_file(keras_home, model_name))
     size = SIZES[model_name]
     images = np.random.default_rng(1).uniform(0, 255, (1, *size, 3)).astype("float32")
     torch_onnx = None
@@ -293,6 +306,8 @@ def benchmark_model(model_name, repeats, keras_home):
             paths[name] = make_path(name, model_name, model, torch_onnx)
         except (ValueError, ImportError) as error:
             refused[name] = str(error)
+    for name in paths.keys() & KERAS_PATHS.keys():  # records the file's exports, for the memory processes
+        keras_fcn.inference_function(model_file(keras_home, model_name), **KERAS_PATHS[name])
     results = run_in_turns(paths, images, repeats)
     reference = results["tensorflow_fp32"][2]
     latencies = {name: statistics.median(times) for name, (_, times, _) in results.items()}
@@ -307,10 +322,15 @@ def benchmark_model(model_name, repeats, keras_home):
             "gflop_per_s": work / latencies[name],
             "ratio_to_fastest_peer": latencies[name] / latencies[fastest_peer],
             "max_abs_diff_vs_tensorflow_fp32": float(np.max(np.abs(results[name][2] - reference))),
-            "memory": measure_memory(name, model_name, torch_onnx, keras_home),
+            "alone": measure_alone(name, model_name, torch_onnx, keras_home, repeats),
         }
         for name, path in paths.items()
     }
+    alone_peers = {n: r["alone"]["latency_s"] for n, r in report.items() if paths[n].peer and n != "keras_fcn_default"
+                   and isinstance(r["alone"], dict)}
+    for result in report.values():
+        if isinstance(result["alone"], dict) and alone_peers:
+            result["alone"]["ratio_to_fastest_peer"] = result["alone"]["latency_s"] / min(alone_peers.values())
     default = keras_fcn.engines.auto_engine(model, "float32")
     return {
         "size": list(size),
@@ -374,17 +394,23 @@ def markdown(results):
         lines += [
             f"{model_name} at {height}x{width}, batch 1 (default engine here: {summary['default_engine']}):",
             "",
-            "| path | seconds | vs fastest peer | setup s | memory MiB | max diff vs TF fp32 |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| path | seconds, in turns | vs fastest peer | seconds, alone | vs fastest peer | setup s | memory MiB "
+            "| max diff vs TF fp32 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, path in summary["paths"].items():
-            memory = path["memory"] if isinstance(path["memory"], str) else f"{path['memory']['working_mib']:.0f}"
+            alone = path["alone"]
+            if isinstance(alone, str):
+                alone_s, alone_ratio, memory = alone, "", ""
+            else:
+                alone_s, alone_ratio = f"{alone['latency_s']:.3g}", f"{alone['ratio_to_fastest_peer']:.2f}"
+                memory = f"{alone['working_mib']:.0f}"
+            seconds, setup, check = path["latency_s"], path["setup_s"], path["max_abs_diff_vs_tensorflow_fp32"]
             lines.append(
-                f"| `{name}` | {path['latency_s']:.3g} | {path['ratio_to_fastest_peer']:.2f} | {path['setup_s']:.3g} "
-                f"| {memory} "
-                f"| {path['max_abs_diff_vs_tensorflow_fp32']:.2g} |"
+                f"| `{name}` | {seconds:.3g} | {path['ratio_to_fastest_peer']:.2f} | {alone_s} | {alone_ratio} "
+                f"| {setup:.3g} | {memory} | {check:.2g} |"
             )
-        lines += [f"| `{name}` | refused | | | | |" for name in summary["refused"]]
+        lines += [f"| `{name}` | refused | | | | | | |" for name in summary["refused"]]
         lines.append("")
     return "\n".join(lines)
 
@@ -395,16 +421,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed batch-1 runs per path")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--markdown", metavar="FILE", help="print the README tables of saved results, and stop")
-    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    parser.add_argument("--alone", help=argparse.SUPPRESS)
     parser.add_argument("--torch-onnx", help=argparse.SUPPRESS)
-    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--model-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.markdown:
         with open(args.markdown) as file:
             print(markdown(json.load(file)))
         return
-    if args.memory_of:
-        print(json.dumps(memory_of(args.memory_of, args.models[0], args.torch_onnx, args.weights)))
+    if args.alone:
+        print(json.dumps(alone(args.alone, args.models[0], args.torch_onnx, args.model_file, args.repeats)))
         return
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as keras_home:

@@ -1,21 +1,27 @@
-"""Inference engines: TensorFlow itself, or OpenVINO or ONNX Runtime running the model Keras exports.
+"""Inference engines: TensorFlow itself, or OpenVINO or ONNX Runtime running an export of the model.
 
-`"openvino"` runs `model.export(format="openvino")` (OpenVINO IR) and
-`"onnxruntime"` runs `model.export(format="onnx")`, both exported once
-with dynamic batch, height and width, checked against the Keras model,
-and cached on disk (`keras_fcn.engine_cache`). `"auto"` takes the first
-engine of `FASTEST_FIRST[host kind]` that is installed and can run the
-model in the requested precision, and otherwise TensorFlow.
+`"openvino"` runs `model.export(format="openvino")` (OpenVINO IR);
+`"onnxruntime"` runs the model's ONNX export (`keras_fcn.export.write_onnx`)
+as ONNX Runtime optimizes it for this host. Both are exported once with
+dynamic batch, height and width, checked against the Keras model, and
+cached on disk (`keras_fcn.engine_cache`); a saved model's source (a
+`.keras` file's sha256, a zoo entry) is recorded with its export, so that
+its export runs without the Keras model being loaded. `"auto"` takes the
+first engine of `FASTEST_FIRST[host kind]` that is installed and can run
+the model in the requested precision, and otherwise TensorFlow.
 
 The order comes from `benchmarks/inference.py` (median seconds per image,
 batch 1, float32, each engine on the same Keras model, in one run):
 
 - `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX; README "Speed"): the
-  bundled camvid FCN-8s (MobileNet 0.25) at 360x480, quiet host: ONNX
-  Runtime 0.031 s, OpenVINO 0.077 s, TensorFlow 0.081 s; the reference
-  VGG16 FCN-8s at 500x500 (too large for the ONNX export, so ONNX Runtime
-  cannot run it): OpenVINO 2.73 s, TensorFlow 3.91 s. So ONNX Runtime
-  first, and OpenVINO for what it cannot run.
+  bundled camvid FCN-8s (MobileNet 0.25) at 360x480: ONNX Runtime and
+  OpenVINO tie within the host's noise (each alone in its own process,
+  two runs: 0.029 and 0.036 s, 0.031 and 0.027 s), TensorFlow 0.050 s; the
+  reference VGG16 FCN-8s at 500x500: ONNX Runtime 2.35 s, OpenVINO
+  2.33 s, TensorFlow 3.06 s, with peak memory (set up from the cache,
+  one image) 690 MiB for ONNX Runtime, whose weights are mapped from
+  its cached file, and 1430 MiB for OpenVINO. So ONNX Runtime first (as
+  fast, half the memory), then OpenVINO.
 - `x86_amx` and `x86_avx512` (2-core AVX-512 + AMX hosts, the VGG16
   net, the project's performance notes): ONNX Runtime float32 1.37 s,
   OpenVINO float32 1.63 s (both on the PyTorch export), TensorFlow
