@@ -13,15 +13,15 @@ the model in the requested precision, and otherwise TensorFlow.
 The order comes from `benchmarks/inference.py` (median seconds per image,
 batch 1, float32, each engine on the same Keras model, in one run):
 
-- `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX; README "Speed"): the
-  bundled camvid FCN-8s (MobileNet 0.25) at 360x480: ONNX Runtime and
-  OpenVINO tie within the host's noise (each alone in its own process,
-  two runs: 0.029 and 0.036 s, 0.031 and 0.027 s), TensorFlow 0.050 s; the
-  reference VGG16 FCN-8s at 500x500: ONNX Runtime 2.35 s, OpenVINO
-  2.33 s, TensorFlow 3.06 s, with peak memory (set up from the cache,
-  one image) 690 MiB for ONNX Runtime, whose weights are mapped from
-  its cached file, and 1430 MiB for OpenVINO. So ONNX Runtime first (as
-  fast, half the memory), then OpenVINO.
+- `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX; README "Speed"),
+  each engine alone in its own process: the bundled camvid FCN-8s
+  (MobileNet 0.25) at 360x480: ONNX Runtime 0.025 s (0.031 s in a second
+  process: the host's noise), OpenVINO 0.025 s, TensorFlow 0.041 s; the
+  reference VGG16 FCN-8s at 500x500: ONNX Runtime 2.13 s, OpenVINO
+  2.17 s, TensorFlow 2.78 s, with peak memory (set up from the cache, one
+  image) 690 MiB for ONNX Runtime, whose weights are mapped from its
+  cached file, and 1431 MiB for OpenVINO. So ONNX Runtime first (as fast,
+  half the memory), then OpenVINO.
 - `x86_amx` and `x86_avx512` (2-core AVX-512 + AMX hosts, the VGG16
   net, the project's performance notes): ONNX Runtime float32 1.37 s,
   OpenVINO float32 1.63 s (both on the PyTorch export), TensorFlow
