@@ -269,6 +269,21 @@ def _copy_layers(model, x):
 MESSAGE_LENGTH = 300
 
 
+def validate_backbone_kwargs(backbone_kwargs, name="backbone_kwargs"):
+    """Refuses `backbone_kwargs` that are not None or a dict with str keys (a constructor's keyword arguments).
+
+    Raises:
+        keras_fcn.errors.InvalidArgumentError: naming `name` and the value.
+    """
+    if backbone_kwargs is not None and not (
+        isinstance(backbone_kwargs, dict) and all(isinstance(key, str) for key in backbone_kwargs)
+    ):
+        raise InvalidArgumentError(
+            f"`{name}` must be None or a dict of the backbone constructor's keyword arguments, "
+            f"such as {{'alpha': 0.25}}. Received {name}={backbone_kwargs!r}"
+        )
+
+
 def _application(spec, x, backbone_weights, backbone_kwargs):
     """The Keras Applications trunk on `x`; a failed download, or arguments or a weights file it refuses, one line."""
     weights = None if spec.fully_connected else backbone_weights

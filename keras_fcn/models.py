@@ -5,7 +5,7 @@ import os
 import keras
 
 from keras_fcn.architecture import Architecture, architecture_name, model_name, record
-from keras_fcn.backbones import APPLICATION_NAMES, build_trunk, get_backbone
+from keras_fcn.backbones import APPLICATION_NAMES, build_trunk, get_backbone, validate_backbone_kwargs
 from keras_fcn.convolutionalize import convolutionalize
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.geometry import FEATURE_STRIDES, output_fields
@@ -29,13 +29,7 @@ def _validate(num_classes, spec, backbone_weights, backbone_kwargs, input_shape,
             "`backbone_weights` must be None, 'imagenet', or the path to a Keras "
             f"Applications weights file that exists. Received backbone_weights={backbone_weights!r}"
         )
-    if backbone_kwargs is not None and not (
-        isinstance(backbone_kwargs, dict) and all(isinstance(key, str) for key in backbone_kwargs)
-    ):
-        raise InvalidArgumentError(
-            "`backbone_kwargs` must be None or a dict of the backbone constructor's keyword arguments, "
-            f"such as {{'alpha': 0.25}}. Received backbone_kwargs={backbone_kwargs!r}"
-        )
+    validate_backbone_kwargs(backbone_kwargs)
     if spec.model is not None and (backbone_weights not in (None, "imagenet") or backbone_kwargs):
         raise InvalidArgumentError(
             "A keras.Model backbone brings its own weights and arguments: leave `backbone_weights` and "

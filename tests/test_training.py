@@ -99,12 +99,17 @@ def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
         ({"validation_steps": 0}, r"`validation_steps` must be a positive int. Received validation_steps=0"),
         ({"verbose": True}, r"`verbose` must be one of \['auto', 0, 1, 2\]. Received verbose=True"),
         ({"augment": "no"}, r"`augment` must be True or False. Received augment='no'"),
+        ({"backbone_kwargs": [("alpha", 0.25)]}, r"`backbone_kwargs` must be None or a dict of the backbone "
+         r"constructor's keyword arguments, such as \{'alpha': 0.25\}. Received backbone_kwargs=\[\('alpha', 0.25\)\]"),
     ],
 )
 def test_bad_arguments_name_the_argument(tmp_path, kwargs, message):
     data = write_pairs(tmp_path / "train", 1)
     with pytest.raises(ValueError, match=message):
         training.train(data, tmp_path / "run", **{"num_classes": 3, **kwargs})
+    if "num_classes" not in kwargs and "class_names" not in kwargs:  # refused before any data is read
+        with pytest.raises(ValueError, match=message):
+            training.train(str(tmp_path / "nowhere"), tmp_path / "run", **{"num_classes": 3, **kwargs})
 
 
 def test_named_datasets_need_their_root_and_class_count(tmp_path):

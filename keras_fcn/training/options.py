@@ -31,7 +31,7 @@ import re
 import textwrap
 
 from keras_fcn import arguments
-from keras_fcn.backbones import BACKBONES, get_backbone
+from keras_fcn.backbones import BACKBONES, get_backbone, validate_backbone_kwargs
 from keras_fcn.data.transforms import validate_size
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.losses import LOSSES, validate_class_weights
@@ -117,6 +117,10 @@ def _class_weights(name, value):
         validate_class_weights(value, name, allowed='"median_frequency" or a sequence of')
 
 
+def _backbone_kwargs(name, value):
+    validate_backbone_kwargs(value, name)
+
+
 def _backbone(name, value):
     if not isinstance(value, str):
         raise InvalidArgumentError(f"`{name}` must be a backbone name (str). Received {name}={value!r}")
@@ -168,6 +172,7 @@ class TrainingOptions:
         'dict, extra keyword arguments of the backbone\'s Keras Applications constructor, e.g. `{"alpha": 0.25}`; '
         "defaults to those of the zoo entry named by `weights`.",
         help="backbone constructor arguments, e.g. alpha=0.25",
+        check=_backbone_kwargs,
         type=arguments.keyword,
         nargs="+",
         action=arguments.KeywordArguments,
