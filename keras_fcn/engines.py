@@ -43,6 +43,7 @@ import numpy as np
 from keras_fcn import engine_cache
 from keras_fcn.cpu import host_cpu
 from keras_fcn.export import ONNX_PACKAGES, write_onnx
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.files import write_json_atomically
 from keras_fcn.precision import as_float32
 
@@ -103,6 +104,11 @@ class InferenceFunction:
         self.output_shape = output_shape
 
     def __call__(self, images):
+        images = np.asarray(images)
+        if images.ndim != 4:
+            raise InvalidArgumentError(
+                f"`images` must be a batch of shape (batch, height, width, channels). Received shape {images.shape}"
+            )
         return self._run(images)
 
     def __repr__(self):
@@ -137,6 +143,9 @@ def unavailable_reason(engine, model, precision):
     """
     if precision not in ENGINE_PRECISIONS[engine]:
         return f"{engine} computes in {' or '.join(ENGINE_PRECISIONS[engine])}, not {precision}"
+    if engine == "openvino" and precision == "bfloat16" and not host_cpu().native_bfloat16:
+        # Its CPU plugin then quietly computes float32: a bfloat16 request would not be what runs.
+        return "OpenVINO computes bfloat16 only on CPUs with AMX or AVX512-BF16, and this one has neither"
     if engine == "tensorflow":
         return None
     if not installed(engine):
@@ -189,7 +198,7 @@ def exported_function(model, engine, precision):
     """
     reason = unavailable_reason(engine, model, precision)
     if reason is not None:
-        raise ValueError(f'engine="{engine}" cannot run this model in {precision}: {reason}.')
+        raise InvalidArgumentError(f'engine="{engine}" cannot run this model in {precision}: {reason}.')
     key = _export_key(model, engine, precision)
     loaded = getattr(model, LOADED_ATTRIBUTE, {})
     if (engine, precision) in loaded and loaded[engine, precision][0] == key:

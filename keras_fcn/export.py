@@ -95,6 +95,11 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
     return path
 
 
+def _is_savedmodel_or_empty_folder(path):
+    """Whether `path` is a folder that is empty or holds a SavedModel (which an export replaces)."""
+    return os.path.isdir(path) and (not os.listdir(path) or os.path.isfile(os.path.join(path, "saved_model.pb")))
+
+
 def _graph_inputs_used(graph):
     """The names of all values read by the nodes of `graph` and of its subgraphs."""
     names = set()
@@ -155,6 +160,11 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
                 f"ONNX export needs the packages {', '.join(missing)}, which are not installed: "
                 "pip install keras-fcn[onnx]"
             )
+    if format == "savedmodel" and os.path.exists(path) and not _is_savedmodel_or_empty_folder(path):
+        raise InvalidArgumentError(
+            f"A SavedModel is written as a folder of its own: {path!r} is a file or a folder holding other files. "
+            f"Give a new or empty folder (or a .onnx / .tflite file name). Received path={path!r}"
+        )
     height, width = model.input_shape[1:3] if input_size is None else validate_size(input_size, "input_size")
     if format == "onnx":  # a mixed-precision model is exported as its float32 copy
         return write_onnx(as_float32(model), str(path), (height, width))

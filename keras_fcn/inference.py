@@ -19,7 +19,7 @@ from keras_fcn.engines import (
     remember_source,
     unavailable_reason,
 )
-from keras_fcn.errors import InvalidDataError, release_pipelines_on_error
+from keras_fcn.errors import InvalidArgumentError, InvalidDataError, release_pipelines_on_error
 from keras_fcn.files import sha256_of
 from keras_fcn.metrics import ConfusionMatrix, class_keys
 from keras_fcn.precision import dtype_policies, with_dtype_policy
@@ -46,7 +46,7 @@ def resolve_precision(precision):
         ValueError: for any other value.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"`precision` must be one of {list(PRECISIONS)}. Received precision={precision!r}")
+        raise InvalidArgumentError(f"`precision` must be one of {list(PRECISIONS)}. Received precision={precision!r}")
     if precision == "auto":
         return "bfloat16" if host_cpu().native_bfloat16 else "float32"
     return precision
@@ -71,11 +71,11 @@ def resolve_engine(model, engine, precision, *, jit_compile=False):
         ValueError: for an unknown engine, or `jit_compile` with another engine or backend.
     """
     if engine not in ("auto", *ENGINES):
-        raise ValueError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
+        raise InvalidArgumentError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
     if jit_compile and keras.backend.backend() != "tensorflow":
-        raise ValueError(f"`jit_compile=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
+        raise InvalidArgumentError(f"`jit_compile=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
     if jit_compile and engine not in ("auto", "tensorflow"):
-        raise ValueError(f'`jit_compile=True` is a TensorFlow option. Received engine={engine!r}; use engine="tensorflow"')
+        raise InvalidArgumentError(f'`jit_compile=True` is a TensorFlow option. Received engine={engine!r}; use engine="tensorflow"')
     if engine != "auto":
         return engine
     return "tensorflow" if jit_compile else auto_engine(model, precision)
@@ -194,7 +194,7 @@ def source_function(source, load, engine="auto", precision="float32", jit_compil
     """
     precision = resolve_precision(precision)
     if engine not in ("auto", *ENGINES):
-        raise ValueError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
+        raise InvalidArgumentError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
     candidate = engine if engine != "auto" else auto_engine(None, precision)
     if candidate != "tensorflow" and not jit_compile and unavailable_reason(candidate, None, precision) is None:
         cached = cached_source_function(source, candidate, precision)
@@ -285,10 +285,10 @@ def mirror_averaged(run):
 def _runner(model, engine, precision, flip):
     """The `InferenceFunction` that `predict` and `evaluate` run (mirror-averaged with `flip`)."""
     if not isinstance(flip, bool):
-        raise ValueError(f"`flip` must be True or False. Received flip={flip!r}")
+        raise InvalidArgumentError(f"`flip` must be True or False. Received flip={flip!r}")
     if isinstance(model, InferenceFunction):
         if (engine, precision) != ("auto", "float32"):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"`model` is an InferenceFunction, which runs on engine {model.engine!r} in {model.precision!r}: "
                 "pass `engine` and `precision` to `inference_function` instead. "
                 f"Received engine={engine!r}, precision={precision!r}"
@@ -370,6 +370,13 @@ def evaluate(
         `"confusion_matrix"` (the pixel counts as nested lists of ints, rows
         indexed by the true class, columns by the predicted class).
 
+    Raises:
+        keras_fcn.errors.InvalidDataError: for masks holding a label that is
+            neither a class nor `ignore_index` (the reference `score.py`
+            would drop such pixels silently), naming the batch.
+        ValueError: for a bad argument, or a model and `num_classes` that
+            disagree.
+
     Example:
 
     >>> figures = keras_fcn.evaluate(model, val_dataset, class_names=VOC_CLASSES)
@@ -379,7 +386,7 @@ def evaluate(
     if num_classes is None:
         num_classes = len(class_names) if class_names is not None else _output_classes(run)
     if _output_classes(run) not in (None, num_classes):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"The model scores {_output_classes(run)} classes but `num_classes` is {num_classes}. "
             f"Received num_classes={num_classes!r}, class_names={class_names!r}"
         )
@@ -389,6 +396,7 @@ def evaluate(
     step = 0
     for step, (images, masks) in enumerate(dataset, 1):
         images, masks = np.asarray(images), np.asarray(masks)
+        _check_labels(masks, num_classes, ignore_index, step)
         by_extent = defaultdict(list)
         for index, extent in enumerate(unpadded_sizes(images, masks, ignore_index)):
             if min(extent) > 0:
@@ -398,6 +406,18 @@ def evaluate(
         progbar.update(step, values=[("mean_iou", metric.figures()["mean_iou"])] if verbose else None)
     progbar.update(step, finalize=True)  # ends the bar's line also when the dataset's length was unknown
     return {**metric.figures(class_names), "confusion_matrix": keras.ops.convert_to_numpy(metric.result()).tolist()}
+
+
+def _check_labels(masks, num_classes, ignore_index, step):
+    """Refuses masks holding a label that is neither a class (`0` to `num_classes - 1`) nor `ignore_index`."""
+    labels = np.unique(masks)
+    unknown = labels[((labels < 0) | (labels >= num_classes)) & (labels != ignore_index)]
+    if unknown.size:
+        raise InvalidDataError(
+            f"The masks of batch {step} hold labels {unknown.tolist()[:10]} that are neither classes (0 to "
+            f"{num_classes - 1}) nor the ignore label ({ignore_index}): a mask of another dataset, or another "
+            "label encoding (see the data loaders' `label_map`)."
+        )
 
 
 def unpadded_sizes(images, masks, ignore_index=IGNORE_LABEL):
@@ -484,10 +504,10 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
     [(333, 500), (500, 375)]
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int. Received batch_size={batch_size!r}")
+        raise InvalidArgumentError(f"`batch_size` must be a positive int. Received batch_size={batch_size!r}")
     run = _runner(model, engine, precision, flip)
     if _output_classes(run) is not None and _output_classes(run) > MAX_UINT8_CLASSES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Label maps are uint8, so the model may score at most {MAX_UINT8_CLASSES} classes. "
             f"Received a model with output shape {run.output_shape}"
         )
@@ -495,7 +515,7 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
     by_size = defaultdict(list)
     for index, image in enumerate(images):
         if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Each image must have shape (height, width, 3). Received images[{index}] of shape {image.shape}"
             )
         by_size[image.shape].append(index)
@@ -506,7 +526,7 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
             batch = indices[start : start + batch_size]
             logits = run(np.stack([images[i] for i in batch]))
             if logits.shape[1:3] != size[:2]:
-                raise ValueError(
+                raise InvalidArgumentError(
                     "The model must output scores at the size of its input. "
                     f"Received input of size {size[:2]} and output of shape {logits.shape}"
                 )

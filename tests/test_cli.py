@@ -157,6 +157,17 @@ def test_predict_refuses_to_write_into_an_input_folder(saved_model, tmp_path, ca
     assert sorted(os.listdir(photos)) == before
 
 
+def test_an_engine_that_cannot_run_the_precision_asked_for_is_a_one_line_error(saved_model, tmp_path, capsys):
+    _, path = saved_model
+    photos = write_pairs(tmp_path / "photos", 1, size=(40, 56)) + "/images"
+    command = ["predict", path, photos, "--output-dir", str(tmp_path / "out"), "--engine", "onnxruntime"]
+    assert cli.main([*command, "--precision", "bfloat16"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        'keras-fcn predict: error: engine="onnxruntime" cannot run this model in bfloat16: onnxruntime computes in '
+        "float32, not bfloat16."
+    )
+
+
 def test_predict_without_inputs_segments_the_bundled_street_into_predictions(saved_model, tmp_path, monkeypatch, capsys):
     _, path = saved_model
     monkeypatch.chdir(tmp_path)

@@ -15,6 +15,7 @@ import pytest
 
 import keras_fcn
 from keras_fcn import engine_cache, engines
+from keras_fcn.cpu import parse_cpuinfo
 from _inference_helpers import assert_float32_logits, random_fcn8s
 
 EXPORT_ENGINES = ("openvino", "onnxruntime")
@@ -66,13 +67,18 @@ def test_engine_gives_the_float32_keras_logits_at_any_size(engine, rng):
     assert np.mean(np.stack(labels) == expected.argmax(-1)) >= 0.999
 
 
-def test_openvino_bfloat16_is_close_to_float32(rng):
+def test_openvino_bfloat16_is_close_to_float32_and_refused_where_the_cpu_lacks_it(rng, monkeypatch):
     model = _tiny_model(rng)
     images = rng.uniform(0, 255, (1, 64, 96, 3)).astype("float32")
     expected = model.predict(images, verbose=0)
+    monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo("flags\t\t: avx2 fma avx512f avx512_bf16\n"))
     logits = keras_fcn.inference_function(model, engine="openvino", precision="bfloat16")(images)
-    # bfloat16 keeps 8 significant bits (and hosts without it compute float32).
+    # bfloat16 keeps 8 significant bits (and this test's real host may compute float32).
     assert np.abs(logits - expected).max() < 0.05 * np.abs(expected).max()
+    monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo("flags\t\t: avx2 fma\n"))
+    with pytest.raises(ValueError, match='engine="openvino" cannot run this model in bfloat16: OpenVINO computes '
+                       "bfloat16 only on CPUs with AMX or AVX512-BF16, and this one has neither"):
+        keras_fcn.inference_function(model, engine="openvino", precision="bfloat16")
 
 
 @pytest.mark.parametrize("engine", EXPORT_ENGINES)

@@ -34,6 +34,21 @@ def test_exported_savedmodel_serves_arbitrary_sizes(tmp_path, rng):
         np.testing.assert_allclose(out, model.predict(images, verbose=0), atol=1e-5)
 
 
+def test_savedmodel_export_refuses_a_file_or_a_folder_of_other_files(tmp_path, rng, capsys):
+    model = random_fcn8s(rng)
+    model.save(tmp_path / "fcn.keras")
+    (tmp_path / "plainfile").write_text("mine")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    for target in ("plainfile", "mine"):
+        assert cli.main(["export", str(tmp_path / "fcn.keras"), str(tmp_path / target)]) == 2
+        assert capsys.readouterr().err.strip().startswith(
+            f"keras-fcn export: error: A SavedModel is written as a folder of its own: {str(tmp_path / target)!r} is "
+            "a file or a folder holding other files."
+        )
+    assert (tmp_path / "plainfile").read_text() == "mine" and os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
 def test_cli_onnx_export_runs_in_onnxruntime_like_keras_at_any_size(tmp_path, rng):
     import onnxruntime
     model = random_fcn8s(rng)

@@ -67,6 +67,14 @@ def test_evaluate_defaults_and_checks():
         evaluate(_oracle(), dataset, num_classes=4, verbose=0)
     with pytest.raises(ValueError, match="Received 2 names"):
         evaluate(_oracle(), dataset, class_names=["a", "b"], num_classes=3, verbose=0)
+    # A label that is neither a class nor the ignore label is a data error, not a pixel to drop.
+    second = (_images(np.array([[[0, 1, 1]]])), np.array([[[0, 7, 255]]]))
+    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"The masks of batch 2 hold labels \[7\] that are "
+                       r"neither classes \(0 to 2\) nor the ignore label \(255\)"):
+        evaluate(_oracle(), [*dataset, second], engine=TF, verbose=0)
+    with pytest.raises(ValueError, match=r"`images` must be a batch of shape \(batch, height, width, channels\). "
+                       r"Received shape \(1, 2, 3\)"):
+        keras_fcn.inference_function(_oracle(), engine=TF)(_images(np.array([[0, 1]])))
 
 
 @pytest.mark.backend_agnostic
