@@ -140,7 +140,8 @@ def test_predict_never_overwrites_an_input_or_another_output(binary_model, tmp_p
         save(str(tmp_path / name), image, quality=95)
     inputs = {name: (tmp_path / name).read_bytes() for name in images}
 
-    assert cli.main(["predict", path, str(tmp_path), "--output-dir", str(tmp_path)]) == 0
+    # The files named one by one (an input folder may not be the output folder), written beside them.
+    assert cli.main(["predict", path, *(str(tmp_path / name) for name in images), "--output-dir", str(tmp_path)]) == 0
 
     for name, content in inputs.items():
         assert (tmp_path / name).read_bytes() == content

@@ -15,5 +15,6 @@ def test_readme_has_self_contained_examples():
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.splitlines()[3][:40])
-def test_readme_example_runs(block):
+def test_readme_example_runs(block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the files an example writes go there
     exec(compile(block, str(README), "exec"), {})
