@@ -396,6 +396,7 @@ def evaluate(
     step = 0
     for step, (images, masks) in enumerate(dataset, 1):
         images, masks = np.asarray(images), np.asarray(masks)
+        _check_batch(images, masks, step)
         _check_labels(masks, num_classes, ignore_index, step)
         by_extent = defaultdict(list)
         for index, extent in enumerate(unpadded_sizes(images, masks, ignore_index)):
@@ -406,6 +407,16 @@ def evaluate(
         progbar.update(step, values=[("mean_iou", metric.figures()["mean_iou"])] if verbose else None)
     progbar.update(step, finalize=True)  # ends the bar's line also when the dataset's length was unknown
     return {**metric.figures(class_names), "confusion_matrix": keras.ops.convert_to_numpy(metric.result()).tolist()}
+
+
+def _check_batch(images, masks, step):
+    """Refuses a dataset element that is not a batch of images `(batch, H, W, C)` and their masks `(batch, H, W)`."""
+    if images.ndim != 4 or masks.shape != images.shape[:3]:
+        raise InvalidArgumentError(
+            f"`dataset` must yield batches: images of shape (batch, height, width, channels) and masks of shape "
+            f"(batch, height, width), the same batch, height and width. Batch {step} has images of shape "
+            f"{images.shape} and masks of shape {masks.shape} (batch pairs with `keras_fcn.data.batch_by_size`)."
+        )
 
 
 def _check_labels(masks, num_classes, ignore_index, step):

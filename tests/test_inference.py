@@ -72,6 +72,12 @@ def test_evaluate_defaults_and_checks():
     with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"The masks of batch 2 hold labels \[7\] that are "
                        r"neither classes \(0 to 2\) nor the ignore label \(255\)"):
         evaluate(_oracle(), [*dataset, second], engine=TF, verbose=0)
+    unbatched = (_images(np.array([[0, 1]])), np.array([[0, 1]]))
+    with pytest.raises(ValueError, match=r"Batch 1 has images of shape \(1, 2, 3\) and masks of shape \(1, 2\)"):
+        evaluate(_oracle(), [unbatched], engine=TF, verbose=0)
+    wider_mask = (_images(np.array([[[0, 1]]])), np.array([[[0, 1, 1]]]))
+    with pytest.raises(ValueError, match=r"Batch 1 has images of shape \(1, 1, 2, 3\) and masks of shape \(1, 1, 3\)"):
+        evaluate(_oracle(), [wider_mask], engine=TF, verbose=0)
     with pytest.raises(ValueError, match=r"`images` must be a batch of shape \(batch, height, width, channels\). "
                        r"Received shape \(1, 2, 3\)"):
         keras_fcn.inference_function(_oracle(), engine=TF)(_images(np.array([[0, 1]])))
