@@ -155,9 +155,9 @@ def _inference_function(args):
     """
     load, source, known, palette = _saved_model(args.model)
     settings = {"engine": args.engine, "precision": args.precision}
-    if source is None:
-        return inference_function(load(), **settings), known, palette
-    return source_function(source, load, **settings), known, palette
+    run = inference_function(load(), **settings) if source is None else source_function(source, load, **settings)
+    print(f"Running {args.model} on {run.engine} in {run.precision}")
+    return run, known, palette
 
 
 def _class_names(args, model, known):

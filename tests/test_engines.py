@@ -247,5 +247,6 @@ def test_cli_predict_loads_a_model_once_then_runs_its_cached_export(rng, tmp_pat
     assert cli.main([*command, "--output-dir", str(tmp_path / "first")]) == 0
     monkeypatch.setattr(cli, "load_model_file", lambda *a: pytest.fail("the model was loaded"))
     assert cli.main([*command, "--output-dir", str(tmp_path / "second")]) == 0
+    assert capsys.readouterr().out.count(f"Running {tmp_path / 'tiny.keras'} on {CACHED_ENGINE} in float32") == 2
     first, second = (keras.utils.load_img(tmp_path / run / "street.png") for run in ("first", "second"))
     np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
