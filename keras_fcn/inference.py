@@ -52,6 +52,11 @@ def resolve_precision(precision):
     return precision
 
 
+def _check_engine(engine):
+    if engine not in ("auto", *ENGINES):
+        raise InvalidArgumentError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
+
+
 def resolve_engine(model, engine, precision, *, jit_compile=False):
     """The engine `engine` stands for: `"auto"` is the fastest installed for this host (`keras_fcn.engines`).
 
@@ -70,8 +75,7 @@ def resolve_engine(model, engine, precision, *, jit_compile=False):
     Raises:
         ValueError: for an unknown engine, or `jit_compile` with another engine or backend.
     """
-    if engine not in ("auto", *ENGINES):
-        raise InvalidArgumentError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
+    _check_engine(engine)
     if jit_compile and keras.backend.backend() != "tensorflow":
         raise InvalidArgumentError(f"`jit_compile=True` needs the TensorFlow backend; this is {keras.backend.backend()!r}.")
     if jit_compile and engine not in ("auto", "tensorflow"):
@@ -193,8 +197,7 @@ def source_function(source, load, engine="auto", precision="float32", jit_compil
         `source`.
     """
     precision = resolve_precision(precision)
-    if engine not in ("auto", *ENGINES):
-        raise InvalidArgumentError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
+    _check_engine(engine)
     candidate = engine if engine != "auto" else auto_engine(None, precision)
     if candidate != "tensorflow" and not jit_compile and unavailable_reason(candidate, None, precision) is None:
         cached = cached_source_function(source, candidate, precision)
