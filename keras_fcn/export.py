@@ -1,5 +1,6 @@
 """Exporting a trained FCN for serving: TensorFlow SavedModel, TFLite (LiteRT) and ONNX."""
 
+import contextlib
 import importlib.util
 import os
 import tempfile
@@ -19,6 +20,10 @@ ONNX_PACKAGES = ("tf2onnx", "onnx")
 ONNX_FILE_LIMIT_BYTES = 2**31 - 2**24
 # The name of each weight input of the converted graph: its index in trainable + non-trainable variables.
 WEIGHT_INPUT = "weight_{}"
+
+
+class ConversionError(RuntimeError):
+    """A model the ONNX converter cannot convert into a self-contained graph (the message says what is left over)."""
 
 
 class _WeightsAsInputs(keras.Model):
@@ -76,7 +81,7 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
     ]
     with tempfile.TemporaryDirectory() as folder:
         converted = os.path.join(folder, "graph.onnx")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _held_tensors_as_constants(model):
             # tf2onnx probes numpy for names that numpy 2 deprecated; nothing to act on.
             warnings.simplefilter("ignore", FutureWarning)
             _WeightsAsInputs(model).export(converted, format="onnx", input_signature=signature, verbose=False)
@@ -88,11 +93,47 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
         if graph_input.name in used:  # unused: e.g. a dropout layer's seed state
             value = keras.ops.convert_to_numpy(by_name[graph_input.name])
             proto.graph.initializer.append(onnx.numpy_helper.from_array(value, graph_input.name))
+    left_over = [graph_input.name for graph_input in proto.graph.input if graph_input.name != "images"]
+    if left_over:
+        raise ConversionError(
+            f"The ONNX converter left values of {model.name!r} as inputs of the graph besides the images: {left_over}. "
+            "Run this model with TensorFlow or OpenVINO."
+        )
     if external_data is None:
         external_data = proto.ByteSize() > ONNX_FILE_LIMIT_BYTES
     data = f"{os.path.basename(path)}.data"
     onnx.save_model(proto, path, save_as_external_data=external_data, location=data, size_threshold=1024)
     return path
+
+
+@contextlib.contextmanager
+def _held_tensors_as_constants(model):
+    """Makes the tensors that layers hold besides their weights numpy arrays while the model is converted.
+
+    A layer may keep a tensor computed from its weights, e.g. `Normalization`
+    its mean and variance (EfficientNet's input normalization): a traced
+    function captures such a tensor, and tf2onnx leaves each capture as a
+    graph input of no value. A numpy array is traced as a constant. The
+    layers hold their own tensors again afterwards.
+    """
+    held = []
+    for layer in _layers_within(model):
+        for name, value in list(vars(layer).items()):
+            if keras.ops.is_tensor(value) and not isinstance(value, keras.Variable):  # weights are inputs
+                held.append((layer, name, value))
+                object.__setattr__(layer, name, keras.ops.convert_to_numpy(value))  # not tracked as a new state
+    try:
+        yield
+    finally:
+        for layer, name, value in held:
+            object.__setattr__(layer, name, value)
+
+
+def _layers_within(layer):
+    """`layer` and, for a model, every layer within it, nested models' included."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from _layers_within(inner)
 
 
 def _is_savedmodel_or_empty_folder(path):
@@ -142,6 +183,8 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
     Raises:
         ValueError: for a bad `format`, `path` or `input_size`.
         ImportError: for `"onnx"` when tf2onnx or onnx is not installed.
+        keras_fcn.export.ConversionError: for `"onnx"`, when the converter
+            leaves values of the model as graph inputs besides the images.
 
     Example:
 

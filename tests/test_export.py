@@ -73,6 +73,35 @@ def test_onnx_export_of_a_mixed_precision_model_computes_in_float32(tmp_path, rn
     assert_float32_logits(logits, float32.predict(images, verbose=0))
 
 
+def test_onnx_export_keeps_the_tensors_a_layer_holds_besides_its_weights(tmp_path, rng):
+    # Normalization holds its mean and variance as tensors made from its weights (EfficientNet's input
+    # normalization): tf2onnx left them as graph inputs of no value, so ONNX Runtime refused to run the file.
+    import keras
+    import onnxruntime
+
+    inputs = keras.Input((None, None, 3))
+    normalization = keras.layers.Normalization(axis=-1)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(normalization(inputs)))
+    mean, variance = np.array([100.0, 120.0, 90.0]), np.array([900.0, 2500.0, 400.0])
+    normalization.set_weights([mean, variance, np.array(0)])
+    normalization.finalize_state()
+    held = normalization.mean
+    export(model, str(tmp_path / "fcn.onnx"), "onnx")
+    assert normalization.mean is held  # the layer holds its own tensor again
+    import onnx
+    initializers = {initializer.name for initializer in onnx.load(str(tmp_path / "fcn.onnx")).graph.initializer}
+    assert {"weight_0", "weight_1"} <= initializers  # the kernel and bias, stored once as initializers
+    session = onnxruntime.InferenceSession(str(tmp_path / "fcn.onnx"), providers=["CPUExecutionProvider"])
+    assert [spec.name for spec in session.get_inputs()] == ["images"]
+    images = rng.uniform(0, 255, (1, 20, 24, 3)).astype("float32")
+    kernel, bias = model.layers[-1].get_weights()
+    normalized = (images - mean) / np.sqrt(variance)
+    padded = np.pad(normalized, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))  # (1, 20, 24, 3, 3, 3)
+    expected = np.einsum("bhwcij,ijco->bhwo", windows, kernel) + bias
+    assert_float32_logits(session.run(None, {"images": images})[0], expected.astype("float32"))
+
+
 def test_tflite_export_runs_in_the_litert_interpreter(tmp_path, rng):
     from ai_edge_litert.interpreter import Interpreter
 
