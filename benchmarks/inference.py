@@ -331,7 +331,7 @@ def benchmark_model(model_name, repeats, keras_home):
     for result in report.values():
         if isinstance(result["alone"], dict) and alone_peers:
             result["alone"]["ratio_to_fastest_peer"] = result["alone"]["latency_s"] / min(alone_peers.values())
-    default = keras_fcn.engines.auto_engine(model, "float32")
+    default = paths["keras_fcn_default"].call.engine if "keras_fcn_default" in paths else None
     return {
         "size": list(size),
         "parameters": model.count_params(),

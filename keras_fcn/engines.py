@@ -8,7 +8,9 @@ cached on disk (`keras_fcn.engine_cache`); a saved model's source (a
 `.keras` file's sha256, a zoo entry) is recorded with its export, so that
 its export runs without the Keras model being loaded. `"auto"` takes the
 first engine of `FASTEST_FIRST[host kind]` that is installed and can run
-the model in the requested precision, and otherwise TensorFlow.
+the model in the requested precision, and otherwise TensorFlow; an engine
+whose export does not compute the model's logits (or does not run) is
+left out with a warning, and the next one taken.
 
 The order comes from `benchmarks/inference.py` (median seconds per image,
 batch 1, float32, each engine on the same Keras model, in one run):
@@ -42,7 +44,7 @@ import numpy as np
 
 from keras_fcn import engine_cache
 from keras_fcn.cpu import host_cpu
-from keras_fcn.export import ONNX_PACKAGES, write_onnx
+from keras_fcn.export import ONNX_PACKAGES, ConversionError, write_onnx
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.files import write_json_atomically
 from keras_fcn.precision import as_float32
@@ -95,13 +97,16 @@ class InferenceFunction:
             `"auto"` chose).
         output_shape: the model's output shape, e.g.
             `(None, None, None, num_classes)`.
+        cache_key: dict, the `keras_fcn.engine_cache` key of the export it
+            runs; None for TensorFlow.
     """
 
-    def __init__(self, run, engine, precision, output_shape):
+    def __init__(self, run, engine, precision, output_shape, cache_key=None):
         self._run = run
         self.engine = engine
         self.precision = precision
         self.output_shape = output_shape
+        self.cache_key = cache_key
 
     def __call__(self, images):
         images = np.asarray(images)
@@ -157,18 +162,19 @@ def unavailable_reason(engine, model, precision):
     return None
 
 
-def auto_engine(model, precision):
-    """The fastest engine measured on this host kind that is installed and can run `model` in `precision`.
+def auto_engines(model, precision):
+    """The engines `"auto"` tries for `model` in `precision`, fastest first: those installed that can run it.
 
     Args:
         model: a `keras.Model`, or None to check only the host and precision.
         precision: `"float32"`, `"bfloat16"` or `"float16"`.
 
     Returns:
-        str, one of `ENGINES`; `"tensorflow"` when no other engine can.
+        tuple of `FASTEST_FIRST[host kind]`, in its order, ending with
+        `"tensorflow"` (which runs every model).
     """
     order = FASTEST_FIRST.get(host_cpu().kind, FASTEST_FIRST["other"])
-    return next((engine for engine in order if unavailable_reason(engine, model, precision) is None), "tensorflow")
+    return tuple(engine for engine in order if unavailable_reason(engine, model, precision) is None)
 
 
 def exported_function(model, engine, precision):
@@ -204,7 +210,8 @@ def exported_function(model, engine, precision):
     if (engine, precision) in loaded and loaded[engine, precision][0] == key:
         return loaded[engine, precision][1]
     folder = engine_cache.cached_export(key, lambda folder: _export_and_check(as_float32(model), engine, folder))
-    run = InferenceFunction(_LOADERS[engine](os.path.join(folder, FILES[engine]), precision), engine, precision, model.output_shape)
+    path = os.path.join(folder, FILES[engine])
+    run = InferenceFunction(_LOADERS[engine](path, precision), engine, precision, model.output_shape, key)
     # Kept on the model, as Keras keeps `predict_function` (plain attribute setting would track it as state):
     # the latest function of each engine and precision, used again while the weights are the same.
     object.__setattr__(model, LOADED_ATTRIBUTE, {**loaded, (engine, precision): (key, run)})
@@ -262,18 +269,22 @@ def cached_source_function(source, engine, precision):
     if not engine_cache.is_valid(exported, record["key"]):
         return None
     run = _LOADERS[engine](os.path.join(exported, FILES[engine]), precision)
-    return InferenceFunction(run, engine, precision, tuple(record["output_shape"]))
+    return InferenceFunction(run, engine, precision, tuple(record["output_shape"]), record["key"])
 
 
-def remember_source(source, model, engine, precision):
-    """Records in the cache that `source` holds `model`, whose export for `engine` in `precision` is cached.
+def remember_source(source, function):
+    """Records in the cache that `source` holds the model that `function` (of an exported engine) runs.
 
-    A later `cached_source_function(source, engine, precision)` then
-    loads that export without loading the model.
+    A later `cached_source_function(source, function.engine,
+    function.precision)` then loads that export without loading the model.
+
+    Args:
+        source: a JSON-serializable identity of a saved model.
+        function: the `InferenceFunction` of an exported engine made from it.
     """
-    record = {"key": _export_key(model, engine, precision), "output_shape": list(model.output_shape)}
+    record = {"key": function.cache_key, "output_shape": list(function.output_shape)}
     engine_cache.cached_export(
-        _source_key(source, engine, precision),
+        _source_key(source, function.engine, function.precision),
         lambda folder: write_json_atomically(os.path.join(folder, SOURCE_RECORD), record),
     )
 
@@ -284,14 +295,20 @@ def _export_and_check(model, engine, folder):
     channels = model.input_shape[-1]
     path = os.path.join(folder, FILES[engine])
     if engine == "onnxruntime":
-        _export_onnxruntime(model, path)
+        try:
+            _export_onnxruntime(model, path)
+        except ConversionError as error:
+            raise ExportCheckError(f"The model cannot be exported for {engine}: {error}") from error
     else:
         signature = [keras.InputSpec(shape=(None, height, width, channels), dtype="float32")]
         model.export(path, format=engine, input_signature=signature, verbose=False)
     check_size = (height or EXPORT_CHECK_SIZE[0], width or EXPORT_CHECK_SIZE[1])
     images = np.random.default_rng(0).uniform(0, 255, (1, *check_size, channels)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(images, training=False)).astype("float32")
-    received = _LOADERS[engine](path, "float32")(images)
+    try:
+        received = _LOADERS[engine](path, "float32")(images)
+    except Exception as error:  # an export its engine cannot load or run: the converter's fault, not the caller's
+        raise ExportCheckError(f"The model exported for {engine} does not run in it: {error}") from error
     error = float(np.max(np.abs(received - expected))) if received.shape == expected.shape else float("inf")
     if not error <= EXPORT_CHECK_TOLERANCE * float(np.max(np.abs(expected))):
         raise ExportCheckError(

@@ -13,7 +13,7 @@ from keras_fcn.engines import (
     ENGINES,
     ExportCheckError,
     InferenceFunction,
-    auto_engine,
+    auto_engines,
     cached_source_function,
     exported_function,
     remember_source,
@@ -57,20 +57,21 @@ def _check_engine(engine):
         raise InvalidArgumentError(f"`engine` must be one of {['auto', *ENGINES]}. Received engine={engine!r}")
 
 
-def resolve_engine(model, engine, precision, *, jit_compile=False):
-    """The engine `engine` stands for: `"auto"` is the fastest installed for this host (`keras_fcn.engines`).
+def engines_to_try(model, engine, precision, *, jit_compile=False):
+    """The engines `engine` stands for, in the order to try them: `"auto"` is `keras_fcn.engines.auto_engines`.
 
     `jit_compile` is a TensorFlow option, so with it `"auto"` is
     `"tensorflow"`.
 
     Args:
-        model: a `keras.Model`.
+        model: a `keras.Model`, or None to check only the host and precision.
         engine: `"auto"` or one of `keras_fcn.engines.ENGINES`.
         precision: `"float32"`, `"bfloat16"` or `"float16"` (resolved).
         jit_compile: bool, the TensorFlow option asked for.
 
     Returns:
-        One of `keras_fcn.engines.ENGINES`.
+        A tuple of `keras_fcn.engines.ENGINES`: the engine asked for, or
+        those `"auto"` tries, fastest first, ending with `"tensorflow"`.
 
     Raises:
         ValueError: for an unknown engine, or `jit_compile` with another engine or backend.
@@ -81,8 +82,8 @@ def resolve_engine(model, engine, precision, *, jit_compile=False):
     if jit_compile and engine not in ("auto", "tensorflow"):
         raise InvalidArgumentError(f'`jit_compile=True` is a TensorFlow option. Received engine={engine!r}; use engine="tensorflow"')
     if engine != "auto":
-        return engine
-    return "tensorflow" if jit_compile else auto_engine(model, precision)
+        return (engine,)
+    return ("tensorflow",) if jit_compile else auto_engines(model, precision)
 
 
 def inference_function(model, *, engine="auto", precision="float32", jit_compile=False):
@@ -150,8 +151,9 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
             (not installed, precision, several outputs); the message says
             which.
         keras_fcn.engines.ExportCheckError: when the model exported for an
-            explicitly chosen engine does not compute the model's logits
-            (`"auto"` then warns and uses TensorFlow).
+            explicitly chosen engine does not compute the model's logits, or
+            does not run in it (`"auto"` then warns and tries the next
+            engine, down to TensorFlow).
 
     Example:
 
@@ -167,14 +169,15 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
             raise InvalidDataError(f"`model`: {path} is not a file. Received model={model!r}")
         return source_function({"file_sha256": sha256_of(path)}, lambda: load_model_file(path), engine, precision, jit_compile)
     precision = resolve_precision(precision)
-    chosen = resolve_engine(model, engine, precision, jit_compile=jit_compile)
-    if chosen != "tensorflow":
+    for chosen in engines_to_try(model, engine, precision, jit_compile=jit_compile):
+        if chosen == "tensorflow":
+            break
         try:
             return exported_function(model, chosen, precision)
         except ExportCheckError as error:
             if engine != "auto":
                 raise
-            warnings.warn(f"{error} Running the model with TensorFlow instead.", RuntimeWarning, stacklevel=2)
+            warnings.warn(f'{error} Leaving {chosen} out of engine="auto".', RuntimeWarning, stacklevel=2)
     return _tensorflow_inference_function(model, precision, jit_compile)
 
 
@@ -198,15 +201,15 @@ def source_function(source, load, engine="auto", precision="float32", jit_compil
     """
     precision = resolve_precision(precision)
     _check_engine(engine)
-    candidate = engine if engine != "auto" else auto_engine(None, precision)
+    candidate = engine if engine != "auto" else auto_engines(None, precision)[0]
     if candidate != "tensorflow" and not jit_compile and unavailable_reason(candidate, None, precision) is None:
         cached = cached_source_function(source, candidate, precision)
         if cached is not None:
             return cached
     model = load()
     function = inference_function(model, engine=engine, precision=precision, jit_compile=jit_compile)
-    if function.engine != "tensorflow":
-        remember_source(source, model, function.engine, precision)
+    if function.cache_key is not None:
+        remember_source(source, function)
     return function
 
 

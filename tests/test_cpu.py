@@ -58,24 +58,24 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(text, expecte
     assert inference.resolve_precision("float16") == "float16"  # an explicit precision is kept
 
 
-def test_auto_engine_follows_the_measured_order_of_the_host_kind(monkeypatch):
+def test_auto_engines_follow_the_measured_order_of_the_host_kind(monkeypatch):
     import keras
 
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
     monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(GRAVITON3))
-    assert keras_fcn.engines.auto_engine(model, "float32") == "tensorflow"  # not measured there
+    assert keras_fcn.engines.auto_engines(model, "float32") == ("tensorflow",)  # not measured there
     monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(EPYC))
     # On x86: ONNX Runtime (float32 only), then OpenVINO, then TensorFlow; each only when installed.
     openvino, onnxruntime = engines.installed("openvino"), engines.installed("onnxruntime")
-    assert engines.auto_engine(model, "float32") == (
-        "onnxruntime" if onnxruntime else "openvino" if openvino else "tensorflow"
+    assert engines.auto_engines(model, "float32") == ("onnxruntime",) * onnxruntime + ("openvino",) * openvino + (
+        "tensorflow",
     )
     # OpenVINO computes bfloat16 only where the CPU has it natively (elsewhere it would run float32).
-    assert engines.auto_engine(model, "bfloat16") == "tensorflow"
-    assert engines.auto_engine(model, "float16") == "tensorflow"
+    assert engines.auto_engines(model, "bfloat16") == ("tensorflow",)
+    assert engines.auto_engines(model, "float16") == ("tensorflow",)
     monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(SAPPHIRE_RAPIDS))
-    assert engines.auto_engine(model, "bfloat16") == ("openvino" if openvino else "tensorflow")
+    assert engines.auto_engines(model, "bfloat16") == ("openvino",) * openvino + ("tensorflow",)
     monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(EPYC))
     two_outputs = keras.Model(inputs, [keras.layers.Conv2D(2, 1)(inputs), keras.layers.Conv2D(2, 1)(inputs)])
-    assert engines.auto_engine(two_outputs, "float32") == "tensorflow"
+    assert engines.auto_engines(two_outputs, "float32") == ("tensorflow",)

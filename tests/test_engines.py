@@ -167,11 +167,35 @@ def test_an_export_that_computes_something_else_is_refused_and_auto_falls_back(r
     with pytest.raises(engines.ExportCheckError, match=f"exported for {engine} does not compute"):
         keras_fcn.inference_function(model, engine=engine)
     assert os.listdir(keras_home / "engines") == []
-    monkeypatch.setattr(engines, "auto_engine", lambda model, precision: engine)
+    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: (engine, "tensorflow"))
     images = rng.uniform(0, 255, (1, 40, 40, 3)).astype("float32")
-    with pytest.warns(RuntimeWarning, match="Running the model with TensorFlow instead"):
+    with pytest.warns(RuntimeWarning, match=f'Leaving {engine} out of engine="auto"'):
         run = keras_fcn.inference_function(model)
+    assert run.engine == "tensorflow"
     np.testing.assert_array_equal(run(images), keras_fcn.inference_function(model, engine="tensorflow")(images))
+
+
+def test_an_export_its_engine_cannot_run_is_refused_and_auto_takes_the_next_engine(rng, monkeypatch):
+    model = _tiny_model(rng)
+    load = engines._LOADERS["onnxruntime"]
+
+    def failing_load(path, precision):
+        load(path, precision)
+
+        def run(images):
+            raise ValueError("Required inputs (['normalization/Sub/y:0']) are missing from input feed (['images'])")
+
+        return run
+
+    monkeypatch.setitem(engines._LOADERS, "onnxruntime", failing_load)
+    with pytest.raises(engines.ExportCheckError, match=r"exported for onnxruntime does not run in it: Required inputs"):
+        keras_fcn.inference_function(model, engine="onnxruntime")
+    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
+    with pytest.warns(RuntimeWarning, match='Leaving onnxruntime out of engine="auto"'):
+        run = keras_fcn.inference_function(model)
+    images = rng.uniform(0, 255, (1, 30, 40, 3)).astype("float32")
+    assert run.engine == "openvino"
+    assert_float32_logits(run(images), model.predict(images, verbose=0))
 
 
 def test_engines_refuse_what_they_cannot_run(rng, monkeypatch):
@@ -229,6 +253,16 @@ def test_a_keras_file_whose_export_is_cached_runs_without_its_model_being_loaded
         rebuilt = keras_fcn.inference_function(path, engine=CACHED_ENGINE)
     assert loads == [path]
     assert_float32_logits(rebuilt(images), model.predict(images, verbose=0))
+
+
+def test_a_keras_file_is_exported_and_recorded_hashing_its_weights_once(rng, tmp_path, monkeypatch):
+    # The reference VGG16 net's 513 MiB take about a second to hash.
+    _tiny_model(rng).save(tmp_path / "tiny.keras")
+    hashed = []
+    weights_digest = engine_cache.weights_digest
+    monkeypatch.setattr(engine_cache, "weights_digest", lambda model: hashed.append(model) or weights_digest(model))
+    keras_fcn.inference_function(str(tmp_path / "tiny.keras"), engine=CACHED_ENGINE)
+    assert len(hashed) == 1
 
 
 def test_inference_function_of_a_missing_file_names_it(tmp_path):
