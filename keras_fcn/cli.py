@@ -24,12 +24,11 @@ from keras_fcn.constants import CLASSES_FILE
 from keras_fcn.errors import InvalidArgumentError, InvalidDataError, input_error_message
 from keras_fcn.export import FORMATS, export
 from keras_fcn.engines import ENGINES
-from keras_fcn.inference import PRECISIONS, evaluate, inference_function, predict, source_function
+from keras_fcn.inference import PRECISIONS, evaluate, inference_function, predict, saved_model_source, source_function
 from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
 from keras_fcn.files import remove_if_exists, sha256_of, temporary_path
-from keras_fcn.weights_files import load_model_file
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
@@ -126,7 +125,7 @@ def _saved_model(name):
     """
     if os.path.isfile(name):
         classes = os.path.join(os.path.dirname(name), CLASSES_FILE)
-        known = None
+        known, palette = None, None
         if os.path.isfile(classes):
             with open(classes, encoding="utf-8") as file:
                 try:
@@ -135,15 +134,14 @@ def _saved_model(name):
                     raise InvalidDataError(
                         f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
                     ) from None
-        return (lambda: load_model_file(name)), {"file_sha256": sha256_of(name)}, known, None
-    if name in zoo.available():
-        entry = zoo.get(name)
-        source = None if entry.weights_sha256 is None else {"zoo": name, "weights_sha256": entry.weights_sha256}
-        return (lambda: zoo.load_model(name)), source, entry.class_names, entry.palette
-    raise CommandError(
-        f"argument model: must be a saved model file (.keras) or a zoo entry, one of {', '.join(zoo.available())}; "
-        f"received {name!r}"
-    )
+    elif name in zoo.available():
+        known, palette = zoo.get(name).class_names, zoo.get(name).palette
+    else:
+        raise CommandError(
+            f"argument model: must be a saved model file (.keras) or a zoo entry, one of {', '.join(zoo.available())}; "
+            f"received {name!r}"
+        )
+    return (*saved_model_source(name), known, palette)
 
 
 def _inference_function(args):

@@ -7,6 +7,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_fcn import zoo
 from keras_fcn.constants import IGNORE_LABEL
 from keras_fcn.cpu import host_cpu
 from keras_fcn.engines import (
@@ -123,7 +124,8 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
 
     Args:
         model: a single-input Keras model taking `(batch, H, W, C)` images,
-            or the path (str or path-like) of a `.keras` file of one.
+            the path (str or path-like) of a `.keras` file of one, or the
+            name of a `keras_fcn.zoo` entry (e.g. `"camvid"`).
         engine: `"auto"` (default), `"tensorflow"`, `"openvino"` or
             `"onnxruntime"`.
         precision: `"float32"` (default: every layer computes in float32,
@@ -144,8 +146,8 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
         several outputs), with the `engine` and `precision` it runs in.
 
     Raises:
-        keras_fcn.errors.InvalidDataError: for a path that is not a readable
-            `.keras` file (naming it).
+        keras_fcn.errors.InvalidDataError: for a str that is neither a
+            readable `.keras` file nor a zoo entry (naming it).
         ValueError: for a bad `engine` or `precision`, `jit_compile` with
             another engine, or an engine that cannot run the model
             (not installed, precision, several outputs); the message says
@@ -164,10 +166,10 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
     'onnxruntime'
     """
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise InvalidDataError(f"`model`: {path} is not a file. Received model={model!r}")
-        return source_function({"file_sha256": sha256_of(path)}, lambda: load_model_file(path), engine, precision, jit_compile)
+        load, source = saved_model_source(model)
+        if source is None:
+            return inference_function(load(), engine=engine, precision=precision, jit_compile=jit_compile)
+        return source_function(source, load, engine, precision, jit_compile)
     precision = resolve_precision(precision)
     for chosen in engines_to_try(model, engine, precision, jit_compile=jit_compile):
         if chosen == "tensorflow":
@@ -179,6 +181,35 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
                 raise
             warnings.warn(f'{error} Leaving {chosen} out of engine="auto".', RuntimeWarning, stacklevel=2)
     return _tensorflow_inference_function(model, precision, jit_compile)
+
+
+def saved_model_source(model):
+    """`(load, source)` of a saved model: a `.keras` file's path or a zoo entry's name.
+
+    Args:
+        model: str or path-like: the path of a `.keras` file, else the name
+            of a `keras_fcn.zoo` entry (e.g. `"camvid"`).
+
+    Returns:
+        `load`, a function of no argument loading the Keras model, and
+        `source`, what identifies the model for the engines' cache
+        (`source_function`): the file's sha256, or the entry's name and
+        weights sha256 (None for an entry whose weights have none).
+
+    Raises:
+        keras_fcn.errors.InvalidDataError: when `model` is neither a file
+            nor a zoo entry, naming it and the entries.
+    """
+    name = os.fspath(model)
+    if os.path.isfile(name):
+        return (lambda: load_model_file(name)), {"file_sha256": sha256_of(name)}
+    if name in zoo.available():
+        entry = zoo.get(name)
+        source = None if entry.weights_sha256 is None else {"zoo": name, "weights_sha256": entry.weights_sha256}
+        return (lambda: zoo.load_model(name)), source
+    raise InvalidDataError(
+        f"`model`: {name} is neither a file nor a zoo entry (one of {', '.join(zoo.available())}). Received model={model!r}"
+    )
 
 
 def source_function(source, load, engine="auto", precision="float32", jit_compile=False):

@@ -266,8 +266,20 @@ def test_a_keras_file_is_exported_and_recorded_hashing_its_weights_once(rng, tmp
 
 
 def test_inference_function_of_a_missing_file_names_it(tmp_path):
-    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"`model`: .*nowhere.keras is not a file"):
+    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"`model`: .*nowhere.keras is neither a file nor a zoo "
+                       r"entry \(one of .*camvid"):
         keras_fcn.inference_function(str(tmp_path / "nowhere.keras"))
+
+
+def test_inference_function_of_a_zoo_entry_runs_its_cached_export_without_loading_it(monkeypatch):
+    first = keras_fcn.inference_function("camvid", engine=CACHED_ENGINE)
+    images = np.random.default_rng(0).uniform(0, 255, (1, 40, 56, 3)).astype("float32")
+    expected = keras_fcn.zoo.load_model("camvid").predict(images, verbose=0)
+    assert first.output_shape == (None, None, None, 11)
+    assert_float32_logits(first(images), expected)
+    monkeypatch.setattr(keras_fcn.zoo, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    again = keras_fcn.inference_function("camvid", engine=CACHED_ENGINE)
+    assert_float32_logits(again(images), expected)
 
 
 def test_cli_predict_loads_a_model_once_then_runs_its_cached_export(rng, tmp_path, monkeypatch, capsys):
@@ -279,7 +291,7 @@ def test_cli_predict_loads_a_model_once_then_runs_its_cached_export(rng, tmp_pat
     keras.utils.save_img(tmp_path / "street.png", image)
     command = ["predict", str(tmp_path / "tiny.keras"), str(tmp_path / "street.png"), "--engine", CACHED_ENGINE]
     assert cli.main([*command, "--output-dir", str(tmp_path / "first")]) == 0
-    monkeypatch.setattr(cli, "load_model_file", lambda *a: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(keras_fcn.inference, "load_model_file", lambda *a: pytest.fail("the model was loaded"))
     assert cli.main([*command, "--output-dir", str(tmp_path / "second")]) == 0
     assert capsys.readouterr().out.count(f"Running {tmp_path / 'tiny.keras'} on {CACHED_ENGINE} in float32") == 2
     first, second = (keras.utils.load_img(tmp_path / run / "street.png") for run in ("first", "second"))
