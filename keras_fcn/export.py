@@ -18,6 +18,10 @@ _KERAS_FORMATS = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "o
 ONNX_PACKAGES = ("tf2onnx", "onnx")
 # The largest ONNX file protobuf can write; larger models keep their weights in a separate file.
 ONNX_FILE_LIMIT_BYTES = 2**31 - 2**24
+# The names of the converted graph's output and of its open dimensions (tf2onnx writes "Identity:0", "unk__12").
+OUTPUT_NAME = "logits"
+INPUT_DIMENSIONS = ("batch", "height", "width", None)
+OUTPUT_DIMENSIONS = ("batch", "logits_height", "logits_width", None)
 # The name of each weight input of the converted graph: its index in trainable + non-trainable variables.
 WEIGHT_INPUT = "weight_{}"
 
@@ -93,6 +97,7 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
         if graph_input.name in used:  # unused: e.g. a dropout layer's seed state
             value = keras.ops.convert_to_numpy(by_name[graph_input.name])
             proto.graph.initializer.append(onnx.numpy_helper.from_array(value, graph_input.name))
+    _name_output_and_dimensions(proto.graph, model.output_shape)
     left_over = [graph_input.name for graph_input in proto.graph.input if graph_input.name != "images"]
     if left_over:
         raise ConversionError(
@@ -104,6 +109,27 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
     data = f"{os.path.basename(path)}.data"
     onnx.save_model(proto, path, save_as_external_data=external_data, location=data, size_threshold=1024)
     return path
+
+
+def _name_output_and_dimensions(graph, output_shape):
+    """Names the graph's output `OUTPUT_NAME`, its open dimensions as Keras knows them, its fixed ones by value.
+
+    Args:
+        graph: the converted `onnx.GraphProto` (one input, one output).
+        output_shape: the Keras model's output shape, e.g.
+            `(None, None, None, 21)`.
+    """
+    [output] = graph.output
+    for node in graph.node:
+        node.input[:] = [OUTPUT_NAME if name == output.name else name for name in node.input]
+        node.output[:] = [OUTPUT_NAME if name == output.name else name for name in node.output]
+    output.name = OUTPUT_NAME
+    for tensor, names, shape in ((graph.input[0], INPUT_DIMENSIONS, None), (output, OUTPUT_DIMENSIONS, output_shape)):
+        for axis, dimension in enumerate(tensor.type.tensor_type.shape.dim):
+            if shape is not None and shape[axis] is not None:
+                dimension.dim_value = shape[axis]
+            elif not dimension.HasField("dim_value") and names[axis] is not None:
+                dimension.dim_param = names[axis]
 
 
 @contextlib.contextmanager

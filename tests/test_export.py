@@ -56,6 +56,11 @@ def test_cli_onnx_export_runs_in_onnxruntime_like_keras_at_any_size(tmp_path, rn
     assert cli.main(["export", str(tmp_path / "fcn.keras"), str(tmp_path / "fcn.onnx")]) == 0
     session = onnxruntime.InferenceSession(str(tmp_path / "fcn.onnx"), providers=["CPUExecutionProvider"])
     [name] = [spec.name for spec in session.get_inputs()]
+    # Named as a user reads them, with the number of classes fixed (tf2onnx writes "Identity:0", "unk__12").
+    assert [(spec.name, spec.shape) for spec in session.get_inputs() + session.get_outputs()] == [
+        ("images", ["batch", "height", "width", 3]),
+        ("logits", ["batch", "logits_height", "logits_width", model.output_shape[-1]]),
+    ]
     # Sizes off the stride-32 grid: the padding to a multiple of 32 and the crops run inside the ONNX graph.
     for shape in [(1, 37, 45), (2, 64, 96), (1, 100, 33)]:
         images = rng.uniform(0, 255, (*shape, 3)).astype("float32")
