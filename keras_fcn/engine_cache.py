@@ -18,7 +18,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_fcn.files import cache_dir, sha256_of, temporary_path, write_json_atomically
+from keras_fcn.files import cache_dir, make_cache_folder, sha256_of, temporary_path, write_json_atomically
 
 ENGINES_SUBDIR = "engines"
 MANIFEST = "manifest.json"
@@ -108,7 +108,7 @@ def cached_export(key, export):
     if os.path.lexists(folder):
         warnings.warn(f"Exporting again: the cache entry {folder} is corrupt or stale.", RuntimeWarning, stacklevel=2)
         shutil.rmtree(folder)
-    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    make_cache_folder(os.path.dirname(folder))
     partial = temporary_path(folder)
     os.makedirs(partial)
     try:

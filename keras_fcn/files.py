@@ -17,6 +17,8 @@ import os
 import re
 import uuid
 
+from keras_fcn.errors import InvalidDataError
+
 CACHE_SUBDIR = "keras_fcn"
 
 
@@ -28,6 +30,23 @@ def cache_dir():
     """
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return os.path.join(home, CACHE_SUBDIR)
+
+
+def make_cache_folder(folder):
+    """Makes `folder`, a folder of `cache_dir()`, and its parents, as needed.
+
+    Raises:
+        keras_fcn.errors.InvalidDataError: when it cannot be made (e.g.
+            `KERAS_HOME` is a file, or read-only), naming it and
+            `KERAS_HOME`.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise InvalidDataError(
+            f"keras-fcn's cache folder {folder} cannot be made ({error.strerror}: {error.filename}). It is under "
+            f"KERAS_HOME={os.environ.get('KERAS_HOME', '(unset: ~/.keras)')}: set KERAS_HOME to a folder you can write to."
+        ) from error
 
 
 def sha256_of(path):

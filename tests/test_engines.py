@@ -296,3 +296,20 @@ def test_cli_predict_loads_a_model_once_then_runs_its_cached_export(rng, tmp_pat
     assert capsys.readouterr().out.count(f"Running {tmp_path / 'tiny.keras'} on {CACHED_ENGINE} in float32") == 2
     first, second = (keras.utils.load_img(tmp_path / run / "street.png") for run in ("first", "second"))
     np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+
+
+def test_a_keras_home_that_is_a_file_is_named_in_the_error(rng, tmp_path, monkeypatch, capsys):
+    from keras_fcn import cli
+
+    (tmp_path / "home").write_text("not a folder")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"keras-fcn's cache folder .*home/keras_fcn/engines "
+                       r"cannot be made \(Not a directory: .*\). It is under KERAS_HOME=.*home: set KERAS_HOME to a "
+                       "folder you can write to"):
+        keras_fcn.inference_function(_tiny_model(rng), engine=CACHED_ENGINE)
+    _tiny_model(rng).save(tmp_path / "tiny.keras")
+    keras.utils.save_img(tmp_path / "street.png", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    command = ["predict", str(tmp_path / "tiny.keras"), str(tmp_path / "street.png"), "--engine", CACHED_ENGINE,
+               "--output-dir", str(tmp_path / "out")]
+    assert cli.main(command) == 2
+    assert "keras-fcn predict: error: keras-fcn's cache folder" in capsys.readouterr().err

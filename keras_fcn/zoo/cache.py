@@ -5,7 +5,7 @@ import os
 import keras
 
 from keras_fcn.errors import InputError
-from keras_fcn.files import cache_dir, remove_if_exists, sha256_of, temporary_path
+from keras_fcn.files import cache_dir, make_cache_folder, remove_if_exists, sha256_of, temporary_path
 
 
 class WeightsDownloadError(InputError, OSError):
@@ -46,7 +46,7 @@ def download(urls, fname, sha256=None):
             URL with its error, and where to put a file downloaded by hand.
     """
     directory = cache_dir()
-    os.makedirs(directory, exist_ok=True)
+    make_cache_folder(directory)
     target = os.path.join(directory, fname)
     if cached(target, sha256):
         return target
