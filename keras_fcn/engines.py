@@ -45,7 +45,7 @@ import numpy as np
 from keras_fcn import engine_cache
 from keras_fcn.cpu import host_cpu
 from keras_fcn.export import ONNX_PACKAGES, ConversionError, write_onnx
-from keras_fcn.errors import InvalidArgumentError
+from keras_fcn.errors import InvalidArgumentError, UnsupportedModelError
 from keras_fcn.files import write_json_atomically
 from keras_fcn.precision import as_float32
 
@@ -120,7 +120,7 @@ class InferenceFunction:
         return f"<InferenceFunction engine={self.engine!r} precision={self.precision!r} output_shape={self.output_shape}>"
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(UnsupportedModelError):
     """An exported model does not compute what the Keras model computes (a converter fault)."""
 
 
@@ -338,7 +338,10 @@ def _export_onnxruntime(model, path):
         options.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{os.path.basename(path)}.data")
         options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
         options.log_severity_level = 3  # its warning that the file suits this host only: the cache key has the host
-        onnxruntime.InferenceSession(converted, options, providers=["CPUExecutionProvider"])
+        try:
+            onnxruntime.InferenceSession(converted, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime's own error types: a graph it cannot load, optimize or save
+            raise ExportCheckError(f"ONNX Runtime cannot load the model's ONNX conversion: {error}") from error
 
 
 def _openvino_function(path, precision):

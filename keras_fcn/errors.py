@@ -25,6 +25,10 @@ class InvalidDataError(InputError, ValueError):
     """A data file (image, mask, model, class list) is missing, unreadable, or breaks its format; the message names it."""
 
 
+class UnsupportedModelError(InputError, RuntimeError):
+    """A model that an engine or a file format cannot convert or run faithfully; the message says what to use instead."""
+
+
 class MissingPackageError(InputError, ImportError):
     """An optional package that a feature needs is not installed; the message says what to install."""
 

@@ -9,7 +9,7 @@ import warnings
 import keras
 
 from keras_fcn.data.transforms import validate_size
-from keras_fcn.errors import InvalidArgumentError, MissingPackageError
+from keras_fcn.errors import InvalidArgumentError, MissingPackageError, UnsupportedModelError
 from keras_fcn.precision import as_float32
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -26,8 +26,8 @@ OUTPUT_DIMENSIONS = ("batch", "logits_height", "logits_width", None)
 WEIGHT_INPUT = "weight_{}"
 
 
-class ConversionError(RuntimeError):
-    """A model the ONNX converter cannot convert into a self-contained graph (the message says what is left over)."""
+class ConversionError(UnsupportedModelError):
+    """A model the ONNX converter cannot convert into a valid, self-contained graph (the message says what is left)."""
 
 
 class _WeightsAsInputs(keras.Model):
@@ -97,6 +97,12 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
         if graph_input.name in used:  # unused: e.g. a dropout layer's seed state
             value = keras.ops.convert_to_numpy(by_name[graph_input.name])
             proto.graph.initializer.append(onnx.numpy_helper.from_array(value, graph_input.name))
+    unconverted = sorted({node.op_type for node in proto.graph.node if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type)})
+    if unconverted:
+        raise ConversionError(
+            f"The ONNX converter (tf2onnx) left TensorFlow operations of {model.name!r} that ONNX does not have: "
+            f"{unconverted} (Erfc: Keras's exact gelu). Run this model with TensorFlow or OpenVINO."
+        )
     _name_output_and_dimensions(proto.graph, model.output_shape)
     left_over = [graph_input.name for graph_input in proto.graph.input if graph_input.name != "images"]
     if left_over:
@@ -210,7 +216,9 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
         ValueError: for a bad `format`, `path` or `input_size`.
         ImportError: for `"onnx"` when tf2onnx or onnx is not installed.
         keras_fcn.export.ConversionError: for `"onnx"`, when the converter
-            leaves values of the model as graph inputs besides the images.
+            leaves operations ONNX does not have (e.g. the exact gelu's
+            Erfc), or values of the model as graph inputs besides the images;
+            nothing is written then.
 
     Example:
 

@@ -198,6 +198,20 @@ def test_an_export_its_engine_cannot_run_is_refused_and_auto_takes_the_next_engi
     assert_float32_logits(run(images), model.predict(images, verbose=0))
 
 
+def test_a_model_onnx_cannot_hold_runs_on_the_next_engine_of_auto(rng, monkeypatch):
+    # Keras's exact gelu (ConvNeXt's) has no ONNX conversion; OpenVINO runs it.
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same", activation="gelu")(inputs))
+    with pytest.raises(engines.ExportCheckError, match=r"cannot be exported for onnxruntime: .*\['Erfc'\]"):
+        keras_fcn.inference_function(model, engine="onnxruntime")
+    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
+    with pytest.warns(RuntimeWarning, match='Leaving onnxruntime out of engine="auto"'):
+        run = keras_fcn.inference_function(model)
+    images = rng.uniform(0, 255, (1, 30, 40, 3)).astype("float32")
+    assert run.engine == "openvino"
+    assert_float32_logits(run(images), model.predict(images, verbose=0))
+
+
 def test_engines_refuse_what_they_cannot_run(rng, monkeypatch):
     inputs = keras.Input((None, None, 3))
     two_outputs = keras.Model(inputs, [keras.layers.Conv2D(2, 1)(inputs), keras.layers.Conv2D(2, 1)(inputs)])

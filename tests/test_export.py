@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import keras_fcn
@@ -105,6 +106,21 @@ def test_onnx_export_keeps_the_tensors_a_layer_holds_besides_its_weights(tmp_pat
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))  # (1, 20, 24, 3, 3, 3)
     expected = np.einsum("bhwcij,ijco->bhwo", windows, kernel) + bias
     assert_float32_logits(session.run(None, {"images": images})[0], expected.astype("float32"))
+
+
+def test_onnx_export_refuses_a_model_with_operations_onnx_lacks_and_writes_nothing(tmp_path, rng, capsys):
+    # Keras's exact gelu (ConvNeXt's) computes erfc, which tf2onnx leaves as a TensorFlow op: the file was invalid.
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="gelu")(inputs), name="gelu_net")
+    with pytest.raises(keras_fcn.export.ConversionError, match=r"left TensorFlow operations of 'gelu_net' that ONNX "
+                       r"does not have: \['Erfc'\]"):
+        export(model, str(tmp_path / "fcn.onnx"), "onnx")
+    model.save(tmp_path / "fcn.keras")
+    assert cli.main(["export", str(tmp_path / "fcn.keras"), str(tmp_path / "fcn.onnx")]) == 2
+    assert "keras-fcn export: error: The ONNX converter (tf2onnx) left" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "fcn.onnx")
 
 
 def test_tflite_export_runs_in_the_litert_interpreter(tmp_path, rng):
