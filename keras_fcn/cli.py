@@ -357,6 +357,8 @@ def _predict(args):
         except ValueError as error:
             skipped.append(path)
             print(f"{PROG} predict: skipping {path}: {error}", file=sys.stderr)
+    if not readable:
+        raise CommandError(f"no image could be read ({len(files)} given): {', '.join(skipped)}")
     os.makedirs(args.output_dir, exist_ok=True)
     images = [image for _, _, image in readable]
     labels_of_images = predict(run, images, flip=args.flip)

@@ -73,7 +73,7 @@ EXPORT_CHECK_TOLERANCE = 1e-4
 # The image size the export is checked on, when the model takes any: odd, off every stride grid.
 EXPORT_CHECK_SIZE = (67, 93)
 # A version increase invalidates every cache entry: bump it when what is cached changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
 # The file of a source's record: the key of its model's export, and the model's output shape.
 SOURCE_RECORD = "source.json"
@@ -95,24 +95,29 @@ class InferenceFunction:
             `keras_fcn.engines.ENGINES` (what `"auto"` chose).
         precision: str, `"float32"`, `"bfloat16"` or `"float16"` (what
             `"auto"` chose).
+        input_shape: the model's input shape, e.g. `(None, None, None, 3)`.
         output_shape: the model's output shape, e.g.
             `(None, None, None, num_classes)`.
         cache_key: dict, the `keras_fcn.engine_cache` key of the export it
             runs; None for TensorFlow.
     """
 
-    def __init__(self, run, engine, precision, output_shape, cache_key=None):
+    def __init__(self, run, engine, precision, input_shape, output_shape, cache_key=None):
         self._run = run
         self.engine = engine
         self.precision = precision
+        self.input_shape = tuple(input_shape)
         self.output_shape = output_shape
         self.cache_key = cache_key
 
     def __call__(self, images):
         images = np.asarray(images)
-        if images.ndim != 4:
+        expected = (None, *self.input_shape[1:])
+        if images.ndim != 4 or any(size not in (None, got) for size, got in zip(expected, images.shape)):
+            wanted = ", ".join(["batch", "height", "width", "channels"][axis] if size is None else str(size)
+                               for axis, size in enumerate(expected))
             raise InvalidArgumentError(
-                f"`images` must be a batch of shape (batch, height, width, channels). Received shape {images.shape}"
+                f"`images` must be a batch of shape ({wanted}), as the model takes them. Received shape {images.shape}"
             )
         return self._run(images)
 
@@ -211,7 +216,8 @@ def exported_function(model, engine, precision):
         return loaded[engine, precision][1]
     folder = engine_cache.cached_export(key, lambda folder: _export_and_check(as_float32(model), engine, folder))
     path = os.path.join(folder, FILES[engine])
-    run = InferenceFunction(_LOADERS[engine](path, precision), engine, precision, model.output_shape, key)
+    loaded_run = _LOADERS[engine](path, precision)
+    run = InferenceFunction(loaded_run, engine, precision, model.input_shape, model.output_shape, key)
     # Kept on the model, as Keras keeps `predict_function` (plain attribute setting would track it as state):
     # the latest function of each engine and precision, used again while the weights are the same.
     object.__setattr__(model, LOADED_ATTRIBUTE, {**loaded, (engine, precision): (key, run)})
@@ -269,7 +275,7 @@ def cached_source_function(source, engine, precision):
     if not engine_cache.is_valid(exported, record["key"]):
         return None
     run = _LOADERS[engine](os.path.join(exported, FILES[engine]), precision)
-    return InferenceFunction(run, engine, precision, tuple(record["output_shape"]), record["key"])
+    return InferenceFunction(run, engine, precision, record["input_shape"], tuple(record["output_shape"]), record["key"])
 
 
 def remember_source(source, function):
@@ -282,7 +288,7 @@ def remember_source(source, function):
         source: a JSON-serializable identity of a saved model.
         function: the `InferenceFunction` of an exported engine made from it.
     """
-    record = {"key": function.cache_key, "output_shape": list(function.output_shape)}
+    record = {"key": function.cache_key, "input_shape": function.input_shape, "output_shape": function.output_shape}
     engine_cache.cached_export(
         _source_key(source, function.engine, function.precision),
         lambda folder: write_json_atomically(os.path.join(folder, SOURCE_RECORD), record),

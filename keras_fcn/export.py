@@ -2,6 +2,7 @@
 
 import contextlib
 import importlib.util
+import logging
 import os
 import tempfile
 import warnings
@@ -85,7 +86,7 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
     ]
     with tempfile.TemporaryDirectory() as folder:
         converted = os.path.join(folder, "graph.onnx")
-        with warnings.catch_warnings(), _held_tensors_as_constants(model):
+        with warnings.catch_warnings(), _held_tensors_as_constants(model), _quiet_logger("tf2onnx"):
             # tf2onnx probes numpy for names that numpy 2 deprecated; nothing to act on.
             warnings.simplefilter("ignore", FutureWarning)
             _WeightsAsInputs(model).export(converted, format="onnx", input_signature=signature, verbose=False)
@@ -159,6 +160,18 @@ def _held_tensors_as_constants(model):
     finally:
         for layer, name, value in held:
             object.__setattr__(layer, name, value)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name):
+    """Silences logger `name` below CRITICAL: tf2onnx logs each op it cannot convert, which `write_onnx` reports."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _layers_within(layer):

@@ -207,6 +207,8 @@ def saved_model_source(model):
         entry = zoo.get(name)
         source = None if entry.weights_sha256 is None else {"zoo": name, "weights_sha256": entry.weights_sha256}
         return (lambda: zoo.load_model(name)), source
+    if os.path.isdir(name):
+        raise InvalidDataError(f"`model`: {name} is a folder, not a .keras file. Received model={model!r}")
     raise InvalidDataError(
         f"`model`: {name} is neither a file nor a zoo entry (one of {', '.join(zoo.available())}). Received model={model!r}"
     )
@@ -255,7 +257,7 @@ def _tensorflow_inference_function(model, precision, jit_compile):
         run = _tensorflow_function(compute, jit_compile)
     else:
         run = _backend_function(compute)
-    run = InferenceFunction(run, "tensorflow", precision, model.output_shape)
+    run = InferenceFunction(run, "tensorflow", precision, model.input_shape, model.output_shape)
     if same_precision:
         # Kept on the model, as Keras keeps `predict_function`; plain attribute setting would track it as state.
         object.__setattr__(model, LIVE_FUNCTIONS_ATTRIBUTE, {**getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}), jit_compile: run})
@@ -335,7 +337,7 @@ def _runner(model, engine, precision, flip):
         run = inference_function(model, engine=engine, precision=precision)
     if not flip:
         return run
-    return InferenceFunction(mirror_averaged(run), run.engine, run.precision, run.output_shape)
+    return InferenceFunction(mirror_averaged(run), run.engine, run.precision, run.input_shape, run.output_shape)
 
 
 def _output_classes(run):

@@ -174,6 +174,12 @@ def test_predict_skips_and_names_unreadable_files_and_finishes_the_others(binary
     assert "._good" not in err and ".hidden" not in err
     assert sorted(os.listdir(out)) == ["good.png", "good_overlay.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "good.png")), labels_of(model, good))
+    # None readable: one error, and no output folder made.
+    assert cli.main(["predict", path, str(tmp_path / "in" / "noise.png"), "--output-dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"keras-fcn predict: error: no image could be read (1 given): {tmp_path / 'in' / 'noise.png'}"
+    )
+    assert not (tmp_path / "none").exists()
 
 
 def test_predict_turns_phone_photos_upright_and_reads_16_bit_tiff(binary_model, tmp_path, rng):

@@ -201,7 +201,9 @@ def test_an_export_its_engine_cannot_run_is_refused_and_auto_takes_the_next_engi
 def test_a_model_onnx_cannot_hold_runs_on_the_next_engine_of_auto(rng, monkeypatch):
     # Keras's exact gelu (ConvNeXt's) has no ONNX conversion; OpenVINO runs it.
     inputs = keras.Input((None, None, 3))
-    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same", activation="gelu")(inputs))
+    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="gelu")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(hidden))
+    model.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") for w in model.get_weights()])
     with pytest.raises(engines.ExportCheckError, match=r"cannot be exported for onnxruntime: .*\['Erfc'\]"):
         keras_fcn.inference_function(model, engine="onnxruntime")
     monkeypatch.setattr(engines, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
@@ -277,6 +279,23 @@ def test_a_keras_file_is_exported_and_recorded_hashing_its_weights_once(rng, tmp
     monkeypatch.setattr(engine_cache, "weights_digest", lambda model: hashed.append(model) or weights_digest(model))
     keras_fcn.inference_function(str(tmp_path / "tiny.keras"), engine=CACHED_ENGINE)
     assert len(hashed) == 1
+
+
+@pytest.mark.parametrize("engine", ("tensorflow", *EXPORT_ENGINES))
+def test_images_with_the_wrong_number_of_channels_are_refused_alike_by_every_engine(engine, rng, tmp_path):
+    # Each engine raised its own error (ONNX Runtime's INVALID_ARGUMENT, TensorFlow's TypeError).
+    _tiny_model(rng).save(tmp_path / "tiny.keras")
+    for _ in range(2):  # the second from the cache, without the model
+        run = keras_fcn.inference_function(str(tmp_path / "tiny.keras"), engine=engine)
+        assert run.input_shape == (None, None, None, 3)
+        with pytest.raises(ValueError, match=r"`images` must be a batch of shape \(batch, height, width, 3\), as the "
+                           r"model takes them. Received shape \(1, 16, 16, 4\)"):
+            run(np.zeros((1, 16, 16, 4), "float32"))
+
+
+def test_inference_function_of_a_folder_says_so(tmp_path):
+    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"`model`: .* is a folder, not a .keras file"):
+        keras_fcn.inference_function(str(tmp_path))
 
 
 def test_inference_function_of_a_missing_file_names_it(tmp_path):

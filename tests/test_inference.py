@@ -78,8 +78,8 @@ def test_evaluate_defaults_and_checks():
     wider_mask = (_images(np.array([[[0, 1]]])), np.array([[[0, 1, 1]]]))
     with pytest.raises(ValueError, match=r"Batch 1 has images of shape \(1, 1, 2, 3\) and masks of shape \(1, 1, 3\)"):
         evaluate(_oracle(), [wider_mask], engine=TF, verbose=0)
-    with pytest.raises(ValueError, match=r"`images` must be a batch of shape \(batch, height, width, channels\). "
-                       r"Received shape \(1, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"`images` must be a batch of shape \(batch, height, width, 3\), as the model "
+                       r"takes them. Received shape \(1, 2, 3\)"):
         keras_fcn.inference_function(_oracle(), engine=TF)(_images(np.array([[0, 1]])))
 
 
