@@ -77,6 +77,8 @@ CACHE_FORMAT = 3
 FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
 # The file of a source's record: the key of its model's export, and the model's output shape.
 SOURCE_RECORD = "source.json"
+# The file of an export's refusal (`ExportCheckError`), cached so that the export is not tried again.
+REFUSAL_RECORD = "refused.json"
 # The model attribute holding its loaded exported functions, by (engine, precision).
 LOADED_ATTRIBUTE = "_keras_fcn_exported_functions"
 
@@ -205,7 +207,9 @@ def exported_function(model, engine, precision):
     Raises:
         ValueError: when the engine cannot run the model; the message says why.
         ExportCheckError: when the export does not compute the model's
-            logits; nothing is cached then.
+            logits, or its engine cannot load or run it; the refusal is
+            cached (for the same key: architecture, weights, versions, CPU),
+            so that it is not exported again, and no export is.
     """
     reason = unavailable_reason(engine, model, precision)
     if reason is not None:
@@ -214,7 +218,17 @@ def exported_function(model, engine, precision):
     loaded = getattr(model, LOADED_ATTRIBUTE, {})
     if (engine, precision) in loaded and loaded[engine, precision][0] == key:
         return loaded[engine, precision][1]
-    folder = engine_cache.cached_export(key, lambda folder: _export_and_check(as_float32(model), engine, folder))
+    # Whether an export is refused also depends on keras_fcn's checks.
+    refusal_key = {**key, "refused": True, "keras-fcn": importlib.metadata.version("keras-fcn")}
+    refusal = engine_cache.entry_folder(refusal_key)
+    if engine_cache.is_valid(refusal, refusal_key):
+        raise ExportCheckError(f"{_read_json(os.path.join(refusal, REFUSAL_RECORD))['message']} (as recorded in {refusal})")
+    try:
+        folder = engine_cache.cached_export(key, lambda folder: _export_and_check(as_float32(model), engine, folder))
+    except ExportCheckError as error:
+        record = {"message": str(error)}
+        engine_cache.cached_export(refusal_key, lambda folder: write_json_atomically(os.path.join(folder, REFUSAL_RECORD), record))
+        raise
     path = os.path.join(folder, FILES[engine])
     loaded_run = _LOADERS[engine](path, precision)
     run = InferenceFunction(loaded_run, engine, precision, model.input_shape, model.output_shape, key)
@@ -239,16 +253,26 @@ def _export_key(model, engine, precision):
 
 
 def _source_key(source, engine, precision):
-    """The cache key of the record of which export a model source (a file's or zoo entry's identity) has."""
+    """The cache key of the record of which export a model source (a file's or zoo entry's identity) has.
+
+    For `engine="auto"` it holds the versions of every engine auto may take
+    here, since which it takes depends on them all.
+    """
+    engines = auto_engines(None, precision) if engine == "auto" else (engine,)
     return {
         "format": CACHE_FORMAT,
         "engine": engine,
         # The source holds weights and, at most, a config: what they compute is also keras_fcn's code.
-        "versions": {**versions(engine), "keras-fcn": importlib.metadata.version("keras-fcn")},
+        "versions": {**{name: versions(name) for name in engines}, "keras-fcn": importlib.metadata.version("keras-fcn")},
         "precision": precision,
         "cpu": host_cpu().vector_flags(),
         "source": source,
     }
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
 
 
 def cached_source_function(source, engine, precision):
@@ -257,7 +281,8 @@ def cached_source_function(source, engine, precision):
     Args:
         source: a JSON-serializable identity of a saved model, e.g.
             `{"file_sha256": ...}`, as `remember_source` recorded it.
-        engine: `"openvino"` or `"onnxruntime"`.
+        engine: `"auto"` (the engine it took, as recorded), `"openvino"` or
+            `"onnxruntime"`, installed.
         precision: one of `ENGINE_PRECISIONS[engine]`.
 
     Returns:
@@ -269,28 +294,34 @@ def cached_source_function(source, engine, precision):
     folder = engine_cache.entry_folder(key)
     if not engine_cache.is_valid(folder, key):
         return None
-    with open(os.path.join(folder, SOURCE_RECORD), encoding="utf-8") as file:
-        record = json.load(file)
+    record = _read_json(os.path.join(folder, SOURCE_RECORD))
     exported = engine_cache.entry_folder(record["key"])
-    if not engine_cache.is_valid(exported, record["key"]):
+    if record["engine"] not in _LOADERS or not engine_cache.is_valid(exported, record["key"]):
         return None
-    run = _LOADERS[engine](os.path.join(exported, FILES[engine]), precision)
-    return InferenceFunction(run, engine, precision, record["input_shape"], tuple(record["output_shape"]), record["key"])
+    run = _LOADERS[record["engine"]](os.path.join(exported, FILES[record["engine"]]), precision)
+    output_shape = tuple(record["output_shape"])
+    return InferenceFunction(run, record["engine"], precision, record["input_shape"], output_shape, record["key"])
 
 
-def remember_source(source, function):
+def remember_source(source, engine, function):
     """Records in the cache that `source` holds the model that `function` (of an exported engine) runs.
 
-    A later `cached_source_function(source, function.engine,
-    function.precision)` then loads that export without loading the model.
+    A later `cached_source_function(source, engine, function.precision)`
+    then loads that export without loading the model.
 
     Args:
         source: a JSON-serializable identity of a saved model.
-        function: the `InferenceFunction` of an exported engine made from it.
+        engine: the engine asked for: `"auto"`, `"openvino"` or `"onnxruntime"`.
+        function: the `InferenceFunction` of an exported engine made for it.
     """
-    record = {"key": function.cache_key, "input_shape": function.input_shape, "output_shape": function.output_shape}
+    record = {
+        "engine": function.engine,
+        "key": function.cache_key,
+        "input_shape": function.input_shape,
+        "output_shape": function.output_shape,
+    }
     engine_cache.cached_export(
-        _source_key(source, function.engine, function.precision),
+        _source_key(source, engine, function.precision),
         lambda folder: write_json_atomically(os.path.join(folder, SOURCE_RECORD), record),
     )
 

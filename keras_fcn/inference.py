@@ -225,24 +225,24 @@ def source_function(source, load, engine="auto", precision="float32", jit_compil
         engine, precision, jit_compile: as for `inference_function`.
 
     Returns:
-        An `InferenceFunction`. The engine `"auto"` stands for is looked up
-        (the first of this host's order that is installed and computes in
-        `precision`): when an export of the source's model is cached for
-        it, it is loaded and `load` is not called; otherwise the model is
-        loaded, passed to `inference_function` and its export recorded for
-        `source`.
+        An `InferenceFunction`. When an export of the source's model is
+        recorded for `engine` (for `"auto"`: the engine it took then, e.g.
+        OpenVINO for a model that ONNX cannot hold), it is loaded and `load`
+        is not called; otherwise the model is loaded, passed to
+        `inference_function` and its export recorded for `source` and
+        `engine`.
     """
     precision = resolve_precision(precision)
     _check_engine(engine)
-    candidate = engine if engine != "auto" else auto_engines(None, precision)[0]
-    if candidate != "tensorflow" and not jit_compile and unavailable_reason(candidate, None, precision) is None:
-        cached = cached_source_function(source, candidate, precision)
+    exported = engine == "auto" or (engine != "tensorflow" and unavailable_reason(engine, None, precision) is None)
+    if exported and not jit_compile:
+        cached = cached_source_function(source, engine, precision)
         if cached is not None:
             return cached
     model = load()
     function = inference_function(model, engine=engine, precision=precision, jit_compile=jit_compile)
     if function.cache_key is not None:
-        remember_source(source, function)
+        remember_source(source, engine, function)
     return function
 
 

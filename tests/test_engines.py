@@ -166,7 +166,8 @@ def test_an_export_that_computes_something_else_is_refused_and_auto_falls_back(r
     monkeypatch.setattr(engines, "EXPORT_CHECK_TOLERANCE", 0.0)  # float32 rounding now counts as a difference
     with pytest.raises(engines.ExportCheckError, match=f"exported for {engine} does not compute"):
         keras_fcn.inference_function(model, engine=engine)
-    assert os.listdir(keras_home / "engines") == []
+    [entry] = _entries(keras_home)  # no export: the record of its refusal only
+    assert sorted(os.listdir(entry)) == [engine_cache.MANIFEST, engines.REFUSAL_RECORD]
     monkeypatch.setattr(engines, "auto_engines", lambda model, precision: (engine, "tensorflow"))
     images = rng.uniform(0, 255, (1, 40, 40, 3)).astype("float32")
     with pytest.warns(RuntimeWarning, match=f'Leaving {engine} out of engine="auto"'):
@@ -198,7 +199,7 @@ def test_an_export_its_engine_cannot_run_is_refused_and_auto_takes_the_next_engi
     assert_float32_logits(run(images), model.predict(images, verbose=0))
 
 
-def test_a_model_onnx_cannot_hold_runs_on_the_next_engine_of_auto(rng, monkeypatch):
+def test_a_model_onnx_cannot_hold_runs_on_the_next_engine_of_auto(rng, exports, tmp_path, monkeypatch):
     # Keras's exact gelu (ConvNeXt's) has no ONNX conversion; OpenVINO runs it.
     inputs = keras.Input((None, None, 3))
     hidden = keras.layers.Conv2D(4, 3, padding="same", activation="gelu")(inputs)
@@ -212,6 +213,19 @@ def test_a_model_onnx_cannot_hold_runs_on_the_next_engine_of_auto(rng, monkeypat
     images = rng.uniform(0, 255, (1, 30, 40, 3)).astype("float32")
     assert run.engine == "openvino"
     assert_float32_logits(run(images), model.predict(images, verbose=0))
+    # The refusal is cached: not converted again (a ConvNeXt's conversion takes half a minute).
+    converted = len(exports)
+    with pytest.raises(engines.ExportCheckError, match=r"\['Erfc'\].* \(as recorded in .*onnxruntime-"):
+        keras_fcn.inference_function(model, engine="onnxruntime")
+    assert len(exports) == converted
+    # A file: auto's engine is recorded with its export, so a later call loads no model and tries no conversion.
+    model.save(tmp_path / "gelu.keras")
+    with pytest.warns(RuntimeWarning, match='Leaving onnxruntime out of engine="auto"'):
+        assert keras_fcn.inference_function(str(tmp_path / "gelu.keras")).engine == "openvino"
+    monkeypatch.setattr(keras_fcn.inference, "load_model_file", lambda *a: pytest.fail("the model was loaded"))
+    again = keras_fcn.inference_function(str(tmp_path / "gelu.keras"))
+    assert again.engine == "openvino"
+    assert_float32_logits(again(images), model.predict(images, verbose=0))
 
 
 def test_engines_refuse_what_they_cannot_run(rng, monkeypatch):
