@@ -248,6 +248,13 @@ def source_function(source, load, engine="auto", precision="float32", jit_compil
 
 def _tensorflow_inference_function(model, precision, jit_compile):
     """The TensorFlow engine's `InferenceFunction` of `model`: kept on the model when it computes in `precision`."""
+    if precision == "bfloat16" and not host_cpu().native_bfloat16 and not _has_gpu():
+        warnings.warn(
+            "This CPU has no native bfloat16 (AMX or AVX512-BF16): TensorFlow emulates it, slower than float32. "
+            'precision="auto" computes float32 here.',
+            RuntimeWarning,
+            stacklevel=3,
+        )
     policy = PRECISION_POLICIES[precision]
     same_precision = dtype_policies(model) == {policy}
     if same_precision and jit_compile in getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}):
@@ -262,6 +269,13 @@ def _tensorflow_inference_function(model, precision, jit_compile):
         # Kept on the model, as Keras keeps `predict_function`; plain attribute setting would track it as state.
         object.__setattr__(model, LIVE_FUNCTIONS_ATTRIBUTE, {**getattr(model, LIVE_FUNCTIONS_ATTRIBUTE, {}), jit_compile: run})
     return run
+
+
+def _has_gpu():
+    """Whether TensorFlow sees a GPU (which computes bfloat16 natively)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _backend_function(model):

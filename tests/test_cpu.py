@@ -1,5 +1,7 @@
 """Reading what the CPU computes natively, and the precision and engine "auto" choose from it."""
 
+import warnings
+
 import pytest
 
 import keras_fcn
@@ -79,3 +81,19 @@ def test_auto_engines_follow_the_measured_order_of_the_host_kind(monkeypatch):
     monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(EPYC))
     two_outputs = keras.Model(inputs, [keras.layers.Conv2D(2, 1)(inputs), keras.layers.Conv2D(2, 1)(inputs)])
     assert engines.auto_engines(two_outputs, "float32") == ("tensorflow",)
+
+
+def test_bfloat16_emulated_on_this_cpu_is_warned_about(monkeypatch):
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    monkeypatch.setattr(inference, "host_cpu", lambda: parse_cpuinfo(EPYC))
+    with pytest.warns(RuntimeWarning, match="This CPU has no native bfloat16 .*: TensorFlow emulates it, slower than "
+                      'float32. precision="auto" computes float32 here'):
+        run = inference.inference_function(model, engine="tensorflow", precision="bfloat16")
+    assert run.precision == "bfloat16"
+    monkeypatch.setattr(inference, "host_cpu", lambda: parse_cpuinfo(SAPPHIRE_RAPIDS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        inference.inference_function(model, engine="tensorflow", precision="bfloat16")
