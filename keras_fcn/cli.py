@@ -135,7 +135,8 @@ def _saved_model(name):
                         f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
                     ) from None
     elif name in zoo.available():
-        known, palette = zoo.get(name).class_names, zoo.get(name).palette
+        entry = zoo.get(name)
+        known, palette = entry.class_names, entry.palette
     else:
         raise CommandError(
             f"argument model: must be a saved model file (.keras) or a zoo entry, one of {', '.join(zoo.available())}; "

@@ -176,6 +176,17 @@ def test_an_export_that_computes_something_else_is_refused_and_auto_falls_back(r
     np.testing.assert_array_equal(run(images), keras_fcn.inference_function(model, engine="tensorflow")(images))
 
 
+def _auto_leaves_onnxruntime_for_openvino(model, rng, monkeypatch):
+    """Checks that auto, trying ONNX Runtime first, warns and runs `model` on OpenVINO; returns the images used."""
+    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
+    with pytest.warns(RuntimeWarning, match='Leaving onnxruntime out of engine="auto"'):
+        run = keras_fcn.inference_function(model)
+    images = rng.uniform(0, 255, (1, 30, 40, 3)).astype("float32")
+    assert run.engine == "openvino"
+    assert_float32_logits(run(images), model.predict(images, verbose=0))
+    return images
+
+
 def test_an_export_its_engine_cannot_run_is_refused_and_auto_takes_the_next_engine(rng, monkeypatch):
     model = _tiny_model(rng)
     load = engines._LOADERS["onnxruntime"]
@@ -191,12 +202,7 @@ def test_an_export_its_engine_cannot_run_is_refused_and_auto_takes_the_next_engi
     monkeypatch.setitem(engines._LOADERS, "onnxruntime", failing_load)
     with pytest.raises(engines.ExportCheckError, match=r"exported for onnxruntime does not run in it: Required inputs"):
         keras_fcn.inference_function(model, engine="onnxruntime")
-    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
-    with pytest.warns(RuntimeWarning, match='Leaving onnxruntime out of engine="auto"'):
-        run = keras_fcn.inference_function(model)
-    images = rng.uniform(0, 255, (1, 30, 40, 3)).astype("float32")
-    assert run.engine == "openvino"
-    assert_float32_logits(run(images), model.predict(images, verbose=0))
+    _auto_leaves_onnxruntime_for_openvino(model, rng, monkeypatch)
 
 
 def test_a_model_onnx_cannot_hold_runs_on_the_next_engine_of_auto(rng, exports, tmp_path, monkeypatch):
@@ -207,12 +213,7 @@ def test_a_model_onnx_cannot_hold_runs_on_the_next_engine_of_auto(rng, exports, 
     model.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") for w in model.get_weights()])
     with pytest.raises(engines.ExportCheckError, match=r"cannot be exported for onnxruntime: .*\['Erfc'\]"):
         keras_fcn.inference_function(model, engine="onnxruntime")
-    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
-    with pytest.warns(RuntimeWarning, match='Leaving onnxruntime out of engine="auto"'):
-        run = keras_fcn.inference_function(model)
-    images = rng.uniform(0, 255, (1, 30, 40, 3)).astype("float32")
-    assert run.engine == "openvino"
-    assert_float32_logits(run(images), model.predict(images, verbose=0))
+    images = _auto_leaves_onnxruntime_for_openvino(model, rng, monkeypatch)
     # The refusal is cached: not converted again (a ConvNeXt's conversion takes half a minute).
     converted = len(exports)
     with pytest.raises(engines.ExportCheckError, match=r"\['Erfc'\].* \(as recorded in .*onnxruntime-"):
