@@ -2,7 +2,9 @@
 
 `"openvino"` runs `model.export(format="openvino")` (OpenVINO IR);
 `"onnxruntime"` runs the model's ONNX export (`keras_fcn.export.write_onnx`)
-as ONNX Runtime optimizes it for this host. Both are exported once with
+as ONNX Runtime optimizes it for this host. In both, the bilinear
+upsamplings compute one group per class (`keras_fcn.exported_graphs`).
+Both are exported once with
 dynamic batch, height and width, checked against the Keras model, and
 cached on disk (`keras_fcn.engine_cache`); a saved model's source (a
 `.keras` file's sha256, a zoo entry) is recorded with its export, so that
@@ -45,6 +47,7 @@ import numpy as np
 from keras_fcn import engine_cache
 from keras_fcn.cpu import host_cpu
 from keras_fcn.export import ONNX_PACKAGES, ConversionError, write_onnx
+from keras_fcn.exported_graphs import group_openvino_transposed_convolutions
 from keras_fcn.errors import InvalidArgumentError, UnsupportedModelError
 from keras_fcn.files import write_json_atomically
 from keras_fcn.precision import as_float32
@@ -73,7 +76,7 @@ EXPORT_CHECK_TOLERANCE = 1e-4
 # The image size the export is checked on, when the model takes any: odd, off every stride grid.
 EXPORT_CHECK_SIZE = (67, 93)
 # A version increase invalidates every cache entry: bump it when what is cached changes.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
 # The file of a source's record: the key of its model's export, and the model's output shape.
 SOURCE_RECORD = "source.json"
@@ -337,8 +340,7 @@ def _export_and_check(model, engine, folder):
         except ConversionError as error:
             raise ExportCheckError(f"The model cannot be exported for {engine}: {error}") from error
     else:
-        signature = [keras.InputSpec(shape=(None, height, width, channels), dtype="float32")]
-        model.export(path, format=engine, input_signature=signature, verbose=False)
+        _export_openvino(model, path)
     check_size = (height or EXPORT_CHECK_SIZE[0], width or EXPORT_CHECK_SIZE[1])
     images = np.random.default_rng(0).uniform(0, 255, (1, *check_size, channels)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(images, training=False)).astype("float32")
@@ -379,6 +381,23 @@ def _export_onnxruntime(model, path):
             onnxruntime.InferenceSession(converted, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # ONNX Runtime's own error types: a graph it cannot load, optimize or save
             raise ExportCheckError(f"ONNX Runtime cannot load the model's ONNX conversion: {error}") from error
+
+
+def _export_openvino(model, path):
+    """Writes `model` as OpenVINO IR: `model.export`, with its channelwise upsamplings grouped.
+
+    See `keras_fcn.exported_graphs`; the weights stay float32 (OpenVINO's
+    `save_model` would halve them by default).
+    """
+    import openvino
+
+    signature = [keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="float32")]
+    with tempfile.TemporaryDirectory() as folder:
+        exported = os.path.join(folder, "exported.xml")
+        model.export(exported, format="openvino", input_signature=signature, verbose=False)
+        converted = openvino.Core().read_model(exported)
+        group_openvino_transposed_convolutions(converted)
+        openvino.save_model(converted, path, compress_to_fp16=False)
 
 
 def _openvino_function(path, precision):

@@ -11,6 +11,7 @@ import keras
 
 from keras_fcn.data.transforms import validate_size
 from keras_fcn.errors import InvalidArgumentError, MissingPackageError, UnsupportedModelError
+from keras_fcn.exported_graphs import group_onnx_transposed_convolutions, inputs_used
 from keras_fcn.precision import as_float32
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -60,7 +61,10 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
     of its weights (`_WeightsAsInputs`), so that the converted graph holds no
     weight; each weight input the graph uses then becomes an initializer of
     that name with the weight's value (transposes of kernels stay ops on
-    them, which ONNX Runtime folds when it loads the file). Peak memory over
+    them, which ONNX Runtime folds when it loads the file). Bilinear
+    upsamplings become one group per class
+    (`keras_fcn.exported_graphs`).
+    Peak memory over
     the process: about 3.5 bytes per byte of weights (the VGG16 net: 1.8 GB,
     3 s). TensorFlow backend only.
 
@@ -91,7 +95,7 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
             warnings.simplefilter("ignore", FutureWarning)
             _WeightsAsInputs(model).export(converted, format="onnx", input_signature=signature, verbose=False)
         proto = onnx.load(converted)
-    used = _graph_inputs_used(proto.graph)
+    used = inputs_used(proto.graph)
     by_name = {WEIGHT_INPUT.format(i): weight for i, weight in enumerate(weights)}
     for graph_input in [graph_input for graph_input in proto.graph.input if graph_input.name in by_name]:
         proto.graph.input.remove(graph_input)
@@ -104,6 +108,7 @@ def write_onnx(model, path, input_size=None, *, external_data=None):
             f"The ONNX converter (tf2onnx) left TensorFlow operations of {model.name!r} that ONNX does not have: "
             f"{unconverted} (Erfc: Keras's exact gelu). Run this model with TensorFlow or OpenVINO."
         )
+    group_onnx_transposed_convolutions(proto.graph)
     _name_output_and_dimensions(proto.graph, model.output_shape)
     left_over = [graph_input.name for graph_input in proto.graph.input if graph_input.name != "images"]
     if left_over:
@@ -184,17 +189,6 @@ def _layers_within(layer):
 def _is_savedmodel_or_empty_folder(path):
     """Whether `path` is a folder that is empty or holds a SavedModel (which an export replaces)."""
     return os.path.isdir(path) and (not os.listdir(path) or os.path.isfile(os.path.join(path, "saved_model.pb")))
-
-
-def _graph_inputs_used(graph):
-    """The names of all values read by the nodes of `graph` and of its subgraphs."""
-    names = set()
-    for node in graph.node:
-        names.update(node.input)
-        for attribute in node.attribute:
-            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-                names |= _graph_inputs_used(subgraph)
-    return names
 
 
 def export(model, path, format="savedmodel", *, input_size=None, verbose=False):

@@ -20,6 +20,11 @@ def _at_least_zero(length):
     return max(length, 0) if isinstance(length, int) else ops.maximum(length, 0)
 
 
+def _at_most(length, limit):
+    """min(length, limit) for a static `limit` (an int) or a dynamic one (a tensor)."""
+    return min(length, limit) if isinstance(limit, int) else ops.minimum(length, limit)
+
+
 @keras.saving.register_keras_serializable(package="keras_fcn")
 class CropLike(keras.layers.Layer):
     """Crops a feature map to the height and width of a reference tensor.
@@ -57,12 +62,16 @@ class CropLike(keras.layers.Layer):
 
     def call(self, inputs):
         x, like = inputs
-        shape, size = ops.shape(x), ops.shape(like)
-        before = [max(-offset, 0) for offset in self.offset]
-        after = [_at_least_zero(offset + size[axis + 1] - shape[axis + 1]) for axis, offset in enumerate(self.offset)]
-        x = ops.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]])
-        top, left = self.offset[0] + before[0], self.offset[1] + before[1]
-        return x[:, top : top + size[1], left : left + size[2], :]
+        size = ops.shape(like)
+        # The window's part inside x first (slicing clamps to x), then zeros for the rest: padding copies less.
+        (top, bottom), (left, right) = (
+            (max(offset, 0), _at_least_zero(offset + size[axis + 1])) for axis, offset in enumerate(self.offset)
+        )
+        x = x[:, top:bottom, left:right, :]
+        kept = ops.shape(x)
+        before = [_at_most(max(-offset, 0), size[axis + 1]) for axis, offset in enumerate(self.offset)]
+        after = [size[axis + 1] - before[axis] - kept[axis + 1] for axis in range(2)]
+        return ops.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]])
 
     def compute_output_shape(self, input_shape):
         x_shape, like_shape = input_shape
@@ -155,9 +164,14 @@ class InputNormalization(keras.layers.Layer):
         x = ops.cast(inputs, self.compute_dtype)
         if self.bgr:
             x = ops.flip(x, axis=-1)
-        mean = ops.convert_to_tensor(self.mean, dtype=self.compute_dtype)
-        std = ops.convert_to_tensor(self.std, dtype=self.compute_dtype)
-        return (x - mean) / std
+        x = x - self._per_channel(self.mean)
+        return x if self.std == (1.0, 1.0, 1.0) else x / self._per_channel(self.std)
+
+    def _per_channel(self, values):
+        """`values` as a scalar when the channels share it (engines broadcast a scalar fastest), else a `(3,)` tensor."""
+        if len(set(values)) == 1:
+            return values[0]
+        return ops.convert_to_tensor(values, dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -17,8 +17,10 @@ def _dynamic_model(layer, *channels):
 
 @pytest.mark.parametrize(
     "offset, like_shape",
-    [(19, (7, 5)), ((2, 5), (10, 3)), (0, (12, 12)), (-1, (6, 8)), ((-2, 17), (33, 6)), (28, (4, 4))],
-    ids=["inside-then-past-the-right", "inside", "at-zero", "before-both", "before-and-past", "past-both"],
+    [(19, (7, 5)), ((2, 5), (10, 3)), (0, (12, 12)), (-1, (6, 8)), ((-2, 17), (33, 6)), (28, (4, 4)),
+     ((-9, 3), (5, 4)), ((3, 25), (4, 6))],
+    ids=["inside-then-past-the-right", "inside", "at-zero", "before-both", "before-and-past", "past-both",
+         "wholly-above", "wholly-right"],
 )
 def test_crop_like_takes_the_window_at_the_offset_with_zeros_outside(rng, offset, like_shape):
     x = rng.normal(size=(2, 30, 20, 3)).astype("float32")
@@ -73,6 +75,15 @@ def test_input_normalization_scales_per_channel_and_accepts_uint8(rng):
     np.testing.assert_allclose(out, expected, rtol=1e-6)
     revived = InputNormalization.from_config(layer.get_config())
     assert (revived.mean, revived.std, revived.bgr) == ((10.0, 20.0, 30.0), (2.0, 4.0, 5.0), False)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 1e-6), ("float16", 1e-3)])
+def test_input_normalization_with_one_value_for_every_channel(rng, dtype, rtol):
+    images = rng.integers(0, 256, size=(2, 4, 3, 3)).astype("uint8")
+    out = InputNormalization((127.5, 127.5, 127.5), 127.5, bgr=True, dtype=dtype)(images)
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    expected = images[..., ::-1].astype("float64") / 127.5 - 1
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out).astype("float64"), expected, rtol=rtol, atol=rtol)
 
 
 def test_input_normalization_rejects_wrong_channel_count():
