@@ -20,17 +20,19 @@ Paths of the Keras model (`keras_fcn.inference_function`):
 `engine="auto"`, float32), `tensorflow_fp32`, `tensorflow_fp32_xla` (VGG16
 only; XLA is several times slower on depthwise nets), `openvino_fp32`,
 `onnxruntime_fp32`, and `*_bf16` where the CPU computes bfloat16 natively.
-Peers, for the VGG16 net, with the same weights: PyTorch fp32
-(`torch_fcn.py`, NCHW and channels_last; bf16 autocast where native), and
-ONNX Runtime and OpenVINO on PyTorch's own ONNX export of it. Each path's
+Peers (what a user would pick instead), with the same weights: OpenVINO
+and ONNX Runtime on Keras's own `model.export(format="openvino")` and
+`model.export(format="onnx")` (the latter not for VGG16: it needs about
+25 GB); for the VGG16 net, PyTorch fp32 (`torch_fcn.py`, NCHW and
+channels_last; bf16 autocast where native), and ONNX Runtime and OpenVINO
+on PyTorch's own ONNX export of it. Each path's
 largest difference from the TensorFlow float32 logits is printed as a
 check that all compute the same function. The paths run in turns (one
 call of each per round), so that load from other processes weighs on all
 alike; the load average is printed.
 
 `ratio_to_fastest_peer` is seconds / the fastest peer's seconds (< 1:
-faster than every peer); for camvid, whose net has no PyTorch twin, the
-peers are the other paths. Prints one JSON object (and writes it with
+faster than every peer). Prints one JSON object (and writes it with
 `--json`); `--markdown FILE` prints the README's tables from a saved one.
 
 Usage:
@@ -73,7 +75,15 @@ KERAS_PATHS = {  # path -> the keyword arguments of keras_fcn.inference_function
 TORCH_LAYOUTS = {"torch_fp32": (False, False), "torch_fp32_channels_last": (True, False), "torch_bf16": (True, True)}
 # Seconds between timed calls (see `run_in_turns`).
 PAUSE_S = 0.3
-TORCH_EXPORT_PATHS = ("onnxruntime_on_torch_export", "openvino_on_torch_export")
+# Peers running an export of the model: path -> (runtime, whose export).
+EXPORT_PATHS = {
+    "openvino_on_keras_export": ("openvino", "keras"),
+    "onnxruntime_on_keras_export": ("onnxruntime", "keras"),
+    "onnxruntime_on_torch_export": ("onnxruntime", "torch"),
+    "openvino_on_torch_export": ("openvino", "torch"),
+}
+# Keras's own ONNX export of the VGG16 net holds ~47 copies of its weights (keras_fcn.export.write_onnx).
+TOO_LARGE = {("vgg16_reference", "onnxruntime_on_keras_export"): "Keras's ONNX export of it needs about 25 GB"}
 
 
 @dataclasses.dataclass
@@ -141,23 +151,23 @@ def path_names(model_name):
     names = ["keras_fcn_default", "tensorflow_fp32", "openvino_fp32", "onnxruntime_fp32"]
     names += ["tensorflow_fp32_xla"] if model_name == "vgg16_reference" else []
     names += ["tensorflow_bf16", "openvino_bf16"] if bf16 else []
+    names += [name for name, (_, source) in EXPORT_PATHS.items() if source == "keras"]
     if model_name == "vgg16_reference" and TORCH_AVAILABLE:
         names += [name for name, (_, autocast) in TORCH_LAYOUTS.items() if bf16 or not autocast]
-        names += list(TORCH_EXPORT_PATHS)
-    return names
+        names += [name for name, (_, source) in EXPORT_PATHS.items() if source == "torch"]
+    return [name for name in names if (model_name, name) not in TOO_LARGE]
 
 
-def make_path(name, model_name, model, torch_onnx):
-    """Sets up path `name` (timed) and returns it; raises when it cannot run here."""
+def make_path(name, model, exports):
+    """Sets up path `name` (timed; an export's path from its file in `exports`) and returns it."""
     start = time.perf_counter()
-    peer = name.startswith("torch") or name in TORCH_EXPORT_PATHS
     if name in KERAS_PATHS:
         call = keras_fcn.inference_function(model, **KERAS_PATHS[name])
     elif name in TORCH_LAYOUTS:
         call = torch_call(model, *TORCH_LAYOUTS[name])
     else:
-        call = onnx_call(name, torch_onnx)
-    return Path(call, peer or model_name == "camvid", time.perf_counter() - start)
+        call = exported_call(name, exports[name])
+    return Path(call, name not in KERAS_PATHS, time.perf_counter() - start)
 
 
 def torch_call(model, channels_last, bfloat16):
@@ -197,18 +207,30 @@ def export_torch_onnx(model, path):
     return path
 
 
-def onnx_call(name, path):
-    """ONNX Runtime or OpenVINO (float32) running PyTorch's NCHW ONNX export, as a user of it would."""
-    if name == "onnxruntime_on_torch_export":
+def export_keras(model, name, path):
+    """Writes Keras's own `model.export` for path `name` (OpenVINO IR or ONNX), any batch and size; returns `path`."""
+    formats = {"openvino": "openvino", "onnxruntime": "onnx"}
+    signature = [keras.InputSpec(shape=(None, None, None, 3), dtype="float32")]
+    model.export(path, format=formats[EXPORT_PATHS[name][0]], input_signature=signature, verbose=False)
+    return path
+
+
+def exported_call(name, path):
+    """ONNX Runtime or OpenVINO (float32) running the export at `path` as a user of it would (NCHW: PyTorch's)."""
+    runtime, source = EXPORT_PATHS[name]
+    if runtime == "onnxruntime":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        run = lambda x: session.run(None, {"images": x})[0]  # noqa: E731
+        input_name = session.get_inputs()[0].name
+        run = lambda x: session.run(None, {input_name: x})[0]  # noqa: E731
     else:
         import openvino
 
         compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         run = lambda x: compiled(x)[compiled.output(0)]  # noqa: E731
+    if source == "keras":
+        return run
     return lambda images: run(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).transpose(0, 2, 3, 1)
 
 
@@ -235,9 +257,9 @@ def run_in_turns(paths, images, repeats):
     return results
 
 
-def measure_alone(name, model_name, torch_onnx, keras_home, repeats):
+def measure_alone(name, model_name, export_file, keras_home, repeats):
     """`alone` of path `name` in a fresh process, with the warm engine cache; an error text when it failed."""
-    command = [sys.executable, __file__, "--alone", name, "--models", model_name, "--torch-onnx", torch_onnx or "",
+    command = [sys.executable, __file__, "--alone", name, "--models", model_name, "--export-file", export_file or "",
                "--model-file", model_file(keras_home, model_name), "--repeats", str(repeats)]
     environment = {**os.environ, "KERAS_HOME": keras_home, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
@@ -250,7 +272,7 @@ def model_file(keras_home, model_name):
     return os.path.join(keras_home, f"{model_name}.keras")
 
 
-def alone(name, model_name, torch_onnx, keras_file, repeats):
+def alone(name, model_name, export_file, keras_file, repeats):
     """Sets up path `name` as a user would, alone in this process, runs one image, then times `repeats` more.
 
     Returns `{"working_mib", "peak_mib", "latency_s"}`: the memory after the
@@ -275,8 +297,8 @@ def alone(name, model_name, torch_onnx, keras_file, repeats):
     images = np.random.default_rng(1).uniform(0, 255, (1, *SIZES[model_name], 3)).astype("float32")
     if name in TORCH_LAYOUTS:
         call = torch_call(None, *TORCH_LAYOUTS[name])  # PyTorch alone, as its user runs it
-    elif name in TORCH_EXPORT_PATHS:
-        call = onnx_call(name, torch_onnx)
+    elif name in EXPORT_PATHS:
+        call = exported_call(name, export_file)
     else:
         call = keras_fcn.inference_function(keras_file, **KERAS_PATHS[name])
     call(images)
@@ -295,15 +317,23 @@ def benchmark_model(model_name, repeats, keras_home):
     model.save(model_file(keras_home, model_name))
     size = SIZES[model_name]
     images = np.random.default_rng(1).uniform(0, 255, (1, *size, 3)).astype("float32")
-    torch_onnx = None
-    if model_name == "vgg16_reference" and TORCH_AVAILABLE:
+    names = path_names(model_name)
+    exports, export_s = {}, {}
+    for name in [name for name in names if name in EXPORT_PATHS]:  # each export is part of its path's setup
         start = time.perf_counter()
-        torch_onnx = export_torch_onnx(model, os.path.join(keras_home, "torch_fcn8s.onnx"))
-        torch_export_s = time.perf_counter() - start
-    paths, refused = {}, {}
-    for name in path_names(model_name):
+        runtime, source = EXPORT_PATHS[name]
+        if source == "keras":
+            file = os.path.join(keras_home, f"{model_name}_{name}.{'xml' if runtime == 'openvino' else 'onnx'}")
+            exports[name], export_s[name] = export_keras(model, name, file), time.perf_counter() - start
+        elif "torch" not in exports:  # one PyTorch export, which both runtimes run
+            exports["torch"] = export_torch_onnx(model, os.path.join(keras_home, "torch_fcn8s.onnx"))
+            export_s["torch"] = time.perf_counter() - start
+        if source == "torch":
+            exports[name], export_s[name] = exports["torch"], export_s["torch"]
+    paths, refused = {}, {name: reason for (model, name), reason in TOO_LARGE.items() if model == model_name}
+    for name in names:
         try:
-            paths[name] = make_path(name, model_name, model, torch_onnx)
+            paths[name] = make_path(name, model, exports)
         except (ValueError, ImportError) as error:
             refused[name] = str(error)
     for name in paths.keys() & KERAS_PATHS.keys():  # records the file's exports, for the memory processes
@@ -311,23 +341,22 @@ def benchmark_model(model_name, repeats, keras_home):
     results = run_in_turns(paths, images, repeats)
     reference = results["tensorflow_fp32"][2]
     latencies = {name: statistics.median(times) for name, (_, times, _) in results.items()}
-    fastest_peer = min((n for n, p in paths.items() if p.peer and n != "keras_fcn_default"), key=latencies.get)
+    fastest_peer = min((n for n, p in paths.items() if p.peer), key=latencies.get)
     work = gflop_per_image(model, *size)
     report = {
         name: {
-            "setup_s": path.setup_s + (torch_export_s if name in TORCH_EXPORT_PATHS else 0.0),
+            "setup_s": path.setup_s + export_s.get(name, 0.0),
             "first_call_s": results[name][0],
             "latency_s": latencies[name],
             "latencies_s": results[name][1],
             "gflop_per_s": work / latencies[name],
             "ratio_to_fastest_peer": latencies[name] / latencies[fastest_peer],
             "max_abs_diff_vs_tensorflow_fp32": float(np.max(np.abs(results[name][2] - reference))),
-            "alone": measure_alone(name, model_name, torch_onnx, keras_home, repeats),
+            "alone": measure_alone(name, model_name, exports.get(name), keras_home, repeats),
         }
         for name, path in paths.items()
     }
-    alone_peers = {n: r["alone"]["latency_s"] for n, r in report.items() if paths[n].peer and n != "keras_fcn_default"
-                   and isinstance(r["alone"], dict)}
+    alone_peers = {n: r["alone"]["latency_s"] for n, r in report.items() if paths[n].peer and isinstance(r["alone"], dict)}
     for result in report.values():
         if isinstance(result["alone"], dict) and alone_peers:
             result["alone"]["ratio_to_fastest_peer"] = result["alone"]["latency_s"] / min(alone_peers.values())
@@ -422,7 +451,7 @@ def main():
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--markdown", metavar="FILE", help="print the README tables of saved results, and stop")
     parser.add_argument("--alone", help=argparse.SUPPRESS)
-    parser.add_argument("--torch-onnx", help=argparse.SUPPRESS)
+    parser.add_argument("--export-file", help=argparse.SUPPRESS)
     parser.add_argument("--model-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.markdown:
@@ -430,7 +459,7 @@ def main():
             print(markdown(json.load(file)))
         return
     if args.alone:
-        print(json.dumps(alone(args.alone, args.models[0], args.torch_onnx, args.model_file, args.repeats)))
+        print(json.dumps(alone(args.alone, args.models[0], args.export_file, args.model_file, args.repeats)))
         return
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as keras_home:

@@ -9,29 +9,32 @@ dynamic batch, height and width, checked against the Keras model, and
 cached on disk (`keras_fcn.engine_cache`); a saved model's source (a
 `.keras` file's sha256, a zoo entry) is recorded with its export, so that
 its export runs without the Keras model being loaded. `"auto"` takes the
-first engine of `FASTEST_FIRST[host kind]` that is installed and can run
+first engine of `FASTEST_FIRST[host kind][weights size]` that is installed and can run
 the model in the requested precision, and otherwise TensorFlow; an engine
 whose export does not compute the model's logits (or does not run) is
 left out with a warning, and the next one taken.
 
 The order comes from `benchmarks/inference.py` (median seconds per image,
-batch 1, float32, each engine on the same Keras model, in one run):
+batch 1, float32, each engine on the same Keras model, in one run), for
+models with `"small"` weights (up to `LARGE_WEIGHTS_BYTES`) and `"large"`:
 
 - `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX; README "Speed"),
   each engine alone in its own process: the bundled camvid FCN-8s
-  (MobileNet 0.25) at 360x480: ONNX Runtime 0.025 s (0.031 s in a second
-  process: the host's noise), OpenVINO 0.025 s, TensorFlow 0.041 s; the
-  reference VGG16 FCN-8s at 500x500: ONNX Runtime 2.13 s, OpenVINO
-  2.17 s, TensorFlow 2.78 s, with peak memory (set up from the cache, one
-  image) 690 MiB for ONNX Runtime, whose weights are mapped from its
-  cached file, and 1431 MiB for OpenVINO. So ONNX Runtime first (as fast,
-  half the memory), then OpenVINO.
+  (MobileNet 0.25, 0.9 MiB of weights) at 360x480: OpenVINO 0.0164 to
+  0.0171 s, ONNX Runtime 0.0199 to 0.0239 s (four processes each), and
+  FCN-8s on ResNet50 (95 MiB) 0.242 s against 0.274 s: OpenVINO first.
+  The reference VGG16 FCN-8s (513 MiB) at 500x500: ONNX Runtime 2.13 s,
+  OpenVINO 2.17 s, TensorFlow 2.78 s, with peak memory (set up from the
+  cache, one image) 690 MiB for ONNX Runtime, whose weights are mapped
+  from its cached file, and 1431 MiB for OpenVINO, which holds its file's
+  weights and its own repacked copy (PyTorch: 1014 MiB). So ONNX Runtime
+  first for large weights (as fast, half the memory), then OpenVINO.
 - `x86_amx` and `x86_avx512` (2-core AVX-512 + AMX hosts, the VGG16
   net, the project's performance notes): ONNX Runtime float32 1.37 s,
   OpenVINO float32 1.63 s (both on the PyTorch export), TensorFlow
   float32 2.42 s; OpenVINO bfloat16 0.58 s, the fastest for
   `precision="bfloat16"` (ONNX Runtime has no bfloat16). Not remeasured
-  with this package's exports.
+  with this package's exports, nor on small nets: ONNX Runtime first.
 - other hosts (e.g. ARM): not measured, so TensorFlow.
 """
 
@@ -62,12 +65,15 @@ ENGINE_PRECISIONS = {
     "openvino": ("float32", "bfloat16"),
     "onnxruntime": ("float32",),
 }
-# Measured order per `keras_fcn.cpu.CPU.kind`, fastest first; see the module docstring.
+# Float32 weights above this size are "large": OpenVINO's extra copy of them would outweigh its speed (docstring).
+LARGE_WEIGHTS_BYTES = 100 * 2**20
+_ONNXRUNTIME_FIRST = ("onnxruntime", "openvino", "tensorflow")
+# Measured order per `keras_fcn.cpu.CPU.kind` and size of the weights, fastest first; see the module docstring.
 FASTEST_FIRST = {
-    "x86_amx": ("onnxruntime", "openvino", "tensorflow"),
-    "x86_avx512": ("onnxruntime", "openvino", "tensorflow"),
-    "x86_avx2": ("onnxruntime", "openvino", "tensorflow"),
-    "other": ("tensorflow",),
+    "x86_amx": {"small": _ONNXRUNTIME_FIRST, "large": _ONNXRUNTIME_FIRST},
+    "x86_avx512": {"small": _ONNXRUNTIME_FIRST, "large": _ONNXRUNTIME_FIRST},
+    "x86_avx2": {"small": ("openvino", "onnxruntime", "tensorflow"), "large": _ONNXRUNTIME_FIRST},
+    "other": {"small": ("tensorflow",), "large": ("tensorflow",)},
 }
 # OpenVINO's name for each precision (its CPU plugin's `INFERENCE_PRECISION_HINT`; without it, AMX hosts run bf16).
 OPENVINO_PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
@@ -176,14 +182,16 @@ def auto_engines(model, precision):
     """The engines `"auto"` tries for `model` in `precision`, fastest first: those installed that can run it.
 
     Args:
-        model: a `keras.Model`, or None to check only the host and precision.
+        model: a `keras.Model`, or None to check only the host and precision
+            (then in the order for large weights).
         precision: `"float32"`, `"bfloat16"` or `"float16"`.
 
     Returns:
-        tuple of `FASTEST_FIRST[host kind]`, in its order, ending with
-        `"tensorflow"` (which runs every model).
+        tuple of `FASTEST_FIRST[host kind][weights size]`, in its order,
+        ending with `"tensorflow"` (which runs every model).
     """
-    order = FASTEST_FIRST.get(host_cpu().kind, FASTEST_FIRST["other"])
+    large = model is None or 4 * model.count_params() > LARGE_WEIGHTS_BYTES  # exported in float32
+    order = FASTEST_FIRST.get(host_cpu().kind, FASTEST_FIRST["other"])["large" if large else "small"]
     return tuple(engine for engine in order if unavailable_reason(engine, model, precision) is None)
 
 

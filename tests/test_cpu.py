@@ -68,11 +68,20 @@ def test_auto_engines_follow_the_measured_order_of_the_host_kind(monkeypatch):
     monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(GRAVITON3))
     assert keras_fcn.engines.auto_engines(model, "float32") == ("tensorflow",)  # not measured there
     monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(EPYC))
-    # On x86: ONNX Runtime (float32 only), then OpenVINO, then TensorFlow; each only when installed.
+    # On AVX2 hosts: OpenVINO, then ONNX Runtime (float32 only), then TensorFlow; each only when installed.
     openvino, onnxruntime = engines.installed("openvino"), engines.installed("onnxruntime")
+    assert engines.auto_engines(model, "float32") == ("openvino",) * openvino + ("onnxruntime",) * onnxruntime + (
+        "tensorflow",
+    )
+    # Weights over LARGE_WEIGHTS_BYTES (here 7 float32: the model has 8): ONNX Runtime, which holds them once, first.
+    monkeypatch.setattr(engines, "LARGE_WEIGHTS_BYTES", 4 * 7)
     assert engines.auto_engines(model, "float32") == ("onnxruntime",) * onnxruntime + ("openvino",) * openvino + (
         "tensorflow",
     )
+    monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(ICE_LAKE))
+    monkeypatch.setattr(engines, "LARGE_WEIGHTS_BYTES", 4 * 8)
+    assert engines.auto_engines(model, "float32")[0] == ("onnxruntime" if onnxruntime else "openvino")
+    monkeypatch.setattr(engines, "host_cpu", lambda: parse_cpuinfo(EPYC))
     # OpenVINO computes bfloat16 only where the CPU has it natively (elsewhere it would run float32).
     assert engines.auto_engines(model, "bfloat16") == ("tensorflow",)
     assert engines.auto_engines(model, "float16") == ("tensorflow",)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import keras_fcn
-from keras_fcn import engine_cache, engines
+from keras_fcn import engine_cache, engines, inference
 from keras_fcn.cpu import parse_cpuinfo
 from _inference_helpers import assert_float32_logits, random_fcn8s
 
@@ -168,7 +168,7 @@ def test_an_export_that_computes_something_else_is_refused_and_auto_falls_back(r
         keras_fcn.inference_function(model, engine=engine)
     [entry] = _entries(keras_home)  # no export: the record of its refusal only
     assert sorted(os.listdir(entry)) == [engine_cache.MANIFEST, engines.REFUSAL_RECORD]
-    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: (engine, "tensorflow"))
+    monkeypatch.setattr(inference, "auto_engines", lambda model, precision: (engine, "tensorflow"))
     images = rng.uniform(0, 255, (1, 40, 40, 3)).astype("float32")
     with pytest.warns(RuntimeWarning, match=f'Leaving {engine} out of engine="auto"'):
         run = keras_fcn.inference_function(model)
@@ -178,7 +178,7 @@ def test_an_export_that_computes_something_else_is_refused_and_auto_falls_back(r
 
 def _auto_leaves_onnxruntime_for_openvino(model, rng, monkeypatch):
     """Checks that auto, trying ONNX Runtime first, warns and runs `model` on OpenVINO; returns the images used."""
-    monkeypatch.setattr(engines, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
+    monkeypatch.setattr(inference, "auto_engines", lambda model, precision: ("onnxruntime", "openvino", "tensorflow"))
     with pytest.warns(RuntimeWarning, match='Leaving onnxruntime out of engine="auto"'):
         run = keras_fcn.inference_function(model)
     images = rng.uniform(0, 255, (1, 30, 40, 3)).astype("float32")
