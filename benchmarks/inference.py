@@ -8,7 +8,7 @@ path that imports every framework, then sets the path up from the model's
 `.keras` file with a warm cache, as `keras-fcn predict FILE` does, and runs
 one image: its peak resident memory over that after the imports, and the
 process's peak `VmHWM`; then the median seconds of `--repeats` more calls,
-undisturbed by other engines):
+and more up to `ALONE_MIN_S` seconds, undisturbed by other engines):
 
 - `camvid`: the bundled CamVid FCN-8s (MobileNet 0.25, 11 classes) at
   360x480;
@@ -75,6 +75,9 @@ KERAS_PATHS = {  # path -> the keyword arguments of keras_fcn.inference_function
 TORCH_LAYOUTS = {"torch_fp32": (False, False), "torch_fp32_channels_last": (True, False), "torch_bf16": (True, True)}
 # Seconds between timed calls (see `run_in_turns`).
 PAUSE_S = 0.3
+# Alone, a path is timed over `--repeats` calls and at least this many seconds: 9 calls of a small net are too few
+# for a median steady from one process to the next (camvid: 0.019 and 0.024 s for the same engine).
+ALONE_MIN_S = 3.0
 # Peers running an export of the model: path -> (runtime, whose export).
 EXPORT_PATHS = {
     "openvino_on_keras_export": ("openvino", "keras"),
@@ -273,10 +276,11 @@ def model_file(keras_home, model_name):
 
 
 def alone(name, model_name, export_file, keras_file, repeats):
-    """Sets up path `name` as a user would, alone in this process, runs one image, then times `repeats` more.
+    """Sets up path `name` as a user would, alone in this process, runs one image, then times more.
 
-    Returns `{"working_mib", "peak_mib", "latency_s"}`: the memory after the
-    first image, in MiB, and the median seconds of the timed calls, which
+    Returns `{"working_mib", "peak_mib", "latency_s", "calls"}`: the memory
+    after the first image, in MiB, and the median seconds of the timed
+    calls (`repeats`, and more up to `ALONE_MIN_S` seconds), which
     no other engine of the process disturbs (in `run_in_turns`, a small
     net's calls slow down right after another engine's, by up to 1.7x
     for the camvid net).
@@ -304,11 +308,11 @@ def alone(name, model_name, export_file, keras_file, repeats):
     call(images)
     memory = {"working_mib": peak_memory_mib() - imported, "peak_mib": peak_memory_mib()}
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or sum(times) < ALONE_MIN_S:
         start = time.perf_counter()
         call(images)
         times.append(time.perf_counter() - start)
-    return {**memory, "latency_s": statistics.median(times)}
+    return {**memory, "latency_s": statistics.median(times), "calls": len(times)}
 
 
 def benchmark_model(model_name, repeats, keras_home):

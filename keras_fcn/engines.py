@@ -342,13 +342,7 @@ def _export_and_check(model, engine, folder):
     height, width = model.input_shape[1:3]
     channels = model.input_shape[-1]
     path = os.path.join(folder, FILES[engine])
-    if engine == "onnxruntime":
-        try:
-            _export_onnxruntime(model, path)
-        except ConversionError as error:
-            raise ExportCheckError(f"The model cannot be exported for {engine}: {error}") from error
-    else:
-        _export_openvino(model, path)
+    _EXPORTERS[engine](model, path)
     check_size = (height or EXPORT_CHECK_SIZE[0], width or EXPORT_CHECK_SIZE[1])
     images = np.random.default_rng(0).uniform(0, 255, (1, *check_size, channels)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(images, training=False)).astype("float32")
@@ -375,11 +369,18 @@ def _export_onnxruntime(model, path):
     with its weights in `<path>.data`. `_onnxruntime_function` loads that
     file without optimizing again, mapping the weights into memory: setup
     in milliseconds, and the weights held once.
+
+    Raises:
+        ExportCheckError: when the model cannot be converted
+            (`ConversionError`) or ONNX Runtime cannot load its conversion.
     """
     import onnxruntime
 
     with tempfile.TemporaryDirectory() as folder:
-        converted = write_onnx(model, os.path.join(folder, "converted.onnx"), external_data=True)
+        try:
+            converted = write_onnx(model, os.path.join(folder, "converted.onnx"), external_data=True)
+        except ConversionError as error:
+            raise ExportCheckError(f"The model cannot be exported for onnxruntime: {error}") from error
         options = onnxruntime.SessionOptions()
         options.optimized_model_filepath = path
         options.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{os.path.basename(path)}.data")
@@ -439,3 +440,4 @@ def _onnxruntime_function(path, precision):
 
 
 _LOADERS = {"openvino": _openvino_function, "onnxruntime": _onnxruntime_function}
+_EXPORTERS = {"openvino": _export_openvino, "onnxruntime": _export_onnxruntime}
