@@ -20,15 +20,16 @@ models with `"small"` weights (up to `LARGE_WEIGHTS_BYTES`) and `"large"`:
 
 - `x86_avx2` (2-core AMD EPYC, no AVX-512, no AMX; README "Speed"),
   each engine alone in its own process: the bundled camvid FCN-8s
-  (MobileNet 0.25, 0.9 MiB of weights) at 360x480: OpenVINO 0.0164 to
-  0.0171 s, ONNX Runtime 0.0199 to 0.0239 s (four processes each), and
-  FCN-8s on ResNet50 (95 MiB) 0.242 s against 0.274 s: OpenVINO first.
-  The reference VGG16 FCN-8s (513 MiB) at 500x500: ONNX Runtime 2.13 s,
-  OpenVINO 2.17 s, TensorFlow 2.78 s, with peak memory (set up from the
-  cache, one image) 690 MiB for ONNX Runtime, whose weights are mapped
-  from its cached file, and 1431 MiB for OpenVINO, which holds its file's
-  weights and its own repacked copy (PyTorch: 1014 MiB). So ONNX Runtime
-  first for large weights (as fast, half the memory), then OpenVINO.
+  (MobileNet 0.25, 0.9 MiB of weights) at 360x480: OpenVINO 0.0164 s
+  and 0.0148 s (two runs), ONNX Runtime 0.0253 s and 0.0205 s,
+  TensorFlow 0.043 s; FCN-8s on ResNet50 (95 MiB): OpenVINO 0.242 s,
+  ONNX Runtime 0.274 s. So OpenVINO first for small weights.
+  The reference VGG16 FCN-8s (513 MiB) at 500x500: ONNX Runtime 2.41 s,
+  OpenVINO 2.80 s, TensorFlow 3.21 s, with peak memory (set up from the
+  cache, one image) 649 MiB for ONNX Runtime, whose weights are mapped
+  from its cached file, and 1426 MiB for OpenVINO, which holds its file's
+  weights and its own repacked copy (PyTorch: 1010 MiB). So ONNX Runtime
+  first for large weights (as fast or faster, half the memory).
 - `x86_amx` and `x86_avx512` (2-core AVX-512 + AMX hosts, the VGG16
   net, the project's performance notes): ONNX Runtime float32 1.37 s,
   OpenVINO float32 1.63 s (both on the PyTorch export), TensorFlow
