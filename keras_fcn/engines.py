@@ -22,8 +22,10 @@ models with `"small"` weights (up to `LARGE_WEIGHTS_BYTES`) and `"large"`:
   each engine alone in its own process: the bundled camvid FCN-8s
   (MobileNet 0.25, 0.9 MiB of weights) at 360x480: OpenVINO 0.0164 s
   and 0.0148 s (two runs), ONNX Runtime 0.0253 s and 0.0205 s,
-  TensorFlow 0.043 s; FCN-8s on ResNet50 (95 MiB): OpenVINO 0.242 s,
-  ONNX Runtime 0.274 s. So OpenVINO first for small weights.
+  TensorFlow 0.043 s; FCN-8s on ResNet50 (95 MiB), each engine alone in
+  a separate script before the upsamplings were grouped (not this
+  benchmark): OpenVINO 0.242 s, ONNX Runtime 0.274 s. So OpenVINO first
+  for small weights.
   The reference VGG16 FCN-8s (513 MiB) at 500x500: ONNX Runtime 2.41 s,
   OpenVINO 2.80 s, TensorFlow 3.21 s, with peak memory (set up from the
   cache, one image) 649 MiB for ONNX Runtime, whose weights are mapped
