@@ -53,12 +53,16 @@ def _pad_batches(dataset, batch_size, mean, drop_remainder):
 
 def _pad_to(size, mean):
     def pad(image, mask):
-        tf.debugging.assert_less_equal(
+        fits = tf.debugging.assert_less_equal(
             tf.shape(mask),
             tf.constant(size),
             message=f"An image is larger than size={size} and cannot be padded to it; "
             "use a larger size or fit='resize_crop'",
         )
+        # Graph ops run in any order their data allows: without this, the shape
+        # check of the padded pair may fail first, with a message naming no size.
+        with tf.control_dependencies([fits]):
+            image, mask = tf.identity(image), tf.identity(mask)
         image, mask = pad_pair(image, mask, size, mean)
         return tf.ensure_shape(image, size + (3,)), tf.ensure_shape(mask, size)
 
