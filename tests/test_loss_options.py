@@ -61,6 +61,17 @@ def test_bad_loss_options_are_refused_before_anything_is_written(tmp_path, keywo
     assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
 
 
+@pytest.mark.parametrize("classes", [{"num_classes": NUM_CLASSES}, {"class_names": ["a", "b", "c"]}])
+def test_a_class_weight_count_is_refused_before_any_pair_is_read(tmp_path, classes):
+    folder = write_pairs(tmp_path / "train", 2)
+    with open(os.path.join(folder, "images", "001.png"), "wb") as broken:  # reading the pairs would fail on it
+        broken.write(b"not a png")
+    with pytest.raises(InvalidArgumentError, match="one weight per class, 3; it has 4"):
+        keras_fcn.train(folder, tmp_path / "run", class_weights=[1, 1, 1, 1], **{**QUICK, **classes})
+    with pytest.raises(InvalidArgumentError, match="one weight per class, 11; it has 3"):
+        keras_fcn.train("camvid", tmp_path / "run", data_root=str(tmp_path / "nowhere"), class_weights=[1, 1, 1], **QUICK)
+
+
 def test_the_command_line_reads_the_loss_options():
     parser = argparse.ArgumentParser()
     training_options.add_arguments(parser)

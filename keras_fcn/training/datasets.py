@@ -32,10 +32,6 @@ class DatasetSplits:
 
 
 def _folder_pairs(folder, num_classes, argument, mask_reading, verbose):
-    if num_classes is None:
-        raise InvalidArgumentError(
-            f"A folder dataset needs `num_classes` (or `class_names`). Received {argument}={folder!r}"
-        )
     missing = [name for name in ("images", "masks") if not os.path.isdir(os.path.join(folder, name))]
     if missing:
         splits = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name, "images")))
@@ -64,7 +60,7 @@ def _mask_reading(dataset, num_classes, class_names, label_map, color_map, mask_
         raise InvalidArgumentError(
             f"Give at most one of `label_map`, `color_map` and `mask_threshold`. Received {given!r}"
         )
-    if not isinstance(dataset, (str, os.PathLike)) or dataset in NAMED_DATASETS:
+    if not isinstance(dataset, (str, os.PathLike)) or _is_named(dataset):
         raise InvalidArgumentError(
             f"`label_map`, `color_map` and `mask_threshold` apply to folder datasets. Received dataset={dataset!r}"
         )
@@ -80,29 +76,84 @@ def _mask_reading(dataset, num_classes, class_names, label_map, color_map, mask_
     return given, num_classes, class_names
 
 
-def _named_splits(name, data_root, verbose, training_split):
-    """`(train or None, validation, class names or None, num_classes)` of a dataset known by name."""
+def _named_classes(name):
+    """`(class names or None, num_classes)` of a dataset known by name."""
     if name in TFDS_VALIDATION_SPLITS:
-        num_classes = fcn_data.TFDS_SOURCES[name].num_classes
+        return None, fcn_data.TFDS_SOURCES[name].num_classes
+    names = fcn_data.CAMVID_CLASSES if name == "camvid" else fcn_data.VOC_CLASSES
+    return names, len(names)
+
+
+def _named_splits(name, data_root, verbose, training_split):
+    """`(train or None, validation)` of a dataset known by name."""
+    if name in TFDS_VALIDATION_SPLITS:
         return (
             fcn_data.from_tfds(name, "train", data_dir=data_root) if training_split else None,
             fcn_data.from_tfds(name, TFDS_VALIDATION_SPLITS[name], data_dir=data_root),
-            None,
-            num_classes,
         )
     if data_root is None:
         raise InvalidArgumentError(f"Dataset {name!r} needs `data_root`, the folder holding it. Received data_root=None")
     if name == "camvid":
         train = fcn_data.camvid(data_root, "train", verbose=verbose) if training_split else None
-        return train, fcn_data.camvid(data_root, "val", verbose=verbose), fcn_data.CAMVID_CLASSES, len(fcn_data.CAMVID_CLASSES)
+        return train, fcn_data.camvid(data_root, "val", verbose=verbose)
     if name == "voc":
         train = fcn_data.voc(data_root, "train", verbose=verbose) if training_split else None
-        val = fcn_data.voc(data_root, "val", verbose=verbose)
-    else:
-        sbd_root, voc_root = os.path.join(data_root, SBD_FOLDER), os.path.join(data_root, VOC_FOLDER)
-        train = fcn_data.sbd(sbd_root, "train", verbose=verbose) if training_split else None
-        val = fcn_data.seg11valid(voc_root, sbd_root, verbose=verbose)
-    return train, val, fcn_data.VOC_CLASSES, len(fcn_data.VOC_CLASSES)
+        return train, fcn_data.voc(data_root, "val", verbose=verbose)
+    sbd_root, voc_root = os.path.join(data_root, SBD_FOLDER), os.path.join(data_root, VOC_FOLDER)
+    train = fcn_data.sbd(sbd_root, "train", verbose=verbose) if training_split else None
+    return train, fcn_data.seg11valid(voc_root, sbd_root, verbose=verbose)
+
+
+def dataset_classes(dataset, *, num_classes=None, class_names=None, label_map=None, color_map=None, mask_threshold=None):
+    """The classes of a dataset, known before any of its pairs is read.
+
+    Args: as in `load_dataset`.
+
+    Returns:
+        `(num_classes, class_names)`: an int, and a tuple of str or None
+        (none given, and no names known for the dataset).
+
+    Raises:
+        keras_fcn.errors.InvalidArgumentError: (a `ValueError`) for class
+            counts that disagree, a folder or `tf.data.Dataset` without
+            `num_classes` or `class_names`, or mask reading options that do
+            not apply.
+    """
+    _, num_classes, class_names = _mask_reading(dataset, num_classes, class_names, label_map, color_map, mask_threshold)
+    return _checked_classes(dataset, num_classes, class_names)
+
+
+def _is_named(dataset):
+    return isinstance(dataset, str) and dataset in NAMED_DATASETS
+
+
+def _checked_classes(dataset, num_classes, class_names):
+    """`(num_classes, class_names or None)` from those given and the dataset's own, after checking the dataset's kind."""
+    if not (_is_named(dataset) or isinstance(dataset, tf.data.Dataset)) and not (
+        isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset)
+    ):
+        raise InvalidArgumentError(
+            f"`dataset` must be one of {list(NAMED_DATASETS)}, a folder holding images/ and masks/, "
+            f"or a tf.data.Dataset. Received dataset={dataset!r}"
+        )
+    if class_names is not None:
+        class_names = tuple(class_names)
+        if num_classes is not None and num_classes != len(class_names):
+            raise InvalidArgumentError(
+                f"`class_names` must name every class, {num_classes} names. Received class_names={class_names!r}"
+            )
+        num_classes = len(class_names)
+    if _is_named(dataset):
+        own_names, own_classes = _named_classes(dataset)
+        if num_classes is not None and num_classes != own_classes:
+            raise InvalidArgumentError(
+                f"Dataset {dataset!r} has {own_classes} classes. Received num_classes={num_classes!r}"
+            )
+        return own_classes, class_names or own_names
+    if num_classes is None:
+        kind = "A `tf.data.Dataset`" if isinstance(dataset, tf.data.Dataset) else "A folder dataset"
+        raise InvalidArgumentError(f"{kind} needs `num_classes` (or `class_names`). Received num_classes=None")
+    return num_classes, class_names
 
 
 def load_dataset(
@@ -166,36 +217,16 @@ def load_dataset(
     mask_reading, num_classes, class_names = _mask_reading(
         dataset, num_classes, class_names, label_map, color_map, mask_threshold
     )
-    if class_names is not None:
-        class_names = tuple(class_names)
-        if num_classes is not None and num_classes != len(class_names):
-            raise InvalidArgumentError(
-                f"`class_names` must name every class, {num_classes} names. Received class_names={class_names!r}"
-            )
-        num_classes = len(class_names)
+    num_classes, class_names = _checked_classes(dataset, num_classes, class_names)
     if isinstance(dataset, tf.data.Dataset):
-        if num_classes is None:
-            raise InvalidArgumentError(
-                "A `tf.data.Dataset` needs `num_classes` (or `class_names`). Received num_classes=None"
-            )
-        train, val, names = dataset, None, None
-    elif isinstance(dataset, str) and dataset in NAMED_DATASETS:
-        train, val, names, own_classes = _named_splits(dataset, data_root, verbose, training_split)
-        if num_classes is not None and num_classes != own_classes:
-            raise InvalidArgumentError(
-                f"Dataset {dataset!r} has {own_classes} classes. Received num_classes={num_classes!r}"
-            )
-        num_classes = own_classes
-    elif isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset):
-        train, val, names = _folder_pairs(os.fspath(dataset), num_classes, "dataset", mask_reading, verbose), None, None
+        train, val = dataset, None
+    elif _is_named(dataset):
+        train, val = _named_splits(dataset, data_root, verbose, training_split)
     else:
-        raise InvalidArgumentError(
-            f"`dataset` must be one of {list(NAMED_DATASETS)}, a folder holding images/ and masks/, "
-            f"or a tf.data.Dataset. Received dataset={dataset!r}"
-        )
+        train, val = _folder_pairs(os.fspath(dataset), num_classes, "dataset", mask_reading, verbose), None
     if isinstance(validation, tf.data.Dataset):
         val = validation
     elif validation is not None:
         val = _folder_pairs(os.fspath(validation), num_classes, "validation", mask_reading, verbose)
-    names = class_names or names or tuple(str(i) for i in range(num_classes))
+    names = class_names or tuple(str(i) for i in range(num_classes))
     return DatasetSplits(train, val, num_classes, tuple(names))

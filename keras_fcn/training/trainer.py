@@ -11,7 +11,7 @@ from keras_fcn.data.stats import class_frequencies, median_frequency_weights
 from keras_fcn.metrics import MeanIoU, PixelAccuracy
 from keras_fcn.precision import with_dtype_policy
 from keras_fcn.training import run_folder
-from keras_fcn.training.datasets import load_dataset
+from keras_fcn.training.datasets import dataset_classes, load_dataset
 from keras_fcn.training.distribution import get_strategy, has_workers, process_dir, shard_by_data
 from keras_fcn.training.options import TrainingOptions, takes_options
 from keras_fcn.training.pipelines import training_batches, training_steps, validation_batches
@@ -52,18 +52,21 @@ def _check_loss(options):
         )
 
 
-def _class_weights(options, splits):
-    """The loss weight of each class: as given, from the training set's median frequencies, or None."""
+def _check_class_weight_count(options, num_classes):
     weights = options.class_weights
-    if weights == "median_frequency":
-        frequencies = class_frequencies(splits.train, splits.num_classes, among="images_with_class")
-        return median_frequency_weights(frequencies).tolist()
-    if weights is not None and len(weights) != splits.num_classes:
+    if weights not in (None, "median_frequency") and len(weights) != num_classes:
         raise InvalidArgumentError(
-            f"`class_weights` must have one weight per class, {splits.num_classes}; it has {len(weights)}. "
+            f"`class_weights` must have one weight per class, {num_classes}; it has {len(weights)}. "
             f"Received class_weights={list(weights)!r}"
         )
-    return weights
+
+
+def _class_weights(options, splits):
+    """The loss weight of each class: as given, from the training set's median frequencies, or None."""
+    if options.class_weights == "median_frequency":
+        frequencies = class_frequencies(splits.train, splits.num_classes, among="images_with_class")
+        return median_frequency_weights(frequencies).tolist()
+    return options.class_weights
 
 
 def _compile(model, options, num_classes, total_steps, class_weights):
@@ -161,17 +164,22 @@ def train(dataset, output_dir, **options):
         )
     policy = dtype_policy(options.mixed_precision)
     run_dir = process_dir(os.fspath(output_dir), strategy)
+    classes = {
+        "num_classes": options.num_classes,
+        "class_names": options.class_names,
+        "label_map": options.label_map,
+        "color_map": options.color_map,
+        "mask_threshold": options.mask_threshold,
+    }
+    num_classes, _ = dataset_classes(dataset, **classes)
+    _check_class_weight_count(options, num_classes)
     with run_folder.locked(run_dir):
         splits = load_dataset(
             dataset,
             data_root=options.data_root,
             validation=options.validation,
-            num_classes=options.num_classes,
-            class_names=options.class_names,
-            label_map=options.label_map,
-            color_map=options.color_map,
-            mask_threshold=options.mask_threshold,
             verbose=1 if options.verbose == "auto" else options.verbose,
+            **classes,
         )
         class_weights = _class_weights(options, splits)
         seed = run_folder.prepare(run_dir, splits.class_names, options)
