@@ -46,6 +46,7 @@ import importlib.util
 import json
 import os
 import tempfile
+import weakref
 
 import keras
 import numpy as np
@@ -57,6 +58,7 @@ from keras_fcn.exported_graphs import group_openvino_transposed_convolutions
 from keras_fcn.errors import InvalidArgumentError, UnsupportedModelError
 from keras_fcn.files import write_json_atomically
 from keras_fcn.precision import as_float32
+from keras_fcn.weights_fingerprint import weights_fingerprint
 
 ENGINES = ("tensorflow", "openvino", "onnxruntime")
 # The packages an engine needs (to export the model and to run it), and the extra that installs them.
@@ -100,9 +102,13 @@ class InferenceFunction:
 
     Call it on a `(batch, H, W, C)` array (any real dtype, as the model takes
     it) to get the model's float32 outputs as numpy arrays. It holds what
-    runs the model: a `tf.function` of the Keras model, or an exported
-    engine's own copy of it (then not the Keras model, which may be
-    released).
+    runs the model: a `tf.function` of the Keras model, or a copy of it (an
+    exported engine's, or one in another precision). A function following a
+    model (`follow`) compares the model's weights at each call
+    (`keras_fcn.weights_fingerprint`) and, when they changed since its copy
+    was made, makes it again first: it computes with the weights as they
+    are, whatever the engine. It refers to the model weakly: when nothing
+    else holds the model, nothing can change it, and the copy runs alone.
 
     Attributes:
         engine: str, the engine it runs on, one of
@@ -123,6 +129,31 @@ class InferenceFunction:
         self.input_shape = tuple(input_shape)
         self.output_shape = output_shape
         self.cache_key = cache_key
+        self._followed = None
+
+    def follow(self, model, remake):
+        """Makes this function follow `model`'s weights; returns it.
+
+        Args:
+            model: the `keras.Model` its copy was made from, with the
+                weights it has now.
+            remake: a function of a model making an `InferenceFunction` of
+                it with its weights as they are then; called with `model` at
+                the first call after they change. (It must not hold `model`
+                itself, which this function refers to weakly.)
+        """
+        self._followed = (weakref.ref(model), remake, weights_fingerprint(model))
+        return self
+
+    def _follow_weights(self):
+        model = None if self._followed is None else self._followed[0]()
+        if model is None:
+            return
+        now = weights_fingerprint(model)
+        if now != self._followed[2]:
+            fresh = self._followed[1](model)
+            self._run, self.engine, self.cache_key = fresh._run, fresh.engine, fresh.cache_key
+            self._followed = (self._followed[0], self._followed[1], now)
 
     def __call__(self, images):
         images = np.asarray(images)
@@ -133,6 +164,7 @@ class InferenceFunction:
             raise InvalidArgumentError(
                 f"`images` must be a batch of shape ({wanted}), as the model takes them. Received shape {images.shape}"
             )
+        self._follow_weights()
         return self._run(images)
 
     def __repr__(self):

@@ -4,6 +4,7 @@ TensorFlow backend only (the exports need it). OpenVINO and ONNX Runtime are in 
 (`pip install -e ".[test]"`): a test fails, rather than skips, where one is missing.
 """
 
+import gc
 import glob
 import importlib.util
 import json
@@ -144,6 +145,42 @@ def test_new_weights_are_exported_again(rng, exports, keras_home):
     layer.set_weights([w + 0.5 for w in layer.get_weights()])
     assert_float32_logits(keras_fcn.inference_function(model, engine=engine)(images), model.predict(images, verbose=0))
     assert len(exports) == 2 and len(_entries(keras_home)) == 2
+
+
+@pytest.mark.parametrize("engine", EXPORT_ENGINES)
+def test_a_function_follows_the_weights_after_fit_and_assign(engine, rng, exports):
+    model = _tiny_model(rng)
+    images = rng.uniform(0, 255, (2, 24, 40, 3)).astype("float32")
+    run = keras_fcn.inference_function(model, engine=engine)
+    before = run(images)
+    run(images)
+    assert len(exports) == 1  # unchanged weights: no export at each call
+    masks = rng.integers(0, 3, (2, 24, 40))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images, masks, epochs=1, verbose=0)
+    after = model.predict(images, verbose=0)
+    assert np.abs(after - before).max() > 1e-3  # the step changed the logits
+    assert_float32_logits(run(images), after)
+    assert run.engine == engine and len(exports) == 2
+    kernel = model.layers[1].kernel  # one element, by one unit of its last place
+    value = kernel.numpy()
+    value[1, 1, 2, 3] = np.nextafter(value[1, 1, 2, 3], np.float32(np.inf))
+    kernel.assign(value)
+    run(images)
+    assert len(exports) == 3
+
+
+def test_a_function_outliving_its_model_runs_its_copy_alone(rng, exports, monkeypatch):
+    model = _tiny_model(rng)
+    images = rng.uniform(0, 255, (1, 16, 16, 3)).astype("float32")
+    expected = model.predict(images, verbose=0)
+    run = keras_fcn.inference_function(model, engine=CACHED_ENGINE)
+    del model
+    gc.collect()
+    fingerprints = []
+    monkeypatch.setattr(engines, "weights_fingerprint", lambda model: fingerprints.append(model))
+    assert_float32_logits(run(images), expected)
+    assert fingerprints == [] and len(exports) == 1
 
 
 def test_a_failed_export_leaves_nothing_in_the_cache(rng, keras_home, monkeypatch):
