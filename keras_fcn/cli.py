@@ -5,30 +5,34 @@ caused by the input (a bad argument, a missing or malformed file, bad data:
 `keras_fcn.errors.InputError`, an `OSError`) ends the command with one line
 naming what is at fault and exit status 2 (`--debug` also prints its
 traceback); any other error is a bug and ends it with a traceback and exit
-status 1.
+status 1. Every output path is checked before any long work (`_check_output`);
+the folders it lacks are made when it is written. A Python warning is shown as
+one line, `keras-fcn VERB: warning: ...`.
 """
 
 import argparse
 import collections
+import functools
 import itertools
 import json
 import math
 import os
 import sys
 import traceback
+import warnings
 
 import numpy as np
 
 from keras_fcn import arguments, assets, data, plots, training, zoo
 from keras_fcn.constants import CLASSES_FILE
 from keras_fcn.errors import InvalidArgumentError, InvalidDataError, input_error_message
-from keras_fcn.export import FORMATS, export
+from keras_fcn.export import FORMATS, check_export, export
 from keras_fcn.engines import ENGINES
 from keras_fcn.inference import PRECISIONS, evaluate, inference_function, predict, saved_model_source, source_function
 from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
-from keras_fcn.files import remove_if_exists, sha256_of, temporary_path
+from keras_fcn.files import remove_if_exists, save_atomically, sha256_of, temporary_path
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
@@ -81,6 +85,41 @@ class CommandError(InvalidArgumentError):
     """A bad argument found while running a verb: reported on one line, exit status 2."""
 
 
+def _check_output(argument, path, folder=False):
+    """Refuses an output path that cannot be written, before any long work (loading a model, training).
+
+    The path (a file, or a folder when `folder`) may be missing, and so may
+    folders above it: those are made when it is written, not here, so that
+    a command failing before then leaves nothing behind. Refused: a folder
+    where a file is needed and the reverse, a file where a folder above it
+    should be, and a folder that this user cannot write to.
+
+    Args:
+        argument: str, the argument as the user knows it, e.g. `"--json"`.
+        path: str, the path it was given.
+        folder: bool, whether the path is a folder to write into.
+
+    Raises:
+        CommandError: naming `argument` and `path`.
+    """
+    if folder and os.path.exists(path) and not os.path.isdir(path):
+        raise CommandError(f"argument {argument}: must be a folder; received {path!r}, which is a file")
+    if not folder and os.path.isdir(path):
+        raise CommandError(f"argument {argument}: must be a file name; received {path!r}, which is a folder")
+    existing = path if folder else os.path.dirname(path)
+    while existing and not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    existing = existing or os.curdir
+    if not os.path.isdir(existing):
+        raise CommandError(
+            f"argument {argument}: cannot be written; received {path!r}, where {existing!r} is a file, not a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandError(
+            f"argument {argument}: cannot be written; received {path!r}, and the folder {existing!r} is not writable"
+        )
+
+
 def _verb_parser(verbs, name, **kwargs):
     """A verb's parser, with its examples shown as written and a `--debug` flag."""
     parser = verbs.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
@@ -107,12 +146,13 @@ def _train_parser(verbs):
     parser.add_argument(
         "dataset", help=f"one of {', '.join(training.NAMED_DATASETS)}, or a folder holding images/ and masks/"
     )
-    parser.add_argument("--output-dir", required=True, help="the run folder")
+    parser.add_argument("--output-dir", required=True, help="the run folder (made with its parents if missing)")
     options.add_arguments(parser)
     parser.set_defaults(run=_train)
 
 
 def _train(args):
+    _check_output("--output-dir", args.output_dir, folder=True)
     training.train(args.dataset, args.output_dir, **options.from_arguments(args))
     print(f"Run folder: {args.output_dir} (best.keras, last.keras, log.csv, tensorboard/)")
 
@@ -205,9 +245,9 @@ def _evaluate_parser(verbs):
     parser.add_argument("dataset", help=f"one of {', '.join(training.NAMED_DATASETS)}, or a folder holding images/ and masks/")
     options.add_arguments(parser, ("data_root", "class_names", "label_map", "color_map", "mask_threshold"))
     parser.add_argument("--batch-size", type=arguments.positive_int, default=1, help="images per batch (default: 1)")
-    parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--json", help="write the figures to this JSON file (missing folders are made)")
     parser.add_argument(
-        "--plot", metavar="DIR", help="write confusion_matrix.png and per_class_iou.png to DIR (needs matplotlib)"
+        "--plot", metavar="DIR", help="write confusion_matrix.png and per_class_iou.png to DIR (made if missing; needs matplotlib)"
     )
     _add_inference_arguments(parser)
     parser.set_defaults(run=_evaluate)
@@ -230,7 +270,10 @@ def _json_safe(value):
 
 
 def _evaluate(args):
+    if args.json:
+        _check_output("--json", args.json)
     if args.plot:
+        _check_output("--plot", args.plot, folder=True)
         plots.ensure_matplotlib()
     run, known, _ = _inference_function(args)
     splits = training.load_dataset(
@@ -248,8 +291,13 @@ def _evaluate(args):
     figures = evaluate(run, data.batch_by_size(pairs, args.batch_size), class_names=names, flip=args.flip)
     print(_figures_table(figures))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as file:
-            json.dump({"model": args.model, "dataset": args.dataset, "flip": args.flip, **_json_safe(figures)}, file, indent=1)
+        record = {"model": args.model, "dataset": args.dataset, "flip": args.flip, **_json_safe(figures)}
+
+        def write(temporary):
+            with open(temporary, "w", encoding="utf-8") as file:
+                json.dump(record, file, indent=1)
+
+        save_atomically(write, args.json)  # making the folders it lacks
         print(f"Wrote {args.json}")
     if args.plot:
         print(f"Wrote {', '.join(plots.save_evaluation(figures, args.plot, title=f'{args.model} on {args.dataset}'))}")
@@ -266,7 +314,7 @@ def _predict_parser(verbs):
     )
     parser.add_argument("model", help="a .keras file (class names from classes.json beside it) or a zoo entry")
     parser.add_argument("inputs", nargs="*", help="image files or folders of images (default: the bundled street scene)")
-    parser.add_argument("--output-dir", default="predictions", help="where to write the PNGs (default: predictions)")
+    parser.add_argument("--output-dir", default="predictions", help="where to write the PNGs, made if missing (default: predictions)")
     options.add_arguments(parser, ("class_names",))
     parser.add_argument("--alpha", type=arguments.non_negative_float, default=0.5, help="overlay opacity in [0, 1] (default: 0.5)")
     _add_inference_arguments(parser)
@@ -343,6 +391,7 @@ def _save_png(image, path):
 def _predict(args):
     if args.alpha > 1:
         raise CommandError(f"argument --alpha: must be in [0, 1]; received {args.alpha}")
+    _check_output("--output-dir", args.output_dir, folder=True)
     if args.inputs:
         files = _image_files(args.inputs, args.output_dir)
     else:
@@ -387,7 +436,7 @@ def _export_parser(verbs):
         epilog=EXPORT_EXAMPLES,
     )
     parser.add_argument("model", help="a .keras file or a zoo entry")
-    parser.add_argument("output", help="a folder (SavedModel) or a .tflite / .onnx file")
+    parser.add_argument("output", help="a folder (SavedModel) or a .tflite / .onnx file (missing folders are made)")
     parser.add_argument("--format", choices=FORMATS, help="default: from the output's extension, else savedmodel")
     parser.add_argument("--input-size", type=arguments.size, metavar="HxW", help="fixed input size (required for tflite)")
     parser.set_defaults(run=_export)
@@ -397,8 +446,12 @@ def _export(args):
     format = args.format or _EXPORT_SUFFIXES.get(os.path.splitext(args.output)[1].lower(), "savedmodel")
     if format == "tflite" and args.input_size is None:
         raise CommandError("argument --input-size: required for tflite, e.g. --input-size 360x480")
+    check_export(args.output, format, args.input_size)
+    _check_output("output", args.output, folder=format == "savedmodel")
     load, _, _, _ = _saved_model(args.model)
-    export(load(), args.output, format, input_size=args.input_size)
+    model = load()
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    export(model, args.output, format, input_size=args.input_size)
     print(f"Wrote {format} to {args.output}")
 
 
@@ -423,6 +476,7 @@ def _plot_parser(verbs):
 def _plot(args):
     last = args.runs[-1]
     output = args.output or os.path.join(last if os.path.isdir(last) else os.path.dirname(last), TRAINING_CURVES_FILE)
+    _check_output("--output", output)
     plots.save(plots.training_curves(args.runs, args.labels), output)
     print(f"Wrote {output}")
 
@@ -486,7 +540,17 @@ def _zoo(args):
         path = zoo.fetch(args.name)
         print(f"{path}\nsha256 {sha256_of(path)}")
     else:
+        _check_output("--output", args.output)
         print(f"{args.output}\nsha256 {zoo.convert_caffemodel(args.name, args.caffemodel, args.output)}")
+
+
+def _show_warning(verb, message, category, filename, lineno, file=None, line=None):
+    """`warnings.showwarning` for the command line: `keras-fcn VERB: warning: <message>`, on one line."""
+    text = " ".join(str(message).split())
+    try:
+        print(f"{PROG} {verb}: warning: {text}", file=sys.stderr if file is None else file)
+    except OSError:  # as Python's own: a closed or broken standard error loses the warning
+        pass
 
 
 def build_parser():
@@ -522,6 +586,8 @@ def main(argv=None):
             its traceback and exits with status 1).
     """
     args = build_parser().parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = functools.partial(_show_warning, args.verb)
     try:
         args.run(args)
     except Exception as error:
@@ -533,4 +599,6 @@ def main(argv=None):
         lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
         print(f"{PROG} {args.verb}: error: " + "\n".join(lines), file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
     return 0

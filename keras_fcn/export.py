@@ -191,6 +191,33 @@ def _is_savedmodel_or_empty_folder(path):
     return os.path.isdir(path) and (not os.listdir(path) or os.path.isfile(os.path.join(path, "saved_model.pb")))
 
 
+def check_export(path, format="savedmodel", input_size=None):
+    """The checks `export` makes of its arguments before any work, for a caller to make before loading a model.
+
+    Raises:
+        ValueError: for a bad `format`, `path` or `input_size`, as `export`.
+        ImportError: for `"onnx"` when tf2onnx or onnx is not installed.
+    """
+    if format not in FORMATS:
+        raise InvalidArgumentError(f"`format` must be one of {FORMATS}. Received format={format!r}")
+    if format == "tflite" and input_size is None:
+        raise InvalidArgumentError("TFLite export needs a fixed `input_size` (height, width). Received input_size=None")
+    if format == "tflite" and not str(path).endswith(".tflite"):
+        raise InvalidArgumentError(f"A TFLite file's name must end in '.tflite'. Received path={path!r}")
+    if format == "onnx":
+        missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise MissingPackageError(
+                f"ONNX export needs the packages {', '.join(missing)}, which are not installed: "
+                "pip install keras-fcn[onnx]"
+            )
+    if format == "savedmodel" and os.path.exists(path) and not _is_savedmodel_or_empty_folder(path):
+        raise InvalidArgumentError(
+            f"A SavedModel is written as a folder of its own: {path!r} is a file or a folder holding other files. "
+            f"Give a new or empty folder (or a .onnx / .tflite file name). Received path={path!r}"
+        )
+
+
 def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
     """Writes a model in a serving format with `model.export`.
 
@@ -231,24 +258,7 @@ def export(model, path, format="savedmodel", *, input_size=None, verbose=False):
 
     >>> keras_fcn.export.export(model, "fcn8s.tflite", "tflite", input_size=(360, 480))
     """
-    if format not in FORMATS:
-        raise InvalidArgumentError(f"`format` must be one of {FORMATS}. Received format={format!r}")
-    if format == "tflite" and input_size is None:
-        raise InvalidArgumentError("TFLite export needs a fixed `input_size` (height, width). Received input_size=None")
-    if format == "tflite" and not str(path).endswith(".tflite"):
-        raise InvalidArgumentError(f"A TFLite file's name must end in '.tflite'. Received path={path!r}")
-    if format == "onnx":
-        missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
-        if missing:
-            raise MissingPackageError(
-                f"ONNX export needs the packages {', '.join(missing)}, which are not installed: "
-                "pip install keras-fcn[onnx]"
-            )
-    if format == "savedmodel" and os.path.exists(path) and not _is_savedmodel_or_empty_folder(path):
-        raise InvalidArgumentError(
-            f"A SavedModel is written as a folder of its own: {path!r} is a file or a folder holding other files. "
-            f"Give a new or empty folder (or a .onnx / .tflite file name). Received path={path!r}"
-        )
+    check_export(path, format, input_size)
     height, width = model.input_shape[1:3] if input_size is None else validate_size(input_size, "input_size")
     if format == "onnx":  # a mixed-precision model is exported as its float32 copy
         return write_onnx(as_float32(model), str(path), (height, width))

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -383,3 +384,132 @@ def test_bad_mask_values_are_reported_naming_the_file_without_a_traceback(saved_
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-2] == "keras-fcn evaluate: error: 1 of 2 image/mask pairs cannot be used:"
     assert lines[-1].startswith(f"- Mask '{data}/masks/001.png' has values [7] that are neither")
+
+
+@pytest.fixture(scope="module")
+def conv_model(tmp_path_factory):
+    """The quickest model to export: one 1x1 convolution scoring 3 classes."""
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(NUM_CLASSES, 1)(inputs))
+    path = tmp_path_factory.mktemp("conv") / "conv.keras"
+    model.save(path)
+    return str(path)
+
+
+def _files_under(folder):
+    walk = os.walk(folder)
+    return sorted(os.path.relpath(os.path.join(root, name), folder) for root, _, names in walk for name in names)
+
+
+def test_evaluate_writes_json_and_plots_into_folders_it_makes(conv_model, tmp_path, capsys):
+    data = write_pairs(tmp_path / "val", 1, size=(16, 16))
+    json_path, plot = tmp_path / "a" / "b" / "figures.json", tmp_path / "p" / "q"
+    assert cli.main(["evaluate", conv_model, data, "--json", str(json_path), "--plot", str(plot)]) == 0
+    assert set(json.loads(json_path.read_text())) >= {"model", "mean_iou", "per_class_iou"}
+    assert os.listdir(json_path.parent) == ["figures.json"]  # no temporary file left
+    assert sorted(os.listdir(plot)) == ["confusion_matrix.png", "per_class_iou.png"]
+
+
+def test_export_writes_into_folders_it_makes(conv_model, tmp_path):
+    assert cli.main(["export", conv_model, str(tmp_path / "nodir" / "sub" / "conv.onnx")]) == 0
+    assert os.listdir(tmp_path / "nodir" / "sub") == ["conv.onnx"]
+
+
+# Each output path that cannot be used is refused before any work: the model ("nowhere.keras", which would fail
+# otherwise), the data and the run folders are not read.
+_SAVEDMODEL_REFUSES = (
+    "A SavedModel is written as a folder of its own: '{0}' is a file or a folder holding other files. Give a new or "
+    "empty folder (or a .onnx / .tflite file name). Received path='{0}'"
+)
+_UNUSABLE_OUTPUTS = [
+    pytest.param(
+        ["evaluate", "nowhere.keras", "val", "--json", "{folder}"],
+        "argument --json: must be a file name; received '{folder}', which is a folder",
+        id="evaluate-json-folder",
+    ),
+    pytest.param(
+        ["evaluate", "nowhere.keras", "val", "--json", "{file}/x.json"],
+        "argument --json: cannot be written; received '{file}/x.json', where '{file}' is a file, not a folder",
+        id="evaluate-json-under-file",
+    ),
+    pytest.param(
+        ["evaluate", "nowhere.keras", "val", "--plot", "{file}"],
+        "argument --plot: must be a folder; received '{file}', which is a file",
+        id="evaluate-plot-file",
+    ),
+    pytest.param(
+        ["predict", "nowhere.keras", "{folder}", "--output-dir", "{folder}/x.png"],
+        "argument --output-dir: must be a folder; received '{folder}/x.png', which is a file",
+        id="predict-output-dir-file",
+    ),
+    pytest.param(
+        ["predict", "nowhere.keras", "--output-dir", "{file}/a/b"],
+        "argument --output-dir: cannot be written; received '{file}/a/b', where '{file}' is a file, not a folder",
+        id="predict-output-dir-under-file",
+    ),
+    pytest.param(
+        ["export", "nowhere.keras", "{file}/sub/m.onnx"],
+        "argument output: cannot be written; received '{file}/sub/m.onnx', where '{file}' is a file, not a folder",
+        id="export-under-file",
+    ),
+    pytest.param(
+        ["export", "nowhere.keras", "{folder}", "--format", "onnx"],
+        "argument output: must be a file name; received '{folder}', which is a folder",
+        id="export-onnx-folder",
+    ),
+    pytest.param(["export", "nowhere.keras", "{file}"], _SAVEDMODEL_REFUSES.format("{file}"), id="export-savedmodel-file"),
+    pytest.param(["export", "nowhere.keras", "{folder}"], _SAVEDMODEL_REFUSES.format("{folder}"), id="export-savedmodel-in"),
+    pytest.param(
+        ["train", "missing", "--output-dir", "{file}"],
+        "argument --output-dir: must be a folder; received '{file}', which is a file",
+        id="train-output-dir-file",
+    ),
+    pytest.param(
+        ["plot", "missing", "--output", "{folder}"],
+        "argument --output: must be a file name; received '{folder}', which is a folder",
+        id="plot-output-folder",
+    ),
+    pytest.param(
+        ["zoo", "convert", "voc-fcn8s", "--caffemodel", "missing", "--output", "{file}/x.weights.h5"],
+        "argument --output: cannot be written; received '{file}/x.weights.h5', where '{file}' is a file, not a folder",
+        id="zoo-convert-under-file",
+    ),
+]
+
+
+@pytest.mark.parametrize("argv, message", _UNUSABLE_OUTPUTS)
+def test_an_output_path_that_cannot_be_used_is_refused_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("in")
+    Image.new("RGB", (8, 8)).save("in/x.png")
+    paths = {"folder": "in", "file": "in/x.png"}
+    before = _files_under(tmp_path)
+    assert cli.main([part.format(**paths) for part in argv]) == 2
+    assert capsys.readouterr().err.strip() == f"keras-fcn {argv[0]}: error: {message.format(**paths)}"
+    assert _files_under(tmp_path) == before and sorted(os.listdir(tmp_path)) == ["in"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    # Tests may run as root, who may write anywhere: this user's permissions are those `os.access` reports.
+    locked = str(tmp_path / "locked")
+    os.makedirs(locked)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: path != locked and access(path, mode, **kwargs))
+    assert cli.main(["evaluate", "nowhere.keras", "val", "--json", f"{locked}/new/x.json"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"keras-fcn evaluate: error: argument --json: cannot be written; received '{locked}/new/x.json', and the "
+        f"folder {locked!r} is not writable"
+    )
+    assert os.listdir(locked) == []
+
+
+def test_python_warnings_are_one_line_naming_the_verb(monkeypatch, capsys):
+    def warn(*args, **kwargs):
+        warnings.warn("Exporting again: the cache entry\n  /cache/x is corrupt or stale.", RuntimeWarning)
+
+    monkeypatch.setattr(training, "train", warn)
+    shown = warnings.showwarning
+    assert cli.main(["train", "data", "--output-dir", "run"]) == 0
+    expected = "keras-fcn train: warning: Exporting again: the cache entry /cache/x is corrupt or stale.\n"
+    assert capsys.readouterr().err == expected
+    assert warnings.showwarning is shown
