@@ -59,6 +59,7 @@ import numpy as np
 import keras_fcn
 from keras_fcn.cpu import host_cpu
 from keras_fcn.precision import with_dtype_policy
+from keras_fcn.weights_fingerprint import weights_fingerprint
 
 NUM_CLASSES = 21
 SIZES = {"camvid": (360, 480), "vgg16_reference": (500, 500)}
@@ -162,10 +163,15 @@ def path_names(model_name):
 
 
 def make_path(name, model, exports):
-    """Sets up path `name` (timed; an export's path from its file in `exports`) and returns it."""
+    """Sets up path `name` (timed; an export's path from its file in `exports`) and returns it.
+
+    A keras-fcn path runs as `predict` and `evaluate` run it: its function
+    of the model's weights as they are (`as_of_now`), which compares them
+    once per call of theirs, not per image (`weights_check_s`).
+    """
     start = time.perf_counter()
     if name in KERAS_PATHS:
-        call = keras_fcn.inference_function(model, **KERAS_PATHS[name])
+        call = keras_fcn.inference_function(model, **KERAS_PATHS[name]).as_of_now()
     elif name in TORCH_LAYOUTS:
         call = torch_call(model, *TORCH_LAYOUTS[name])
     else:
@@ -368,6 +374,7 @@ def benchmark_model(model_name, repeats, keras_home):
     return {
         "size": list(size),
         "parameters": model.count_params(),
+        "weights_check_s": weights_check_s(model, repeats),
         "gflop_per_image": work,
         "max_abs_logit_tensorflow_fp32": float(np.max(np.abs(reference))),
         "default_engine": default,
@@ -375,6 +382,17 @@ def benchmark_model(model_name, repeats, keras_home):
         "paths": report,
         "refused": refused,
     }
+
+
+def weights_check_s(model, repeats):
+    """Median seconds of the comparison of the model's weights that a function following it makes at each call."""
+    weights_fingerprint(model)  # traced once
+    times = []
+    for _ in range(max(repeats, 20)):
+        start = time.perf_counter()
+        weights_fingerprint(model)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def rounded(value):
@@ -444,6 +462,8 @@ def markdown(results):
                 f"| {setup:.3g} | {memory} | {check:.2g} |"
             )
         lines += [f"| `{name}` | refused | | | | | | |" for name in summary["refused"]]
+        if "weights_check_s" in summary:
+            lines += ["", f"Weights check of a function following the model in memory: {summary['weights_check_s'] * 1e3:.2g} ms a call."]
         lines.append("")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ from keras_fcn.constants import CLASSES_FILE
 from keras_fcn.errors import InvalidArgumentError, InvalidDataError, input_error_message
 from keras_fcn.export import FORMATS, check_export, export
 from keras_fcn.engines import ENGINES
-from keras_fcn.inference import PRECISIONS, evaluate, inference_function, predict, saved_model_source, source_function
+from keras_fcn.inference import PRECISIONS, evaluate, predict, saved_model_source, source_function
 from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
@@ -194,7 +194,7 @@ def _inference_function(args):
     """
     load, source, known, palette = _saved_model(args.model)
     settings = {"engine": args.engine, "precision": args.precision}
-    run = inference_function(load(), **settings) if source is None else source_function(source, load, **settings)
+    run = source_function(source, load, **settings)
     print(f"Running {args.model} on {run.engine} in {run.precision}")
     return run, known, palette
 

@@ -145,6 +145,19 @@ class InferenceFunction:
         self._followed = (weakref.ref(model), remake, weights_fingerprint(model))
         return self
 
+    def as_of_now(self):
+        """This function with the followed model's weights as they are now, not following later changes.
+
+        For a loop in which nothing changes them (`keras_fcn.predict`,
+        `keras_fcn.evaluate`): it compares the weights once, not at every
+        batch.
+
+        Returns:
+            An `InferenceFunction`.
+        """
+        self._follow_weights()
+        return InferenceFunction(self._run, self.engine, self.precision, self.input_shape, self.output_shape, self.cache_key)
+
     def _follow_weights(self):
         model = None if self._followed is None else self._followed[0]()
         if model is None:

@@ -351,7 +351,7 @@ def mirror_averaged(run):
 
 
 def _runner(model, engine, precision, flip):
-    """The `InferenceFunction` that `predict` and `evaluate` run (mirror-averaged with `flip`)."""
+    """The `InferenceFunction` that `predict` and `evaluate` run (mirror-averaged with `flip`), of the weights now."""
     if not isinstance(flip, bool):
         raise InvalidArgumentError(f"`flip` must be True or False. Received flip={flip!r}")
     if isinstance(model, InferenceFunction):
@@ -361,9 +361,9 @@ def _runner(model, engine, precision, flip):
                 "pass `engine` and `precision` to `inference_function` instead. "
                 f"Received engine={engine!r}, precision={precision!r}"
             )
-        run = model
+        run = model.as_of_now()
     else:
-        run = inference_function(model, engine=engine, precision=precision)
+        run = inference_function(model, engine=engine, precision=precision).as_of_now()
     if not flip:
         return run
     return InferenceFunction(mirror_averaged(run), run.engine, run.precision, run.input_shape, run.output_shape)

@@ -170,6 +170,22 @@ def test_a_function_follows_the_weights_after_fit_and_assign(engine, rng, export
     assert len(exports) == 3
 
 
+def test_predict_compares_the_weights_once_per_call_not_per_batch(rng, monkeypatch):
+    model = _tiny_model(rng)
+    run = keras_fcn.inference_function(model, engine=CACHED_ENGINE)
+    images = list(rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32"))
+    compared = []
+    weights_fingerprint = engines.weights_fingerprint
+    monkeypatch.setattr(engines, "weights_fingerprint", lambda model: compared.append(1) or weights_fingerprint(model))
+    for count in (1, 4):
+        del compared[:]
+        labels = keras_fcn.predict(run, images[:count], batch_size=1)
+        assert len(compared) == 1 and len(labels) == count
+    del compared[:]
+    keras_fcn.predict(model, images, batch_size=1)  # made (or found) once, then compared once
+    assert len(compared) == 2
+
+
 def test_a_function_outliving_its_model_runs_its_copy_alone(rng, exports, monkeypatch):
     model = _tiny_model(rng)
     images = rng.uniform(0, 255, (1, 16, 16, 3)).astype("float32")
