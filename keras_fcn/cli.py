@@ -178,9 +178,10 @@ def _saved_model(name):
         entry = zoo.get(name)
         known, palette = entry.class_names, entry.palette
     else:
+        missing = "no such file; it " if os.sep in name or os.path.splitext(name)[1] else ""
         raise CommandError(
-            f"argument model: must be a saved model file (.keras) or a zoo entry, one of {', '.join(zoo.available())}; "
-            f"received {name!r}"
+            f"argument model: {missing}must be a saved model file (.keras) or a zoo entry, one of "
+            f"{', '.join(zoo.available())}; received {name!r}"
         )
     return (*saved_model_source(name), known, palette)
 

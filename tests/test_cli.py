@@ -282,6 +282,9 @@ def test_errors_found_while_running_are_one_line(saved_model, tmp_path, capsys):
     _, path = saved_model
     cases = [
         (["predict", "nowhere.keras", path, "--output-dir", str(tmp_path)],
+         "keras-fcn predict: error: argument model: no such file; it must be a saved model file (.keras) or a zoo "
+         "entry, one of voc-fcn32s"),
+        (["predict", "camvidd", path, "--output-dir", str(tmp_path)],
          "keras-fcn predict: error: argument model: must be a saved model file (.keras) or a zoo entry, one of voc-fcn32s"),
         (["export", path, str(tmp_path / "fcn.tflite")],
          "keras-fcn export: error: argument --input-size: required for tflite, e.g. --input-size 360x480"),
