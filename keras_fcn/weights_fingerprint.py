@@ -24,7 +24,7 @@ def weights_fingerprint(model):
     A change of any one element always changes a sum; several changes leave
     every sum as it was with a chance of about 2**-32. Under the TensorFlow
     backend one `tf.function`, kept on the model, reads all the variables in
-    one call (3.4 ms for the 146 weights of the bundled camvid net on a
+    one call (1.6 to 3.4 ms for the 146 weights of the bundled camvid net on a
     2-core CPU, `benchmarks/inference.py`: mostly TensorFlow's cost per
     operation); other backends read them through numpy.
 
