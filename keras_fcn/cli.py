@@ -32,7 +32,7 @@ from keras_fcn.inference import PRECISIONS, evaluate, predict, saved_model_sourc
 from keras_fcn.metrics import FIGURES
 from keras_fcn.training import options
 from keras_fcn.visualize import class_shares, label_image, overlay
-from keras_fcn.files import remove_if_exists, save_atomically, sha256_of, temporary_path
+from keras_fcn.files import remove_if_exists, sha256_of, temporary_path, write_json_atomically
 
 PROG = "keras-fcn"
 FIGURE_TITLES = dict(
@@ -293,12 +293,7 @@ def _evaluate(args):
     print(_figures_table(figures))
     if args.json:
         record = {"model": args.model, "dataset": args.dataset, "flip": args.flip, **_json_safe(figures)}
-
-        def write(temporary):
-            with open(temporary, "w", encoding="utf-8") as file:
-                json.dump(record, file, indent=1)
-
-        save_atomically(write, args.json)  # making the folders it lacks
+        write_json_atomically(args.json, record)  # making the folders it lacks
         print(f"Wrote {args.json}")
     if args.plot:
         print(f"Wrote {', '.join(plots.save_evaluation(figures, args.plot, title=f'{args.model} on {args.dataset}'))}")
