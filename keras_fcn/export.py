@@ -194,6 +194,9 @@ def _is_savedmodel_or_empty_folder(path):
 def check_export(path, format="savedmodel", input_size=None):
     """The checks `export` makes of its arguments before any work, for a caller to make before loading a model.
 
+    Args:
+        path, format, input_size: as for `export`.
+
     Raises:
         ValueError: for a bad `format`, `path` or `input_size`, as `export`.
         ImportError: for `"onnx"` when tf2onnx or onnx is not installed.
