@@ -46,7 +46,6 @@ import importlib.util
 import json
 import os
 import tempfile
-import weakref
 
 import keras
 import numpy as np
@@ -104,11 +103,11 @@ class InferenceFunction:
     it) to get the model's float32 outputs as numpy arrays. It holds what
     runs the model: a `tf.function` of the Keras model, or a copy of it (an
     exported engine's, or one in another precision). A function following a
-    model (`follow`) compares the model's weights at each call
-    (`keras_fcn.weights_fingerprint`) and, when they changed since its copy
-    was made, makes it again first: it computes with the weights as they
-    are, whatever the engine. It refers to the model weakly: when nothing
-    else holds the model, nothing can change it, and the copy runs alone.
+    model (`follow`) holds it, compares its weights at each call
+    (`keras_fcn.weights_fingerprint.weights_fingerprint`) and, when they
+    changed since its copy was made, makes it again first: it computes with
+    the weights as they are, whatever the engine. `as_of_now()` gives the
+    copy alone, without the model.
 
     Attributes:
         engine: str, the engine it runs on, one of
@@ -139,18 +138,20 @@ class InferenceFunction:
                 weights it has now.
             remake: a function of a model making an `InferenceFunction` of
                 it with its weights as they are then; called with `model` at
-                the first call after they change. (It must not hold `model`
-                itself, which this function refers to weakly.)
+                the first call after they change.
         """
-        self._followed = (weakref.ref(model), remake, weights_fingerprint(model))
+        self._followed = (model, remake, weights_fingerprint(model))
         return self
 
     def as_of_now(self):
-        """This function with the followed model's weights as they are now, not following later changes.
+        """This function with the followed model's weights as they are now, comparing them no more.
 
         For a loop in which nothing changes them (`keras_fcn.predict`,
         `keras_fcn.evaluate`): it compares the weights once, not at every
-        batch.
+        batch, and holds a copy's engine without the model (which may then
+        be released). What it computes after the weights change depends on
+        the engine: a copy keeps the weights it has, while the float32
+        TensorFlow function reads the model's weights itself.
 
         Returns:
             An `InferenceFunction`.
@@ -159,14 +160,14 @@ class InferenceFunction:
         return InferenceFunction(self._run, self.engine, self.precision, self.input_shape, self.output_shape, self.cache_key)
 
     def _follow_weights(self):
-        model = None if self._followed is None else self._followed[0]()
-        if model is None:
+        if self._followed is None:
             return
+        model, remake, made_with = self._followed
         now = weights_fingerprint(model)
-        if now != self._followed[2]:
-            fresh = self._followed[1](model)
+        if now != made_with:
+            fresh = remake(model)
             self._run, self.engine, self.cache_key = fresh._run, fresh.engine, fresh.cache_key
-            self._followed = (self._followed[0], self._followed[1], now)
+            self._followed = (model, remake, now)
 
     def __call__(self, images):
         images = np.asarray(images)

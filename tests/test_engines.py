@@ -9,6 +9,7 @@ import glob
 import importlib.util
 import json
 import os
+import weakref
 
 import keras
 import numpy as np
@@ -186,17 +187,25 @@ def test_predict_compares_the_weights_once_per_call_not_per_batch(rng, monkeypat
     assert len(compared) == 2
 
 
-def test_a_function_outliving_its_model_runs_its_copy_alone(rng, exports, monkeypatch):
+def test_a_function_holds_its_model_and_as_of_now_does_not(rng, exports):
     model = _tiny_model(rng)
     images = rng.uniform(0, 255, (1, 16, 16, 3)).astype("float32")
-    expected = model.predict(images, verbose=0)
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
     run = keras_fcn.inference_function(model, engine=CACHED_ENGINE)
+    run(images)
+    kernel, alive = model.layers[-1].kernel, weakref.ref(model)
+    fixed = run.as_of_now()
     del model
     gc.collect()
-    fingerprints = []
-    monkeypatch.setattr(engines, "weights_fingerprint", lambda model: fingerprints.append(model))
-    assert_float32_logits(run(images), expected)
-    assert fingerprints == [] and len(exports) == 1
+    assert alive() is not None  # `run` holds it: the weights may still change
+    kernel.assign(kernel * 3 - 0.02)  # after the last call, before the model's name is gone
+    twin.layers[-1].kernel.assign(twin.layers[-1].kernel * 3 - 0.02)
+    assert_float32_logits(run(images), twin.predict(images, verbose=0))
+    del run
+    gc.collect()
+    assert alive() is None  # `fixed` runs its export without the model
+    assert fixed(images).shape == (1, 16, 16, 3)
 
 
 def test_a_failed_export_leaves_nothing_in_the_cache(rng, keras_home, monkeypatch):
