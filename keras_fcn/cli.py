@@ -186,14 +186,15 @@ def _saved_model(name):
     return (*saved_model_source(name), known, palette)
 
 
-def _inference_function(args):
+def _inference_function(args, saved=None):
     """`(InferenceFunction, class names or None, palette or None)` of `args.model` with `args`' engine and precision.
 
     A model whose export is cached is not loaded (`source_function`); else
     the model is loaded and only the function is kept, so that an exported
-    engine's copy of the weights is the only one in memory.
+    engine's copy of the weights is the only one in memory. `saved`: what
+    `_saved_model(args.model)` gave, when the caller has it.
     """
-    load, source, known, palette = _saved_model(args.model)
+    load, source, known, palette = saved or _saved_model(args.model)
     settings = {"engine": args.engine, "precision": args.precision}
     run = source_function(source, load, **settings)
     print(f"Running {args.model} on {run.engine} in {run.precision}")
@@ -276,17 +277,26 @@ def _evaluate(args):
     if args.plot:
         _check_output("--plot", args.plot, folder=True)
         plots.ensure_matplotlib()
-    run, known, _ = _inference_function(args)
-    splits = training.load_dataset(
+    saved = _saved_model(args.model)
+    load, _, known, _ = saved
+    class_names = args.class_names or known
+    if class_names is None:  # the number of classes is the model's own: build it first, and hand it on
+        model = load()
+        num_classes, saved = model.output_shape[-1], ([model].pop, *saved[1:])  # the function alone keeps it
+        del model
+    else:
+        num_classes = len(class_names)
+    splits = training.load_dataset(  # every pair is checked before the model is exported
         args.dataset,
         data_root=args.data_root,
-        num_classes=run.output_shape[-1],
-        class_names=args.class_names or known,
+        num_classes=num_classes,
+        class_names=class_names,
         label_map=args.label_map,
         color_map=args.color_map,
         mask_threshold=args.mask_threshold,
         training_split=False,
     )
+    run, _, _ = _inference_function(args, saved)
     names = _class_names(args, run, splits.class_names)
     pairs = splits.validation if splits.validation is not None else splits.train
     figures = evaluate(run, data.batch_by_size(pairs, args.batch_size), class_names=names, flip=args.flip)

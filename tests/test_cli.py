@@ -516,3 +516,29 @@ def test_python_warnings_are_one_line_naming_the_verb(monkeypatch, capsys):
     expected = "keras-fcn train: warning: Exporting again: the cache entry /cache/x is corrupt or stale.\n"
     assert capsys.readouterr().err == expected
     assert warnings.showwarning is shown
+
+
+@pytest.mark.parametrize("with_names", [True, False])
+def test_evaluate_checks_every_pair_before_the_model_is_run(conv_model, tmp_path, monkeypatch, capsys, with_names):
+    model_path = tmp_path / "m" / "conv.keras"
+    model_path.parent.mkdir()
+    model_path.write_bytes(pathlib.Path(conv_model).read_bytes())
+    if with_names:  # the classes are known without the model: it is not even read
+        (model_path.parent / "classes.json").write_text(json.dumps({"class_names": ["a", "b", "c"]}))
+        model_path.write_bytes(b"not a .keras file")
+    data = write_pairs(tmp_path / "val", 2, size=(16, 16))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(os.path.join(data, "masks", "001.png"))  # not its image's size
+    made = []
+    monkeypatch.setattr(cli, "source_function", lambda *args, **kwargs: made.append(args))
+    monkeypatch.setattr(cli.training, "load_dataset", _recording(cli.training.load_dataset, made))
+    assert cli.main(["evaluate", str(model_path), data]) == 2
+    assert "001.png" in capsys.readouterr().err
+    assert made == ["load_dataset"]  # refused by the pair check; no engine was made
+
+
+def _recording(function, calls):
+    def recorded(*args, **kwargs):
+        calls.append(function.__name__)
+        return function(*args, **kwargs)
+
+    return recorded
