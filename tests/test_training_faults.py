@@ -90,6 +90,16 @@ def test_a_second_training_into_a_held_folder_refuses_on_one_line_naming_the_fir
     assert not run.exists()
 
 
+def test_a_training_refused_for_its_data_leaves_no_folders_it_made(tmp_path):
+    data = write_pairs(tmp_path / "train", 2)
+    with open(os.path.join(data, "images", "001.png"), "wb") as broken:
+        broken.write(b"not a png")
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError, match="001.png"):
+        training.train(data, tmp_path / "runs" / "deep" / "c", **TINY_RUN, batch_size=2)
+    assert os.listdir(tmp_path / "runs") == []  # neither c nor deep; runs was there before
+
+
 def test_a_kill_while_the_last_checkpoints_are_written_is_repaired_by_the_next_start(tmp_path, monkeypatch):
     data = write_pairs(tmp_path / "train", 4)
     val = write_pairs(tmp_path / "val", 2, seed=1)

@@ -87,7 +87,7 @@ def _acquire(path, output_dir):
 
 @contextlib.contextmanager
 def locked(run_dir):
-    """Holds `run_dir` for one training: created if needed, and removed again if it is left empty.
+    """Holds `run_dir` for one training: created if needed (with its parents), and removed again if left empty.
 
     Args:
         run_dir: str, the run folder.
@@ -96,7 +96,7 @@ def locked(run_dir):
         keras_fcn.errors.InvalidArgumentError: when another training holds
             it, naming its pid, host and start time.
     """
-    created = not os.path.isdir(run_dir)
+    created = _missing_folders(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, LOCK_FILE)
     descriptor = _acquire(path, run_dir)
@@ -106,8 +106,19 @@ def locked(run_dir):
         if descriptor is not None:
             os.remove(path)  # while locked: a training starting meanwhile locks a file that is gone, and tries again
             os.close(descriptor)
-        if created and not os.listdir(run_dir):
-            os.rmdir(run_dir)
+        for folder in created:  # the deepest first: a failed training leaves no empty folders of its own
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+
+
+def _missing_folders(path):
+    """`path` and those of its parents that do not exist, the deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def prepare(run_dir, class_names, options):
