@@ -250,3 +250,9 @@ def test_the_check_shows_as_much_progress_as_verbose_asks(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(checked)
     with pytest.raises(ValueError, match="`verbose` must be 0, 1 or 2. Received verbose='auto'"):
         data.from_folders(f"{folder}/images", f"{folder}/masks", num_classes=3, verbose="auto")
+    with open(f"{folder}/images/002.png", "r+b") as image:  # its header says another size than its mask's
+        image.seek(16)
+        image.write((1000).to_bytes(4, "big"))
+    with pytest.raises(ValueError, match="1 of 5"):
+        data.from_folders(f"{folder}/images", f"{folder}/masks", num_classes=3, verbose=2)
+    assert "5/5" in capsys.readouterr().out  # the bar counts every pair checked, those refused by a header too

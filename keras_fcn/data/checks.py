@@ -135,7 +135,9 @@ def check_file_pairs(image_paths, mask_paths, spec, *, verbose=1):
     to_read = [index for index in range(len(image_paths)) if index not in problems]
     if verbose:
         print(f"Checking {len(image_paths)} image/mask pairs ({_masks_place(mask_paths)})")
-    progbar = keras.utils.Progbar(len(to_read), verbose=verbose, unit_name="pair")
+    progbar = keras.utils.Progbar(len(image_paths), verbose=verbose, unit_name="pair")
+    if problems:
+        progbar.add(len(problems))  # refused by their headers: checked, not decoded
     counts = np.zeros(IGNORE_LABEL + 1, np.int64)
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
         results = pool.map(lambda index: _value_counts(spec, image_paths[index], mask_paths[index]), to_read)
