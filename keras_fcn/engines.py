@@ -166,7 +166,7 @@ class InferenceFunction:
         now = weights_fingerprint(model)
         if now != made_with:
             fresh = remake(model)
-            self._run, self.engine, self.cache_key = fresh._run, fresh.engine, fresh.cache_key
+            self._run, self.engine, self.cache_key = fresh, fresh.engine, fresh.cache_key  # it runs its copy
             self._followed = (model, remake, now)
 
     def __call__(self, images):
