@@ -153,7 +153,10 @@ def _train_parser(verbs):
 
 def _train(args):
     _check_output("--output-dir", args.output_dir, folder=True)
-    training.train(args.dataset, args.output_dir, **options.from_arguments(args))
+    try:
+        training.train(args.dataset, args.output_dir, **options.from_arguments(args))
+    except InvalidArgumentError as error:
+        raise CommandError(options.with_flags(str(error))) from error
     print(f"Run folder: {args.output_dir} (best.keras, last.keras, log.csv, tensorboard/)")
 
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_fcn
+from keras_fcn import cli
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.training import options as training_options
 from keras_fcn.training.datasets import DatasetSplits
@@ -70,6 +71,16 @@ def test_a_class_weight_count_is_refused_before_any_pair_is_read(tmp_path, class
         keras_fcn.train(folder, tmp_path / "run", class_weights=[1, 1, 1, 1], **{**QUICK, **classes})
     with pytest.raises(InvalidArgumentError, match="one weight per class, 11; it has 3"):
         keras_fcn.train("camvid", tmp_path / "run", data_root=str(tmp_path / "nowhere"), class_weights=[1, 1, 1], **QUICK)
+
+
+def test_the_command_line_names_the_flags_of_a_refused_option(tmp_path, capsys):
+    folder = write_pairs(tmp_path / "train", 2)
+    argv = ["train", folder, "--output-dir", str(tmp_path / "run"), "--num-classes", str(NUM_CLASSES)]
+    assert cli.main([*argv, "--class-weights", "1,1,1,1"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "keras-fcn train: error: `--class-weights` must have one weight per class, 3; it has 4. "
+        "Received --class-weights=[1.0, 1.0, 1.0, 1.0]"
+    )
 
 
 def test_the_command_line_reads_the_loss_options():

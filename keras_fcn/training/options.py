@@ -415,6 +415,27 @@ def add_arguments(parser, names=None):
         )
 
 
+def with_flags(message):
+    """`message`, an error's naming keyword arguments of `keras_fcn.train`, naming the flags of `keras-fcn train`.
+
+    "`class_weights` must ..." becomes "`--class-weights` must ...", and
+    "Received class_weights=" "Received --class-weights="; options without
+    a flag keep their names.
+
+    Args:
+        message: str.
+
+    Returns:
+        str.
+    """
+    for field in dataclasses.fields(TrainingOptions):
+        if field.metadata["cli"]:
+            flag = _flag(field)
+            message = message.replace(f"`{field.name}`", f"`{flag}`")
+            message = re.sub(rf"\bReceived {field.name}=", f"Received {flag}=", message)
+    return message
+
+
 def from_arguments(args):
     """The keyword arguments of `keras_fcn.train` given by the flags of `add_arguments`, as `argparse` parsed them."""
     return {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingOptions) if field.metadata["cli"]}
