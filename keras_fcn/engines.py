@@ -131,7 +131,10 @@ class InferenceFunction:
         self._followed = None
 
     def follow(self, model, remake):
-        """Makes this function follow `model`'s weights; returns it.
+        """A function running this one's copy that follows `model`'s weights.
+
+        This function itself is left as it is (it may be kept on the model
+        and given again for the same weights).
 
         Args:
             model: the `keras.Model` its copy was made from, with the
@@ -139,9 +142,13 @@ class InferenceFunction:
             remake: a function of a model making an `InferenceFunction` of
                 it with its weights as they are then; called with `model` at
                 the first call after they change.
+
+        Returns:
+            An `InferenceFunction`.
         """
-        self._followed = (model, remake, weights_fingerprint(model))
-        return self
+        following = self._copy()
+        following._followed = (model, remake, weights_fingerprint(model))
+        return following
 
     def as_of_now(self):
         """This function with the followed model's weights as they are now, comparing them no more.
@@ -157,6 +164,10 @@ class InferenceFunction:
             An `InferenceFunction`.
         """
         self._follow_weights()
+        return self._copy()
+
+    def _copy(self):
+        """A function running the same copy, following nothing."""
         return InferenceFunction(self._run, self.engine, self.precision, self.input_shape, self.output_shape, self.cache_key)
 
     def _follow_weights(self):

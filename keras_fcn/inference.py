@@ -365,8 +365,10 @@ def _runner(model, engine, precision, flip):
                 f"Received engine={engine!r}, precision={precision!r}"
             )
         run = model.as_of_now()
-    else:
-        run = inference_function(model, engine=engine, precision=precision).as_of_now()
+    elif isinstance(model, (str, os.PathLike)):
+        run = inference_function(model, engine=engine, precision=precision)
+    else:  # the weights as they are now: nothing to follow, so no fingerprint
+        run = _model_function(model, engine=engine, precision=resolve_precision(precision), jit_compile=False)
     if not flip:
         return run
     return InferenceFunction(mirror_averaged(run), run.engine, run.precision, run.input_shape, run.output_shape)
