@@ -107,7 +107,8 @@ class InferenceFunction:
     (`keras_fcn.weights_fingerprint.weights_fingerprint`) and, when they
     changed since its copy was made, makes it again first: it computes with
     the weights as they are, whatever the engine. `as_of_now()` gives the
-    copy alone, without the model.
+    copy alone, without the model. The constructor's `follows`, None or
+    `(model, remake)`, makes a function following `model` as `follow` does.
 
     Attributes:
         engine: str, the engine it runs on, one of
@@ -121,14 +122,14 @@ class InferenceFunction:
             runs; None for TensorFlow.
     """
 
-    def __init__(self, run, engine, precision, input_shape, output_shape, cache_key=None):
+    def __init__(self, run, engine, precision, input_shape, output_shape, cache_key=None, follows=None):
         self._run = run
         self.engine = engine
         self.precision = precision
         self.input_shape = tuple(input_shape)
         self.output_shape = output_shape
         self.cache_key = cache_key
-        self._followed = None
+        self._followed = None if follows is None else (*follows, weights_fingerprint(follows[0]))
 
     def follow(self, model, remake):
         """A function running this one's copy that follows `model`'s weights.
@@ -146,9 +147,7 @@ class InferenceFunction:
         Returns:
             An `InferenceFunction`.
         """
-        following = self._copy()
-        following._followed = (model, remake, weights_fingerprint(model))
-        return following
+        return self._copy(follows=(model, remake))
 
     def as_of_now(self):
         """This function with the followed model's weights as they are now, comparing them no more.
@@ -166,9 +165,11 @@ class InferenceFunction:
         self._follow_weights()
         return self._copy()
 
-    def _copy(self):
-        """A function running the same copy, following nothing."""
-        return InferenceFunction(self._run, self.engine, self.precision, self.input_shape, self.output_shape, self.cache_key)
+    def _copy(self, follows=None):
+        """A function running the same copy, following `follows`: None or `(model, remake)`, as `follow` takes them."""
+        return InferenceFunction(
+            self._run, self.engine, self.precision, self.input_shape, self.output_shape, self.cache_key, follows
+        )
 
     def _follow_weights(self):
         if self._followed is None:

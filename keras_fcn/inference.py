@@ -118,12 +118,14 @@ def inference_function(model, *, engine="auto", precision="float32", jit_compile
     other function runs a copy of the model (an export, or a copy in
     another precision): it holds the model, compares a fingerprint of its
     weights at each call (`keras_fcn.weights_fingerprint.weights_fingerprint`;
-    1.6 to 3.4 ms for the bundled camvid net on a 2-core CPU) and, when
+    1.4 to 3 ms for the bundled camvid net on a 2-core CPU) and, when
     they changed, makes its copy again first (an export: seconds, or a
     cache hit). `run.as_of_now()` compares once and gives a function that
     compares nothing, for loops in which nothing changes the weights
-    (`predict` and `evaluate` use it). A function made from a file or a zoo
-    name holds no model that could change, and compares nothing.
+    (`predict` and `evaluate` given a function use it; given a model, they
+    make its function with the weights as they are, comparing nothing). A
+    function made from a file or a zoo name holds no model that could
+    change, and compares nothing.
 
     Given the path of a `.keras` file rather than a model, the exported
     engines' cache is looked up by the file's sha256 first: when the file's

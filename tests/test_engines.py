@@ -175,6 +175,11 @@ def test_a_function_follows_the_weights_after_fit_and_assign(engine, rng, export
     kernel.assign(value)
     run(images)
     assert len(exports) == 3
+    score = model.layers[-1]  # two classes exchanged: their scores swap, the sum of every weight stays
+    kernel, bias = score.get_weights()
+    score.set_weights([kernel[..., [2, 1, 0]], bias[[2, 1, 0]]])
+    assert_float32_logits(run(images), model.predict(images, verbose=0))
+    assert len(exports) == 4
 
 
 def test_predict_compares_the_weights_once_per_call_not_per_batch(rng, monkeypatch):
