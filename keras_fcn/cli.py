@@ -153,10 +153,7 @@ def _train_parser(verbs):
 
 def _train(args):
     _check_output("--output-dir", args.output_dir, folder=True)
-    try:
-        training.train(args.dataset, args.output_dir, **options.from_arguments(args))
-    except InvalidArgumentError as error:
-        raise CommandError(options.with_flags(str(error))) from error
+    training.train(args.dataset, args.output_dir, **options.from_arguments(args))
     print(f"Run folder: {args.output_dir} (best.keras, last.keras, log.csv, tensorboard/)")
 
 
@@ -605,6 +602,7 @@ def main(argv=None):
             raise
         if args.debug:
             traceback.print_exc()
+        message = options.with_flags(message, getattr(args, "option_flags", {}))  # the verb's flags, not keywords
         lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
         print(f"{PROG} {args.verb}: error: " + "\n".join(lines), file=sys.stderr)
         return 2

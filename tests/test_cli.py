@@ -542,3 +542,28 @@ def _recording(function, calls):
         return function(*args, **kwargs)
 
     return recorded
+
+
+def test_errors_name_the_flags_of_the_verb_not_python_keywords():
+    flags = {"label_map": "--label-map", "data_root": "--data-root", "loss": "--loss"}
+    message = (
+        "Mask 'data/label_map/data_root.png' has values [7]: pass label_map, or `loss`, e.g. label_map={7: 255}. "
+        "Received data_root=None"
+    )
+    assert options.with_flags(message, flags) == (
+        "Mask 'data/label_map/data_root.png' has values [7]: pass --label-map, or `--loss`, e.g. label_map={7: 255}. "
+        "Received --data-root=None"
+    )
+    assert options.with_flags("the loss of label_map", {}) == "the loss of label_map"  # a verb without these options
+
+
+def test_evaluate_names_its_flags_in_errors(tmp_path, capsys):
+    assert cli.main(["evaluate", "camvid", "camvid"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "keras-fcn evaluate: error: Dataset 'camvid' needs `--data-root`, the folder holding it. Received --data-root=None"
+    )
+    folder = write_pairs(tmp_path / "pairs", 2)
+    mask = os.path.join(folder, "masks", sorted(os.listdir(os.path.join(folder, "masks")))[0])
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(mask)
+    assert cli.main(["train", folder, "--num-classes", str(NUM_CLASSES), "--output-dir", str(tmp_path / "run")]) == 2
+    assert "Remap them, e.g. --label-map 7:255 (label_map={7: 255})." in capsys.readouterr().err

@@ -205,8 +205,8 @@ class LabelSpec:
             raise InvalidDataError(
                 f"Mask '{name}' has values [{format_list(bad.tolist())}] that are neither "
                 f"class ids (0 to {self.num_classes - 1}) nor the ignore label "
-                f"{IGNORE_LABEL}. Pass `label_map` to remap them, e.g. "
-                f"label_map={{{int(bad[0])}: {IGNORE_LABEL}}}."
+                f"{IGNORE_LABEL}. Remap them, e.g. --label-map {int(bad[0])}:{IGNORE_LABEL} "
+                f"(label_map={{{int(bad[0])}: {IGNORE_LABEL}}})."
             )
         return raw.astype(np.uint8)
 

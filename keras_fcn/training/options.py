@@ -394,13 +394,16 @@ def _flag(field):
 def add_arguments(parser, names=None):
     """Adds the flags of the options to an `argparse` parser.
 
+    The parsed arguments also hold `option_flags`, a dict from the names of
+    the options added to their flags (for `with_flags`).
+
     Args:
         parser: an `argparse.ArgumentParser`.
         names: None (every option with a flag) or the names of the options
             to add, e.g. `("data_root", "class_names")` for another verb
             that reads a dataset.
     """
-    groups = {}
+    groups, flags = {}, {}
     for field in dataclasses.fields(TrainingOptions):
         if not field.metadata["cli"] or (names is not None and field.name not in names):
             continue
@@ -413,26 +416,33 @@ def add_arguments(parser, names=None):
         groups.get(exclusive, parser).add_argument(
             _flag(field), dest=field.name, default=field.default, help=help, **field.metadata["argparse"]
         )
+        flags[field.name] = _flag(field)
+    parser.set_defaults(option_flags=flags)
 
 
-def with_flags(message):
-    """`message`, an error's naming keyword arguments of `keras_fcn.train`, naming the flags of `keras-fcn train`.
+def with_flags(message, flags):
+    """`message`, an error's naming keyword arguments of `keras_fcn.train`, naming their command-line flags instead.
 
-    "`class_weights` must ..." becomes "`--class-weights` must ...", and
-    "Received class_weights=" "Received --class-weights="; options without
-    a flag keep their names.
+    "`class_weights` must ..." becomes "`--class-weights` must ...",
+    "Received class_weights=" "Received --class-weights=", and a name with
+    an underscore standing as a word of its own (not in a path, nor a
+    Python example such as "label_map={7: 255}"), "pass label_map", "pass
+    --label-map".
 
     Args:
         message: str.
+        flags: dict from option names to their flags, e.g. the
+            `option_flags` that `add_arguments` leaves in the parsed
+            arguments.
 
     Returns:
         str.
     """
-    for field in dataclasses.fields(TrainingOptions):
-        if field.metadata["cli"]:
-            flag = _flag(field)
-            message = message.replace(f"`{field.name}`", f"`{flag}`")
-            message = re.sub(rf"\bReceived {field.name}=", f"Received {flag}=", message)
+    for name, flag in flags.items():
+        message = message.replace(f"`{name}`", f"`{flag}`")
+        message = re.sub(rf"\bReceived {name}=", f"Received {flag}=", message)
+        if "_" in name:
+            message = re.sub(rf"(?<![\w/.\\-]){name}(?![\w/.\\=-])", flag, message)
     return message
 
 
