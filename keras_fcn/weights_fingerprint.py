@@ -56,13 +56,18 @@ def weights_fingerprint(model):
     return kept[1]().numpy().tobytes()
 
 
+def _columns(shape, itemsize):
+    """The number of columns of a weight of `shape` and element size `itemsize` (two words a 64-bit element)."""
+    return shape[-1] * (2 if itemsize == 8 else 1)
+
+
 def _numpy_sums(value):
     """A weight's elements, or its row sums then column sums, as `weights_fingerprint` describes: uint32."""
     value = np.ascontiguousarray(value)
     words = (value.view("u4") if value.dtype.itemsize == 8 else value.view(f"u{value.dtype.itemsize}")).astype("u4")
     if value.ndim < 2:
         return words.reshape(-1)
-    matrix = words.reshape(math.prod(value.shape[:-1]), value.shape[-1] * (2 if value.dtype.itemsize == 8 else 1))
+    matrix = words.reshape(math.prod(value.shape[:-1]), _columns(value.shape, value.dtype.itemsize))
     return np.concatenate([matrix.sum(axis=1, dtype="u4"), matrix.sum(axis=0, dtype="u4")])
 
 
@@ -82,8 +87,7 @@ def _tensorflow_fingerprint(weights):
             return [tf.reshape(words, [-1])]
         # The rows in blocks of the second-to-last axis: summing a tall matrix's columns at once is several times
         # slower in TensorFlow than summing within the blocks, then the blocks.
-        columns = value.shape[-1] * (2 if value.dtype.size == 8 else 1)
-        blocks = tf.reshape(words, (math.prod(value.shape[:-2]), value.shape[-2], columns))
+        blocks = tf.reshape(words, (math.prod(value.shape[:-2]), value.shape[-2], _columns(value.shape, value.dtype.size)))
         return [tf.reshape(tf.reduce_sum(blocks, axis=2), [-1]), tf.reduce_sum(tf.reduce_sum(blocks, axis=1), axis=0)]
 
     @tf.function(autograph=False)
