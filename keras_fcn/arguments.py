@@ -38,6 +38,18 @@ def non_negative_float(text):
     return value
 
 
+def scale_range(text):
+    """`MIN,MAX` -> `(MIN, MAX)`, floats with `0 < MIN <= MAX`."""
+    parts = text.split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        low = high = math.nan
+    if not (0 < low <= high < math.inf):
+        raise argparse.ArgumentTypeError(f"must be MIN,MAX scaling factors with 0 < MIN <= MAX, e.g. 0.5,2, not {text!r}")
+    return low, high
+
+
 def class_weights(text):
     """`median_frequency` (or `median-frequency`), or numbers >= 0 separated by commas -> a list of floats."""
     if text.replace("-", "_") == "median_frequency":

@@ -267,6 +267,11 @@ def test_each_verb_has_help_with_examples(verb, capsys):
         (["train", "d", "--output-dir", "o", "--backbone-weights", "nowhere.h5"],
          "argument --backbone-weights: must be 'imagenet', 'none' or an existing weights file, not 'nowhere.h5'"),
         (["train", "d", "--output-dir", "o", "--epochs", "0"], "argument --epochs: must be a positive integer, not '0'"),
+        (["train", "d", "--output-dir", "o", "--scale-range", "2,0.5"],
+         "argument --scale-range: must be MIN,MAX scaling factors with 0 < MIN <= MAX, e.g. 0.5,2, not '2,0.5'"),
+        (["train", "d", "--output-dir", "o", "--scale-range", "1.5"],
+         "argument --scale-range: must be MIN,MAX scaling factors with 0 < MIN <= MAX, e.g. 0.5,2, not '1.5'"),
+        (["train", "d", "--output-dir", "o", "--jitter", "-0.1"], "argument --jitter: must be a number >= 0, not '-0.1'"),
         (["export", "m.keras", "out", "--format", "coreml"],
          "argument --format: invalid choice: 'coreml' (choose from 'savedmodel', 'tflite', 'onnx')"),
     ],
@@ -335,7 +340,7 @@ def test_train_flags_reach_train_as_its_keyword_arguments(monkeypatch, capsys):
     monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
     argv = ["train", "data", "--output-dir", "run", "--backbone-kwargs", "alpha=0.25", "depth_multiplier=1"]
     argv += ["--no-augment", "--mixed-precision", "--val-folder", "val", "--class-names", "a, b", "--crop-size", "9x7"]
-    argv += ["--verbose", "2", "--learning-rate", "1e-3"]
+    argv += ["--verbose", "2", "--learning-rate", "1e-3", "--scale-range", "0.75,1.5", "--jitter", "0.2"]
     assert cli.main(argv) == 0
     ((positional, keywords),) = calls
     assert positional == ("data", "run")
@@ -343,6 +348,7 @@ def test_train_flags_reach_train_as_its_keyword_arguments(monkeypatch, capsys):
     assert keywords["augment"] is False and keywords["mixed_precision"] == "auto" and keywords["validation"] == "val"
     assert keywords["class_names"] == ["a", "b"] and keywords["crop_size"] == (9, 7) and keywords["verbose"] == 2
     assert keywords["learning_rate"] == 1e-3 and keywords["epochs"] == 10
+    assert keywords["scale_range"] == (0.75, 1.5) and keywords["jitter"] == 0.2
     assert "Run folder: run" in capsys.readouterr().out
 
 

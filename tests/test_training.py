@@ -99,6 +99,13 @@ def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
         ({"validation_steps": 0}, r"`validation_steps` must be a positive int. Received validation_steps=0"),
         ({"verbose": True}, r"`verbose` must be one of \['auto', 0, 1, 2\]. Received verbose=True"),
         ({"augment": "no"}, r"`augment` must be True or False. Received augment='no'"),
+        ({"scale_range": (2.0, 1.0)}, r"`scale_range` must be \(min, max\) scaling factors with 0 < min <= max. "
+         r"Received scale_range=\(2.0, 1.0\)"),
+        ({"scale_range": 2.0}, r"Received scale_range=2.0"),
+        ({"jitter": 1.0}, r"`jitter` must be a number in \[0, 1\). Received jitter=1.0"),
+        ({"jitter": 0.2, "augment": False}, r"`jitter` needs the augmentation that `augment` turns off: give one or "
+         r"the other. Received jitter=0.2 with augment=False"),
+        ({"scale_range": (1, 1), "augment": False}, r"Received scale_range=\(1.0, 1.0\) with augment=False"),
         ({"backbone_kwargs": [("alpha", 0.25)]}, r"`backbone_kwargs` must be None or a dict of the backbone "
          r"constructor's keyword arguments, such as \{'alpha': 0.25\}. Received backbone_kwargs=\[\('alpha', 0.25\)\]"),
     ],

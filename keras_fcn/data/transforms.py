@@ -144,23 +144,35 @@ def _jitter(image, strength, seed):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
+def validate_scale_range(scale_range, name):
+    """Checks a `(min, max)` pair of scaling factors, `0 < min <= max`, and returns it as a tuple of floats."""
+    if not (
+        isinstance(scale_range, (tuple, list))
+        and len(scale_range) == 2
+        and all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in scale_range)
+        and 0 < scale_range[0] <= scale_range[1] < float("inf")
+    ):
+        raise InvalidArgumentError(
+            f"`{name}` must be (min, max) scaling factors with 0 < min <= max. Received {name}={scale_range!r}"
+        )
+    return tuple(float(s) for s in scale_range)
+
+
+def validate_jitter(jitter, name):
+    """Checks a colour jitter strength, a number in `[0, 1)`, and returns it as a float."""
+    if not (isinstance(jitter, numbers.Real) and not isinstance(jitter, bool) and 0 <= jitter < 1):
+        raise InvalidArgumentError(f"`{name}` must be a number in [0, 1). Received {name}={jitter!r}")
+    return float(jitter)
+
+
 def _validate_augment_args(crop_size, scale_range, flip, jitter, seed, epoch):
     if crop_size is not None:
         validate_size(crop_size, "crop_size")
-    if scale_range is not None and not (
-        isinstance(scale_range, (tuple, list))
-        and len(scale_range) == 2
-        and all(isinstance(s, numbers.Real) for s in scale_range)
-        and 0 < scale_range[0] <= scale_range[1]
-    ):
-        raise InvalidArgumentError(
-            "`scale_range` must be None or (min, max) with 0 < min <= max. "
-            f"Received scale_range={scale_range!r}"
-        )
+    if scale_range is not None:
+        validate_scale_range(scale_range, "scale_range")
     if not isinstance(flip, bool):
         raise InvalidArgumentError(f"`flip` must be a bool. Received flip={flip!r}")
-    if not (isinstance(jitter, numbers.Real) and 0 <= jitter < 1):
-        raise InvalidArgumentError(f"`jitter` must be a number in [0, 1). Received jitter={jitter!r}")
+    validate_jitter(jitter, "jitter")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise InvalidArgumentError(f"`seed` must be None or an int. Received seed={seed!r}")
     check_epoch_seed(seed, epoch)

@@ -32,7 +32,7 @@ import textwrap
 
 from keras_fcn import arguments
 from keras_fcn.backbones import BACKBONES, get_backbone, validate_backbone_kwargs
-from keras_fcn.data.transforms import validate_size
+from keras_fcn.data.transforms import validate_jitter, validate_scale_range, validate_size
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.losses import LOSSES, validate_class_weights
 from keras_fcn.training.distribution import STRATEGIES
@@ -42,6 +42,7 @@ from keras_fcn.training.run_folder import SEED_RANGE
 from keras_fcn.training.stages import MODELS
 
 VERBOSITIES = ("auto", 0, 1, 2)
+DEFAULT_SCALE_RANGE = (0.5, 2.0)
 
 
 def option(default, doc, *, check=None, help=None, flag=None, cli=True, exclusive=None, **argparse_kwargs):
@@ -110,6 +111,14 @@ def _non_negative_number(name, value):
 def _boolean(name, value):
     if not isinstance(value, bool):
         raise InvalidArgumentError(f"`{name}` must be True or False. Received {name}={value!r}")
+
+
+def _scale_range(name, value):
+    validate_scale_range(value, name)
+
+
+def _jitter(name, value):
+    validate_jitter(value, name)
 
 
 def _class_weights(name, value):
@@ -343,12 +352,31 @@ class TrainingOptions:
     )
     augment: bool = option(
         True,
-        "bool, random scaling (0.5 to 2) and mirroring of the training pairs (`keras_fcn.data.augment`); "
-        "cropping to `crop_size` happens either way.",
+        "bool, random scaling (by `scale_range`), mirroring and colour jitter (by `jitter`) of the training pairs "
+        "(`keras_fcn.data.augment`); cropping to `crop_size` happens either way.",
         check=_boolean,
-        help="no random scaling and mirroring",
+        help="no random scaling, mirroring and colour jitter",
         flag="--no-augment",
         action="store_false",
+    )
+    scale_range: tuple = option(
+        DEFAULT_SCALE_RANGE,
+        "`(min, max)`, the range of the random scaling factors of the training pairs (uniform; `(1, 1)` for "
+        "none); needs `augment`.",
+        check=_scale_range,
+        help="random scaling factors of the training pairs, drawn uniformly from MIN to MAX",
+        type=arguments.scale_range,
+        metavar="MIN,MAX",
+    )
+    jitter: float = option(
+        0.0,
+        "float in `[0, 1)`, the strength of the random colour jitter of the training images: brightness shifts of "
+        "up to `jitter * 255`, contrast and saturation factors in `[1 - jitter, 1 + jitter]`; 0 for none; needs "
+        "`augment`.",
+        check=_jitter,
+        help="random brightness, contrast and saturation of the training images, e.g. 0.2 (0: none)",
+        type=arguments.non_negative_float,
+        metavar="STRENGTH",
     )
     seed: object = option(
         None,
@@ -372,6 +400,14 @@ class TrainingOptions:
         for field in dataclasses.fields(self):
             if field.metadata["check"] is not None:
                 field.metadata["check"](field.name, getattr(self, field.name))
+        object.__setattr__(self, "scale_range", validate_scale_range(self.scale_range, "scale_range"))
+        defaults = {"scale_range": DEFAULT_SCALE_RANGE, "jitter": 0.0}
+        changed = [name for name, default in defaults.items() if getattr(self, name) != default]
+        if changed and not self.augment:
+            raise InvalidArgumentError(
+                f"`{changed[0]}` needs the augmentation that `augment` turns off: give one or the other. "
+                f"Received {changed[0]}={getattr(self, changed[0])!r} with augment=False"
+            )
         # One spelling per backbone, so that a run folder records "resnet50" whether "ResNet50" or "resnet50" was given.
         object.__setattr__(self, "backbone", self.backbone.lower())
 

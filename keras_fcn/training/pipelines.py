@@ -84,7 +84,7 @@ def training_batches(pairs, options, seed, first_epoch, steps, passes):
     Args:
         pairs: `tf.data.Dataset` of the training `(image, mask)` pairs.
         options: the run's `keras_fcn.training.TrainingOptions`
-            (`batch_size`, `crop_size`, `augment`, `epochs`).
+            (`batch_size`, `crop_size`, `augment`, `scale_range`, `jitter`, `epochs`).
         seed: int, the run's seed.
         first_epoch: int, the epoch training starts at (0, or where a
             resumed run's backup ends).
@@ -95,7 +95,7 @@ def training_batches(pairs, options, seed, first_epoch, steps, passes):
         batches `(images, masks)`, for `model.fit` with
         `steps_per_epoch=steps` and `initial_epoch=first_epoch`.
     """
-    augmentation = {} if options.augment else NO_AUGMENTATION
+    augmentation = {"scale_range": options.scale_range, "jitter": options.jitter} if options.augment else NO_AUGMENTATION
 
     def epoch_batches(epoch):
         def one_pass(index):
