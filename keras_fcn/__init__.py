@@ -23,6 +23,7 @@ from keras_fcn import (
     losses,
     metrics,
     optimizers,
+    test_time,
     visualize,
     zoo,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "metrics",
     "optimizers",
     "predict",
+    "test_time",
     "train",
     "training",
     "upgrade",

@@ -50,6 +50,17 @@ def scale_range(text):
     return low, high
 
 
+def scales(text):
+    """Positive numbers separated by commas, e.g. `1,1.25,1.5` -> a tuple of floats."""
+    try:
+        values = tuple(float(item) for item in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0 < value < math.inf for value in values):
+        raise argparse.ArgumentTypeError(f"must be positive scaling factors separated by commas, e.g. 1,1.25,1.5, not {text!r}")
+    return values
+
+
 def class_weights(text):
     """`median_frequency` (or `median-frequency`), or numbers >= 0 separated by commas -> a list of floats."""
     if text.replace("-", "_") == "median_frequency":

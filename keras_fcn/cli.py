@@ -232,6 +232,14 @@ def _add_inference_arguments(parser):
         help="test-time augmentation: average each image's class probabilities with its left-right mirror's "
         "(twice the time)",
     )
+    parser.add_argument(
+        "--scales",
+        type=arguments.scales,
+        default=(1.0,),
+        metavar="S,S,...",
+        help="test-time augmentation: average each image's class probabilities over copies resized by these "
+        "factors, e.g. 1,1.25,1.5 (the time of each is its factor squared; default: 1)",
+    )
 
 
 def _evaluate_parser(verbs):
@@ -299,14 +307,28 @@ def _evaluate(args):
     run, _, _ = _inference_function(args, saved)
     names = _class_names(args, run, splits.class_names)
     pairs = splits.validation if splits.validation is not None else splits.train
-    figures = evaluate(run, data.batch_by_size(pairs, args.batch_size), class_names=names, flip=args.flip)
+    figures = evaluate(
+        run, data.batch_by_size(pairs, args.batch_size), class_names=names, flip=args.flip, scales=args.scales
+    )
     print(_figures_table(figures))
     if args.json:
-        record = {"model": args.model, "dataset": args.dataset, "flip": args.flip, **_json_safe(figures)}
+        record = {
+            "model": args.model, "dataset": args.dataset, "flip": args.flip, "scales": list(args.scales),
+            **_json_safe(figures),
+        }
         write_json_atomically(args.json, record)  # making the folders it lacks
         print(f"Wrote {args.json}")
     if args.plot:
-        print(f"Wrote {', '.join(plots.save_evaluation(figures, args.plot, title=f'{args.model} on {args.dataset}'))}")
+        title = f"{args.model} on {args.dataset}{_augmentation_words(args)}"
+        print(f"Wrote {', '.join(plots.save_evaluation(figures, args.plot, title=title))}")
+
+
+def _augmentation_words(args):
+    """The test-time augmentation of `evaluate`, in words for a title: "" or " (flip; scales 1, 1.25)"."""
+    words = ["flip"] if args.flip else []
+    if args.scales != (1.0,):
+        words.append("scales " + ", ".join(f"{scale:g}" for scale in args.scales))
+    return f" ({'; '.join(words)})" if words else ""
 
 
 def _predict_parser(verbs):
@@ -417,7 +439,7 @@ def _predict(args):
         raise CommandError(f"no image could be read ({len(files)} given): {', '.join(skipped)}")
     os.makedirs(args.output_dir, exist_ok=True)
     images = [image for _, _, image in readable]
-    labels_of_images = predict(run, images, flip=args.flip)
+    labels_of_images = predict(run, images, flip=args.flip, scales=args.scales)
     for (path, stem, image), labels in zip(readable, labels_of_images):
         output = os.path.join(args.output_dir, stem)
         _save_png(label_image(labels, palette), f"{output}{OUTPUT_SUFFIXES[0]}")

@@ -25,6 +25,7 @@ from keras_fcn.errors import InvalidArgumentError, InvalidDataError, release_pip
 from keras_fcn.files import sha256_of
 from keras_fcn.metrics import ConfusionMatrix, class_keys
 from keras_fcn.precision import dtype_policies, with_dtype_policy
+from keras_fcn.test_time import augmented_inference, validate_augmentation
 from keras_fcn.weights_files import load_model_file
 
 MAX_UINT8_CLASSES = 256
@@ -326,39 +327,9 @@ def _tensorflow_function(model, jit_compile):
     return run
 
 
-def mirror_averaged(run):
-    """`run` made to average each image's class probabilities with those of its left-right mirror.
-
-    Flip test-time augmentation, as in MMSegmentation's `aug_test` and
-    DeepLab's evaluation: the softmax of the logits of the images and of
-    the images mirrored left-right (and mirrored back) are averaged.
-
-    Args:
-        run: a function from float32 images `(batch, H, W, C)` to float32
-            logits `(batch, H, W, num_classes)`, as `inference_function`
-            returns.
-
-    Returns:
-        A function from the same images to float32 class probabilities
-        `(batch, H, W, num_classes)`, summing to 1 over the last axis.
-    """
-
-    def softmax(logits):
-        exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return exponentials / exponentials.sum(axis=-1, keepdims=True)
-
-    def averaged(images):
-        images = np.asarray(images)
-        mirrored = softmax(run(np.ascontiguousarray(images[:, :, ::-1])))[:, :, ::-1]
-        return (softmax(run(images)) + mirrored) / 2
-
-    return averaged
-
-
-def _runner(model, engine, precision, flip):
-    """The `InferenceFunction` that `predict` and `evaluate` run (mirror-averaged with `flip`), of the weights now."""
-    if not isinstance(flip, bool):
-        raise InvalidArgumentError(f"`flip` must be True or False. Received flip={flip!r}")
+def _runner(model, engine, precision, flip, scales):
+    """The `InferenceFunction` that `predict` and `evaluate` run (test-time augmented by `flip`, `scales`), of the weights now."""
+    scales = validate_augmentation(scales, flip)
     if isinstance(model, InferenceFunction):
         if (engine, precision) != ("auto", "float32"):
             raise InvalidArgumentError(
@@ -371,9 +342,10 @@ def _runner(model, engine, precision, flip):
         run = inference_function(model, engine=engine, precision=precision)
     else:  # the weights as they are now: nothing to follow, so no fingerprint
         run = _model_function(model, engine=engine, precision=resolve_precision(precision), jit_compile=False)
-    if not flip:
+    if not flip and scales == (1.0,):
         return run
-    return InferenceFunction(mirror_averaged(run), run.engine, run.precision, run.input_shape, run.output_shape)
+    augmented = augmented_inference(run, scales=scales, flip=flip)
+    return InferenceFunction(augmented, run.engine, run.precision, run.input_shape, run.output_shape)
 
 
 def _output_classes(run):
@@ -391,6 +363,7 @@ def evaluate(
     engine="auto",
     precision="float32",
     flip=False,
+    scales=(1.0,),
     verbose=1,
 ):
     """The paper's four figures and per-class IU of a model on a dataset.
@@ -434,7 +407,13 @@ def evaluate(
             `inference_function`.
         flip: bool, test-time augmentation: True scores each image by the
             mean of its class probabilities and those of its left-right
-            mirror (mirrored back); see `mirror_averaged`.
+            mirror (mirrored back); see `keras_fcn.test_time`.
+        scales: sequence of positive floats, test-time augmentation: each
+            image is also scored resized by each factor, and its class
+            probabilities (resized back) averaged, e.g. `(1.0, 1.25, 1.5)`;
+            `(1.0,)` (default) scores the images as they are. The figures
+            are reported as the model's own only without `flip` and
+            `scales`.
         verbose: 0 (silent) or 1 (a progress bar with the running mean IU).
 
     Returns:
@@ -457,7 +436,7 @@ def evaluate(
     >>> figures = keras_fcn.evaluate(model, val_dataset, class_names=VOC_CLASSES)
     >>> figures["mean_iou"], figures["per_class_iou"]["cat"]
     """
-    run = _runner(model, engine, precision, flip)
+    run = _runner(model, engine, precision, flip, scales)
     if num_classes is None:
         num_classes = len(class_names) if class_names is not None else _output_classes(run)
     if _output_classes(run) not in (None, num_classes):
@@ -549,7 +528,9 @@ def _length(dataset):
 
 
 @release_pipelines_on_error
-def predict(model, images, *, batch_size=1, engine="auto", precision="float32", flip=False, verbose=0):
+def predict(
+    model, images, *, batch_size=1, engine="auto", precision="float32", flip=False, scales=(1.0,), verbose=0
+):
     """Segments images of different sizes, each at its own size.
 
     Images of the same size are batched together, up to `batch_size`, and
@@ -576,7 +557,10 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
             change) or `"float16"`; see `inference_function`.
         flip: bool, test-time augmentation: True labels each pixel by the
             mean of the class probabilities of the image and of its
-            left-right mirror; see `mirror_averaged`.
+            left-right mirror; see `keras_fcn.test_time`.
+        scales: sequence of positive floats, test-time augmentation: also
+            average the class probabilities of the image resized by each
+            factor (resized back), e.g. `(1.0, 1.25)`; default `(1.0,)`.
         verbose: 0 (silent, default) or 1 (a progress bar over the images).
 
     Returns:
@@ -591,7 +575,7 @@ def predict(model, images, *, batch_size=1, engine="auto", precision="float32", 
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgumentError(f"`batch_size` must be a positive int. Received batch_size={batch_size!r}")
-    run = _runner(model, engine, precision, flip)
+    run = _runner(model, engine, precision, flip, scales)
     if _output_classes(run) is not None and _output_classes(run) > MAX_UINT8_CLASSES:
         raise InvalidArgumentError(
             f"Label maps are uint8, so the model may score at most {MAX_UINT8_CLASSES} classes. "

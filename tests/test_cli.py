@@ -70,6 +70,31 @@ def test_evaluate_with_flip_scores_the_mean_of_image_and_mirror_probabilities(tm
     assert changed > 0
 
 
+def test_evaluate_with_scales_scores_the_mean_of_the_rescaled_images_probabilities(tmp_path):
+    # A convolution of 9x9 pixels sees a different scene at each scale, so the labels change with the scales.
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(NUM_CLASSES, 9, padding="same")(inputs))
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(scale=0.05, size=w.shape).astype("float32") for w in model.get_weights()])
+    path = str(tmp_path / "wide.keras")
+    model.save(path)
+    data = write_pairs(tmp_path / "val", 2, size=(40, 48), seed=3)
+    argv = ["evaluate", path, data, "--scales", "1,1.5", "--json", str(tmp_path / "figures.json"), "--plot", str(tmp_path)]
+    assert cli.main(argv) == 0
+    correct = total = changed = 0
+    for index in range(2):
+        image = read_rgb(f"{data}/images/{index:03d}.png")[None].astype("float32")
+        labels = np.asarray(Image.open(f"{data}/masks/{index:03d}.png"))
+        larger = model.predict(tf.image.resize(image, (60, 72)).numpy(), verbose=0)
+        larger = _softmax(tf.image.resize(larger, (40, 48)).numpy())
+        predicted = (_softmax(model.predict(image, verbose=0)) + larger)[0].argmax(-1)
+        correct, total = correct + (predicted == labels).sum(), total + labels.size
+        changed = changed + (model.predict(image, verbose=0)[0].argmax(-1) != predicted).sum()
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["pixel_accuracy"] == pytest.approx(correct / total) and figures["scales"] == [1.0, 1.5]
+    assert figures["flip"] is False and changed > 0
+
+
 def test_evaluate_of_a_named_dataset_reads_only_its_validation_split(tmp_path):
     # CamVid's val alone: no train folder, which `keras-fcn train` would need and evaluate must not read.
     inputs = keras.Input((None, None, 3))
@@ -272,6 +297,10 @@ def test_each_verb_has_help_with_examples(verb, capsys):
         (["train", "d", "--output-dir", "o", "--scale-range", "1.5"],
          "argument --scale-range: must be MIN,MAX scaling factors with 0 < MIN <= MAX, e.g. 0.5,2, not '1.5'"),
         (["train", "d", "--output-dir", "o", "--jitter", "-0.1"], "argument --jitter: must be a number >= 0, not '-0.1'"),
+        (["evaluate", "m.keras", "d", "--scales", "1,0"],
+         "argument --scales: must be positive scaling factors separated by commas, e.g. 1,1.25,1.5, not '1,0'"),
+        (["predict", "m.keras", "--scales", "1,x"],
+         "argument --scales: must be positive scaling factors separated by commas, e.g. 1,1.25,1.5, not '1,x'"),
         (["export", "m.keras", "out", "--format", "coreml"],
          "argument --format: invalid choice: 'coreml' (choose from 'savedmodel', 'tflite', 'onnx')"),
     ],
