@@ -207,10 +207,19 @@ def _class_names(args, model, known):
     `model`: anything with the model's `output_shape` (a Keras model, an `InferenceFunction`).
     """
     num_classes = model.output_shape[-1]
+    _check_class_names(args, num_classes)
     names = args.class_names or known or [str(i) for i in range(num_classes)]
     if len(names) != num_classes:
-        raise CommandError(f"argument --class-names: the model scores {num_classes} classes; received {len(names)} names")
+        raise CommandError(f"The model scores {num_classes} classes, but {len(names)} class names were saved with it")
     return list(names)
+
+
+def _check_class_names(args, num_classes):
+    """Refuses `--class-names` that do not name each of the model's `num_classes` classes."""
+    if args.class_names and len(args.class_names) != num_classes:
+        raise CommandError(
+            f"argument --class-names: the model scores {num_classes} classes; received {len(args.class_names)} names"
+        )
 
 
 def _add_inference_arguments(parser):
@@ -287,13 +296,21 @@ def _evaluate(args):
         plots.ensure_matplotlib()
     saved = _saved_model(args.model)
     load, _, known, _ = saved
-    class_names = args.class_names or known
-    if class_names is None:  # the number of classes is the model's own: build it first, and hand it on
+    if known is None:  # the number of classes is the model's own: build it first, and hand it on
         model = load()
         num_classes, saved = model.output_shape[-1], ([model].pop, *saved[1:])  # the function alone keeps it
         del model
     else:
-        num_classes = len(class_names)
+        num_classes = len(known)
+    _check_class_names(args, num_classes)
+    class_names = args.class_names or known
+    if args.dataset in training.NAMED_DATASETS:
+        own_classes, _ = training.datasets.dataset_classes(args.dataset)
+        if own_classes != num_classes:
+            raise CommandError(
+                f"The model scores {num_classes} classes, but dataset {args.dataset!r} has {own_classes}: evaluate "
+                f"a model of its classes. Received model={args.model!r}"
+            )
     splits = training.load_dataset(  # every pair is checked before the model is exported
         args.dataset,
         data_root=args.data_root,

@@ -115,6 +115,25 @@ def test_evaluate_of_a_named_dataset_reads_only_its_validation_split(tmp_path):
     assert json.loads((tmp_path / "figures.json").read_text())["pixel_accuracy"] == pytest.approx(correct / total)
 
 
+def test_evaluate_refuses_class_counts_that_disagree_with_the_model_naming_both(tmp_path, capsys):
+    # A 3-class model on CamVid (11 classes), or with 2 names: the counts are named, not the masks' labels.
+    inputs = keras.Input((None, None, 3))
+    path = str(tmp_path / "three.keras")
+    keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs)).save(path)
+    write_pairs(tmp_path / "camvid" / "val", 1, size=(24, 32))
+    data = write_pairs(tmp_path / "val", 1, size=(24, 32))
+    cases = [
+        (["evaluate", path, "camvid", "--data-root", str(tmp_path / "camvid")],
+         f"The model scores 3 classes, but dataset 'camvid' has 11: evaluate a model of its classes. Received "
+         f"model={path!r}"),
+        (["evaluate", path, data, "--class-names", "a,b"],
+         "argument --class-names: the model scores 3 classes; received 2 names"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err.strip() == f"keras-fcn evaluate: error: {message}"
+
+
 def read_rgb(path):
     return np.asarray(Image.open(path).convert("RGB"))
 
