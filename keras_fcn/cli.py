@@ -163,27 +163,26 @@ def _saved_model(name):
     `load()` loads the Keras model; `source` identifies what it holds for the
     engines' cache (`keras_fcn.inference.source_function`), or is None.
     """
-    if os.path.isfile(name):
-        classes = os.path.join(os.path.dirname(name), CLASSES_FILE)
-        known, palette = None, None
-        if os.path.isfile(classes):
-            with open(classes, encoding="utf-8") as file:
-                try:
-                    known = list(json.load(file)["class_names"])
-                except (ValueError, TypeError, KeyError) as error:
-                    raise InvalidDataError(
-                        f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
-                    ) from None
-    elif name in zoo.available():
-        entry = zoo.get(name)
-        known, palette = entry.class_names, entry.palette
-    else:
+    if not os.path.exists(name) and name not in zoo.available():
         missing = "no such file; it " if os.sep in name or os.path.splitext(name)[1] else ""
         raise CommandError(
             f"argument model: {missing}must be a saved model file (.keras) or a zoo entry, one of "
             f"{', '.join(zoo.available())}; received {name!r}"
         )
-    return (*saved_model_source(name), known, palette)
+    load, source = saved_model_source(name)  # refuses a folder, or a file that is not a .keras model
+    known, palette = None, None
+    if name in zoo.available() and not os.path.exists(name):
+        entry = zoo.get(name)
+        known, palette = entry.class_names, entry.palette
+    elif os.path.isfile(classes := os.path.join(os.path.dirname(name), CLASSES_FILE)):
+        with open(classes, encoding="utf-8") as file:
+            try:
+                known = list(json.load(file)["class_names"])
+            except (ValueError, TypeError, KeyError) as error:
+                raise InvalidDataError(
+                    f'{classes}: expected JSON {{"class_names": [...]}} beside the model ({error!r})'
+                ) from None
+    return load, source, known, palette
 
 
 def _inference_function(args, saved=None):
@@ -437,12 +436,13 @@ def _predict(args):
     if args.alpha > 1:
         raise CommandError(f"argument --alpha: must be in [0, 1]; received {args.alpha}")
     _check_output("--output-dir", args.output_dir, folder=True)
+    saved = _saved_model(args.model)
     if args.inputs:
         files = _image_files(args.inputs, args.output_dir)
     else:
         files = [assets.sample_image_path()]
         print(f"No images given: segmenting the bundled sample street scene {files[0]}")
-    run, known, palette = _inference_function(args)
+    run, known, palette = _inference_function(args, saved)
     names = _class_names(args, run, known)
     palette = palette or zoo.voc_palette(len(names))
     readable, skipped = [], []

@@ -26,7 +26,7 @@ from keras_fcn.files import sha256_of
 from keras_fcn.metrics import ConfusionMatrix, class_keys
 from keras_fcn.precision import dtype_policies, with_dtype_policy
 from keras_fcn.test_time import augmented_inference, validate_augmentation
-from keras_fcn.weights_files import load_model_file
+from keras_fcn.weights_files import check_model_path, load_model_file
 
 MAX_UINT8_CLASSES = 256
 # `precision` argument -> the Keras dtype policy the model computes under.
@@ -217,18 +217,17 @@ def saved_model_source(model):
         weights sha256 (None for an entry whose weights have none).
 
     Raises:
-        keras_fcn.errors.InvalidDataError: when `model` is neither a file
-            nor a zoo entry, naming it and the entries.
+        keras_fcn.errors.InvalidDataError: when `model` is neither a
+            `.keras` file nor a zoo entry, naming it (and the entries).
     """
     name = os.fspath(model)
-    if os.path.isfile(name):
+    if os.path.exists(name):
+        check_model_path(name)
         return (lambda: load_model_file(name)), {"file_sha256": sha256_of(name)}
     if name in zoo.available():
         entry = zoo.get(name)
         source = None if entry.weights_sha256 is None else {"zoo": name, "weights_sha256": entry.weights_sha256}
         return (lambda: zoo.load_model(name)), source
-    if os.path.isdir(name):
-        raise InvalidDataError(f"`model`: {name} is a folder, not a .keras file. Received model={model!r}")
     raise InvalidDataError(
         f"`model`: {name} is neither a file nor a zoo entry (one of {', '.join(zoo.available())}). Received model={model!r}"
     )

@@ -105,6 +105,22 @@ def load_weights(model, path, argument="weights"):
         ) from error
 
 
+def check_model_path(path, argument="model"):
+    """Refuses a path that cannot name a saved model: a folder, or a file whose suffix is not `.keras` (or `.h5`).
+
+    Raises:
+        keras_fcn.errors.InvalidDataError: naming `argument` and the path.
+    """
+    if os.path.isdir(path):
+        raise InvalidDataError(f"`{argument}`: {path} is a folder, not a .keras model file")
+    suffix = os.path.splitext(str(path))[1]
+    if suffix not in (".keras", ".h5"):
+        raise InvalidDataError(
+            f"`{argument}`: {path} is not a .keras model file (one written by `model.save('name.keras')`); "
+            f"received a {suffix or 'suffix-less'} file"
+        )
+
+
 def load_model_file(path, argument="model"):
     """`keras.saving.load_model(path, compile=False)`, naming the file when it cannot be read.
 
@@ -119,6 +135,7 @@ def load_model_file(path, argument="model"):
         keras_fcn.errors.InvalidDataError: for a file that is not a
             readable `.keras` model (corrupt, truncated, another format).
     """
+    check_model_path(path, argument)
     if str(path).endswith(".keras") and not zipfile.is_zipfile(path):
         raise InvalidDataError(
             f"`{argument}`: {path} is not a readable .keras model file: not a zip archive (truncated, or another format)"
@@ -126,7 +143,8 @@ def load_model_file(path, argument="model"):
     try:
         return keras.saving.load_model(path, compile=False)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-        raise InvalidDataError(f"`{argument}`: {path} is not a readable .keras model file: {error}") from error
+        details = " ".join(str(error).split())  # Keras's messages span lines; an error here is one
+        raise InvalidDataError(f"`{argument}`: {path} is not a readable .keras model file: {details}") from error
 
 
 @contextlib.contextmanager

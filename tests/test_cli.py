@@ -352,10 +352,22 @@ def test_errors_found_while_running_are_one_line(saved_model, tmp_path, capsys):
              f"keras-fcn export: error: ONNX export needs the packages {', '.join(missing)}, which are not installed: "
              "pip install tf2onnx onnx")
         )
+    (tmp_path / "model.keras").mkdir()
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    cases += [
+        (["predict", str(tmp_path / "model.keras")],
+         f"keras-fcn predict: error: `model`: {tmp_path / 'model.keras'} is a folder, not a .keras model file"),
+        (["predict", str(tmp_path / "table.csv")],
+         f"keras-fcn predict: error: `model`: {tmp_path / 'table.csv'} is not a .keras model file (one written by "
+         "`model.save('name.keras')`); received a .csv file"),
+        (["evaluate", str(tmp_path / "table.csv"), str(tmp_path)], "keras-fcn evaluate: error: `model`: "),
+    ]
     for argv, start in cases:
         assert cli.main(argv) == 2
-        err = capsys.readouterr().err.strip()
+        captured = capsys.readouterr()
+        err = captured.err.strip()
         assert err.startswith(start) and "\n" not in err
+        assert "No images given" not in captured.out  # the model is refused before anything else is said
 
 
 def test_malformed_class_names_file_is_named(saved_model, tmp_path, capsys):

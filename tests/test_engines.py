@@ -382,7 +382,7 @@ def test_images_with_the_wrong_number_of_channels_are_refused_alike_by_every_eng
 
 
 def test_inference_function_of_a_folder_says_so(tmp_path):
-    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"`model`: .* is a folder, not a .keras file"):
+    with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"`model`: .* is a folder, not a .keras model file"):
         keras_fcn.inference_function(str(tmp_path))
 
 
