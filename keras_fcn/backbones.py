@@ -11,6 +11,7 @@ and VGG19 keep their fully connected layers fc6 and fc7 as convolutions
 """
 
 import dataclasses
+import inspect
 import random
 import warnings
 from typing import Callable, Optional
@@ -284,8 +285,29 @@ def validate_backbone_kwargs(backbone_kwargs, name="backbone_kwargs"):
         )
 
 
+def _check_constructor_kwargs(spec, backbone_kwargs):
+    """Refuses a keyword the constructor lacks, or text where its default is a number, naming both."""
+    parameters = inspect.signature(spec.application).parameters
+    for key, value in (backbone_kwargs or {}).items():
+        if key not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            raise InvalidArgumentError(
+                f"`backbone_kwargs`: {spec.name!r} takes no argument {key!r}; its arguments are "
+                f"{', '.join(parameters)}. Received backbone_kwargs={backbone_kwargs!r}"
+            )
+        default = parameters[key].default if key in parameters else None
+        number = (int, float)
+        if isinstance(default, number) and not isinstance(default, bool) and not (
+            isinstance(value, number) and not isinstance(value, bool)
+        ):
+            raise InvalidArgumentError(
+                f"`backbone_kwargs`: {key} of {spec.name!r} must be a number (its default is {default!r}). "
+                f"Received backbone_kwargs={backbone_kwargs!r}"
+            )
+
+
 def _application(spec, x, backbone_weights, backbone_kwargs):
     """The Keras Applications trunk on `x`; a failed download, or arguments or a weights file it refuses, one line."""
+    _check_constructor_kwargs(spec, backbone_kwargs)
     weights = None if spec.fully_connected else backbone_weights
     with imagenet_download(spec.name, weights), warnings.catch_warnings():
         # MobileNets warn that their ImageNet weights were trained at 224x224: an FCN takes any size by design.

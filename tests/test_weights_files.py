@@ -72,8 +72,17 @@ def test_a_staged_run_from_weights_of_another_class_count_is_refused_naming_them
 
 
 def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming_them():
-    with pytest.raises(InvalidArgumentError, match=r"Backbone 'mobilenet' cannot be built with `backbone_kwargs`.*bogus"):
-        keras_fcn.FCN8s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs={"alpha": 0.25, "bogus": 1})
+    cases = [
+        ({"alpha": 0.25, "bogus": 1}, r"`backbone_kwargs`: 'mobilenet' takes no argument 'bogus'; its arguments are "
+         r"input_shape, alpha, depth_multiplier, .* Received backbone_kwargs=\{'alpha': 0.25, 'bogus': 1\}"),
+        ({"alpha": "abc"}, r"`backbone_kwargs`: alpha of 'mobilenet' must be a number \(its default is 1.0\). "
+         r"Received backbone_kwargs=\{'alpha': 'abc'\}"),
+        ({"depth_multiplier": True}, r"depth_multiplier of 'mobilenet' must be a number \(its default is 1\)"),
+        ({"input_shape": (16, 16, 3)}, r"Backbone 'mobilenet' cannot be built with `backbone_kwargs`: .*32"),
+    ]
+    for backbone_kwargs, message in cases:
+        with pytest.raises(InvalidArgumentError, match=message):
+            keras_fcn.FCN8s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs=backbone_kwargs)
 
 
 def test_imagenet_weights_that_cannot_be_downloaded_end_the_command_in_one_line(tmp_path):
