@@ -51,6 +51,14 @@ def test_batch_by_size_batches_pairs_of_one_size_and_pads_nothing(batch_size, wi
         np.testing.assert_array_equal(masks.numpy(), [items[i][1] for i in indices])
 
 
+def test_batch_by_size_one_a_batch_knows_its_length_where_the_pairs_do():
+    items = _items()
+    known = tf.data.Dataset.range(len(items)).map(lambda i: (tf.zeros((4, 6, 3), tf.uint8), tf.zeros((4, 6), tf.uint8)))
+    assert len(data.batch_by_size(known, 1)) == len(items) == len(list(data.batch_by_size(known, 1)))
+    assert data.batch_by_size(known, 2).cardinality() == tf.data.UNKNOWN_CARDINALITY  # only the pairs' sizes tell
+    assert data.batch_by_size(_pairs(items), 1).cardinality() == tf.data.UNKNOWN_CARDINALITY  # a generator's
+
+
 def test_batch_by_size_refuses_bad_arguments():
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive int. Received batch_size=0"):
         data.batch_by_size(_pairs(_items()), 0)

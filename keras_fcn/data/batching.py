@@ -150,7 +150,8 @@ def batch_by_size(dataset, batch_size, *, keep_apart=None, window=None):
 
     Returns:
         A `tf.data.Dataset` of `(images, masks)`: float32 `(B, H, W, 3)` RGB
-        in [0, 255] and uint8 `(B, H, W)`, `B <= batch_size`.
+        in [0, 255] and uint8 `(B, H, W)`, `B <= batch_size`; with
+        `batch_size=1`, of known length where `dataset`'s is known.
 
     Example:
 
@@ -170,7 +171,11 @@ def batch_by_size(dataset, batch_size, *, keep_apart=None, window=None):
         pairs = tf.data.Dataset.zip((images, masks))
         return pairs.group_by_window(key, lambda _, same: same.batch(batch_size), window_size=batch_size)
 
-    return dataset.window(window).flat_map(group).map(_as_float, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = dataset.window(window).flat_map(group).map(_as_float, num_parallel_calls=tf.data.AUTOTUNE)
+    count = dataset.cardinality()
+    if batch_size == 1 and count >= 0:  # a batch a pair: the length is known (for progress bars)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(count))
+    return batches
 
 
 def make_pipeline(
