@@ -123,3 +123,16 @@ def test_a_resumed_run_reads_no_initial_backbone_weights(tmp_path):
     assert history.epoch == [1]
     with pytest.raises(ValueError, match="not_weights.h5"):  # read by a run that does not resume
         training.train(data, tmp_path / "other", epochs=1, **options)
+
+
+def test_a_finished_run_started_again_says_that_nothing_is_left_to_train(tmp_path, capsys):
+    data = write_pairs(tmp_path / "train", 2)
+    options = {**TINY_MODEL, "num_classes": 3, "crop_size": (32, 32), "batch_size": 2, "seed": 0}
+    training.train(data, tmp_path / "run", epochs=1, verbose=0, **options)
+    capsys.readouterr()
+    _, history = training.train(data, tmp_path / "run", epochs=1, verbose=2, **options)
+    assert history.epoch == []
+    assert (
+        f"Nothing is left to train: the run in {tmp_path / 'run'} has trained its epochs (trained: 1, asked for: 1). "
+        "Ask for more epochs to train on." in capsys.readouterr().out
+    )

@@ -187,6 +187,11 @@ def train(dataset, output_dir, **options):
         steps, passes = training_steps(splits.train, options.batch_size, options.steps_per_epoch)
         monitor = "val_mean_iou" if splits.validation is not None else "mean_iou"
         backup, callbacks = _callbacks(run_dir, monitor)
+        if backup.initial_epoch >= options.epochs and options.verbose != 0:
+            print(
+                f"Nothing is left to train: the run in {run_dir} has trained its epochs (trained: "
+                f"{backup.initial_epoch}, asked for: {options.epochs}). Ask for more epochs to train on."
+            )
         train_data = training_batches(splits.train, options, seed, backup.initial_epoch, steps, passes)
         val_data = _validation_data(splits, options)
         with global_policy(policy), strategy.scope():
