@@ -251,6 +251,15 @@ def test_evaluate_scores_each_image_at_its_own_size_for_any_batch_size(rng):
         figures = evaluate(model, keras_fcn.data.batch(pairs, batch_size), engine=TF, verbose=0)
         assert figures["mean_iou"] == pytest.approx(expected_iou, rel=1e-6), batch_size
         assert figures["pixel_accuracy"] == pytest.approx(expected_accuracy, rel=1e-6), batch_size
+    # With test-time augmentation too: each image alone, mirrored and enlarged 1.5 times, whatever the batches.
+    augmented = keras_fcn.test_time.augmented_inference(run, scales=(1.0, 1.5), flip=True)
+    predictions = [augmented(image[None])[0].argmax(-1) for image in images]
+    expected_iou, expected_accuracy = _numpy_figures(zip(masks, predictions), model.output_shape[-1])
+    for batch_size in (1, 8):
+        batches = keras_fcn.data.batch(pairs, batch_size)
+        figures = evaluate(model, batches, engine=TF, flip=True, scales=(1.0, 1.5), verbose=0)
+        assert figures["mean_iou"] == pytest.approx(expected_iou, rel=1e-6), batch_size
+        assert figures["pixel_accuracy"] == pytest.approx(expected_accuracy, rel=1e-6), batch_size
 
 
 def test_unpadded_sizes_finds_the_padding_at_the_bottom_and_right():
