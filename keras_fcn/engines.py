@@ -61,7 +61,12 @@ from keras_fcn.weights_fingerprint import weights_fingerprint
 
 ENGINES = ("tensorflow", "openvino", "onnxruntime")
 # The packages an engine needs (to export the model and to run it), and the extra that installs them.
-REQUIRED_PACKAGES = {"tensorflow": (), "openvino": ("openvino",), "onnxruntime": ("onnxruntime", *ONNX_PACKAGES)}
+# The packages each engine needs (Keras's OpenVINO export imports its OpenVINO backend, which imports scipy).
+REQUIRED_PACKAGES = {
+    "tensorflow": (),
+    "openvino": ("openvino", "scipy"),
+    "onnxruntime": ("onnxruntime", *ONNX_PACKAGES),
+}
 EXTRAS = {"openvino": "keras-fcn[openvino]", "onnxruntime": "keras-fcn[onnx]"}
 # The precisions each engine computes in. ONNX Runtime's CPU kernels are float32.
 ENGINE_PRECISIONS = {
@@ -201,9 +206,14 @@ class ExportCheckError(UnsupportedModelError):
     """An exported model does not compute what the Keras model computes (a converter fault)."""
 
 
+def missing_packages(engine):
+    """The packages `engine` needs that are not installed, a tuple of names."""
+    return tuple(package for package in REQUIRED_PACKAGES[engine] if importlib.util.find_spec(package) is None)
+
+
 def installed(engine):
     """Whether the packages `engine` needs are installed."""
-    return all(importlib.util.find_spec(package) is not None for package in REQUIRED_PACKAGES[engine])
+    return not missing_packages(engine)
 
 
 def versions(engine):
@@ -230,8 +240,12 @@ def unavailable_reason(engine, model, precision):
         return "OpenVINO computes bfloat16 only on CPUs with AMX or AVX512-BF16, and this one has neither"
     if engine == "tensorflow":
         return None
-    if not installed(engine):
+    missing = missing_packages(engine)
+    if missing == (engine,):
         return f"{engine} is not installed: pip install {EXTRAS[engine]}"
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        return f"{engine} needs {', '.join(missing)}, which {verb} not installed: pip install {EXTRAS[engine]}"
     if keras.backend.backend() != "tensorflow":
         return f"{engine} runs what Keras exports with dynamic sizes, which needs the TensorFlow backend"
     if model is not None and len(model.outputs) != 1:

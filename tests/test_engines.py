@@ -316,6 +316,13 @@ def test_engines_refuse_what_they_cannot_run(rng, monkeypatch):
         uninstalled.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
         with pytest.raises(ValueError, match=r"openvino is not installed: pip install keras-fcn\[openvino\]"):
             keras_fcn.inference_function(two_outputs, engine="openvino")
+    # Keras's OpenVINO export imports scipy: without it, openvino is refused by name, and "auto" passes it by.
+    with monkeypatch.context() as uninstalled:
+        find_spec = importlib.util.find_spec
+        uninstalled.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else find_spec(name, *a))
+        with pytest.raises(ValueError, match=r"openvino needs scipy, which is not installed: pip install keras-fcn\[openvino\]"):
+            keras_fcn.inference_function(two_outputs, engine="openvino")
+        assert "openvino" not in engines.auto_engines(None, "float32")
 
 
 def test_a_keras_file_whose_export_is_cached_runs_without_its_model_being_loaded(rng, tmp_path, keras_home, monkeypatch):
