@@ -74,10 +74,13 @@ def class_weights(text):
 
 
 def names(text):
-    """Names separated by commas -> a list of str, none empty."""
+    """Names separated by commas -> a list of str, none empty, no two the same."""
     items = [name.strip() for name in text.split(",")]
     if not all(items):
         raise argparse.ArgumentTypeError(f"must be class names separated by commas, not {text!r}")
+    repeated = [name for index, name in enumerate(items) if name in items[:index]]
+    if repeated:
+        raise argparse.ArgumentTypeError(f"must name each class differently; {repeated[0]!r} names two in {text!r}")
     return items
 
 

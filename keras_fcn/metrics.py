@@ -17,6 +17,7 @@ import keras
 from keras import ops
 
 from keras_fcn.constants import IGNORE_LABEL
+from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.losses import per_pixel, valid_pixels
 
 FIGURES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
@@ -104,8 +105,24 @@ def segmentation_figures(confusion):
     }
 
 
+def check_distinct_names(class_names, name="class_names"):
+    """Refuses class names of which two are the same (a per-class dict would keep one of them).
+
+    Raises:
+        keras_fcn.errors.InvalidArgumentError: (a `ValueError`) naming
+            `name`, the repeated name and the names.
+    """
+    seen = set()
+    for class_name in class_names:
+        if class_name in seen:
+            raise InvalidArgumentError(
+                f"`{name}` must name each class differently; {class_name!r} names two. Received {name}={class_names!r}"
+            )
+        seen.add(class_name)
+
+
 def class_keys(class_names, num_classes):
-    """The keys of a per-class dict: `class_names`, checked to name every class, or else the indices."""
+    """The keys of a per-class dict: `class_names`, checked to name every class once, or else the indices."""
     if class_names is None:
         return list(range(num_classes))
     names = list(class_names)
@@ -114,6 +131,7 @@ def class_keys(class_names, num_classes):
             f"`class_names` must hold one name per class, {num_classes} names. "
             f"Received {len(names)} names: class_names={class_names!r}"
         )
+    check_distinct_names(names)
     return names
 
 

@@ -316,6 +316,8 @@ def test_each_verb_has_help_with_examples(verb, capsys):
         (["train", "d", "--output-dir", "o", "--scale-range", "1.5"],
          "argument --scale-range: must be MIN,MAX scaling factors with 0 < MIN <= MAX, e.g. 0.5,2, not '1.5'"),
         (["train", "d", "--output-dir", "o", "--jitter", "-0.1"], "argument --jitter: must be a number >= 0, not '-0.1'"),
+        (["evaluate", "m.keras", "d", "--class-names", "road, sky,road"],
+         "argument --class-names: must name each class differently; 'road' names two in 'road, sky,road'"),
         (["evaluate", "m.keras", "d", "--scales", "1,0"],
          "argument --scales: must be positive scaling factors separated by commas, e.g. 1,1.25,1.5, not '1,0'"),
         (["predict", "m.keras", "--scales", "1,x"],

@@ -47,6 +47,9 @@ def test_evaluate_over_batches_of_different_sizes():
     assert figures["per_class_iou"] == pytest.approx(iou)
     assert figures["mean_iou"] == pytest.approx(sum(iou.values()) / 3)
     assert figures["frequency_weighted_iou"] == pytest.approx((3 * 2 / 3 + 4 * 3 / 5) / 7)
+    # Two classes of one name would share a key: one IU would be lost.
+    with pytest.raises(ValueError, match=r"`class_names` must name each class differently; 'cat' names two"):
+        evaluate(_oracle(), dataset, class_names=["background", "cat", "cat"], engine=TF, verbose=0)
 
 
 @pytest.mark.backend_agnostic

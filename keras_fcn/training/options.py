@@ -35,6 +35,7 @@ from keras_fcn.backbones import BACKBONES, get_backbone, validate_backbone_kwarg
 from keras_fcn.data.transforms import validate_jitter, validate_scale_range, validate_size
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.losses import LOSSES, validate_class_weights
+from keras_fcn.metrics import check_distinct_names
 from keras_fcn.training.distribution import STRATEGIES
 from keras_fcn.training.policy import MIXED_PRECISION
 from keras_fcn.training.presets import PRESETS
@@ -111,6 +112,12 @@ def _non_negative_number(name, value):
 def _boolean(name, value):
     if not isinstance(value, bool):
         raise InvalidArgumentError(f"`{name}` must be True or False. Received {name}={value!r}")
+
+
+def _class_names(name, value):
+    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgumentError(f"`{name}` must be a sequence of str, one per class. Received {name}={value!r}")
+    check_distinct_names(value, name)
 
 
 def _scale_range(name, value):
@@ -230,6 +237,7 @@ class TrainingOptions:
         None,
         'sequence of str, one per class, class 0 first; defaults to the named dataset\'s, else `"0"`, `"1"`, ...; '
         "written to `classes.json` in the run folder.",
+        check=_class_names,
         help="class names separated by commas, class 0 first",
         type=arguments.names,
     )
