@@ -11,6 +11,10 @@ import json
 import math
 import os
 
+from keras_fcn.constants import SCALE_FACTOR_LIMITS
+
+_LIMITS = tuple(f"{limit:g}" for limit in SCALE_FACTOR_LIMITS)
+
 
 def size(text):
     """`HxW` or `H,W` -> `(H, W)`, positive ints."""
@@ -39,26 +43,42 @@ def non_negative_float(text):
 
 
 def scale_range(text):
-    """`MIN,MAX` -> `(MIN, MAX)`, floats with `0 < MIN <= MAX`."""
+    """`MIN,MAX` -> `(MIN, MAX)`, floats with `MIN <= MAX`, both within `SCALE_FACTOR_LIMITS`."""
     parts = text.split(",")
     try:
         low, high = (float(part) for part in parts)
     except ValueError:
         low = high = math.nan
-    if not (0 < low <= high < math.inf):
-        raise argparse.ArgumentTypeError(f"must be MIN,MAX scaling factors with 0 < MIN <= MAX, e.g. 0.5,2, not {text!r}")
+    if not (SCALE_FACTOR_LIMITS[0] <= low <= high <= SCALE_FACTOR_LIMITS[1]):
+        raise argparse.ArgumentTypeError(
+            f"must be MIN,MAX scaling factors with {_LIMITS[0]} <= MIN <= MAX <= {_LIMITS[1]}, e.g. 0.5,2, not {text!r}"
+        )
     return low, high
 
 
 def scales(text):
-    """Positive numbers separated by commas, e.g. `1,1.25,1.5` -> a tuple of floats."""
+    """Scaling factors separated by commas, each within `SCALE_FACTOR_LIMITS`, e.g. `1,1.25,1.5` -> a tuple of floats."""
     try:
         values = tuple(float(item) for item in text.split(","))
     except ValueError:
         values = ()
-    if not values or not all(0 < value < math.inf for value in values):
-        raise argparse.ArgumentTypeError(f"must be positive scaling factors separated by commas, e.g. 1,1.25,1.5, not {text!r}")
+    if not values or not all(SCALE_FACTOR_LIMITS[0] <= value <= SCALE_FACTOR_LIMITS[1] for value in values):
+        raise argparse.ArgumentTypeError(
+            f"must be scaling factors from {_LIMITS[0]} to {_LIMITS[1]} separated by commas, e.g. 1,1.25,1.5, "
+            f"not {text!r}"
+        )
     return values
+
+
+def fraction(text):
+    """A float in `[0, 1)`."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to less than 1, e.g. 0.2, not {text!r}")
+    return value
 
 
 def class_weights(text):

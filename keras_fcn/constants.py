@@ -16,3 +16,6 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 CAFFE_IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 CLASSES_FILE = "classes.json"
+# The scaling factors that training augmentation (`scale_range`) and test-time augmentation (`scales`) accept: a
+# tenth of an image keeps too little to learn from or score; four times a 360x480 image is 1440x1920 already.
+SCALE_FACTOR_LIMITS = (0.1, 4.0)

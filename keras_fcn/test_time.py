@@ -5,6 +5,7 @@ import numbers
 import keras
 import numpy as np
 
+from keras_fcn.constants import SCALE_FACTOR_LIMITS
 from keras_fcn.errors import InvalidArgumentError
 
 
@@ -16,15 +17,16 @@ def validate_augmentation(scales, flip):
 
 
 def validate_scales(scales, name="scales"):
-    """Checks a non-empty sequence of positive, finite scaling factors and returns it as a tuple of floats."""
+    """Checks a non-empty sequence of scaling factors within `SCALE_FACTOR_LIMITS`; returns a tuple of floats."""
+    low, high = SCALE_FACTOR_LIMITS
     if not (
         isinstance(scales, (tuple, list))
         and scales
-        and all(isinstance(s, numbers.Real) and not isinstance(s, bool) and 0 < s < float("inf") for s in scales)
+        and all(isinstance(s, numbers.Real) and not isinstance(s, bool) and low <= s <= high for s in scales)
     ):
         raise InvalidArgumentError(
-            f"`{name}` must be a non-empty sequence of positive scaling factors, e.g. (1.0, 1.25, 1.5). "
-            f"Received {name}={scales!r}"
+            f"`{name}` must be a non-empty sequence of scaling factors from {low:g} to {high:g}, e.g. "
+            f"(1.0, 1.25, 1.5). Received {name}={scales!r}"
         )
     return tuple(float(s) for s in scales)
 

@@ -59,9 +59,10 @@ def test_scaled_logits_are_resized_back_bilinearly_with_half_pixel_centres():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"scales": ()}, r"`scales` must be a non-empty sequence of positive scaling factors, e\.g\. \(1\.0, 1\.25, "
-         r"1\.5\)\. Received scales=\(\)"),
+        ({"scales": ()}, r"`scales` must be a non-empty sequence of scaling factors from 0.1 to 4, e\.g\. \(1\.0, "
+         r"1\.25, 1\.5\)\. Received scales=\(\)"),
         ({"scales": (1.0, 0.0)}, r"Received scales=\(1\.0, 0\.0\)"),
+        ({"scales": (1.0, 125)}, r"Received scales=\(1\.0, 125\)"),
         ({"scales": 1.5}, r"Received scales=1\.5"),
         ({"flip": "yes"}, r"`flip` must be True or False. Received flip='yes'"),
     ],

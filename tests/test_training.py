@@ -101,13 +101,16 @@ def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
         ({"augment": "no"}, r"`augment` must be True or False. Received augment='no'"),
         ({"class_names": ["a", "b", "a"]}, r"`class_names` must name each class differently; 'a' names two. "
          r"Received class_names=\['a', 'b', 'a'\]"),
-        ({"scale_range": (2.0, 1.0)}, r"`scale_range` must be \(min, max\) scaling factors with 0 < min <= max. "
-         r"Received scale_range=\(2.0, 1.0\)"),
+        ({"scale_range": (2.0, 1.0)}, r"`scale_range` must be \(min, max\) scaling factors with 0.1 <= min <= max "
+         r"<= 4. Received scale_range=\(2.0, 1.0\)"),
+        ({"scale_range": (1e-9, 1.0)}, r"Received scale_range=\(1e-09, 1.0\)"),
+        ({"scale_range": (1.0, 1e6)}, r"Received scale_range=\(1.0, 1000000.0\)"),
         ({"scale_range": 2.0}, r"Received scale_range=2.0"),
         ({"jitter": 1.0}, r"`jitter` must be a number in \[0, 1\). Received jitter=1.0"),
         ({"jitter": 0.2, "augment": False}, r"`jitter` needs the augmentation that `augment` turns off: give one or "
          r"the other. Received jitter=0.2 with augment=False"),
-        ({"scale_range": (1, 1), "augment": False}, r"Received scale_range=\(1.0, 1.0\) with augment=False"),
+        ({"jitter": 0, "augment": False}, r"Received jitter=0 with augment=False"),  # as given, if the default
+        ({"scale_range": (0.5, 2), "augment": False}, r"Received scale_range=\(0.5, 2\) with augment=False"),
         ({"backbone_kwargs": [("alpha", 0.25)]}, r"`backbone_kwargs` must be None or a dict of the backbone "
          r"constructor's keyword arguments, such as \{'alpha': 0.25\}. Received backbone_kwargs=\[\('alpha', 0.25\)\]"),
     ],

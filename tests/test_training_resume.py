@@ -136,3 +136,20 @@ def test_a_finished_run_started_again_says_that_nothing_is_left_to_train(tmp_pat
         f"Nothing is left to train: the run in {tmp_path / 'run'} has trained its epochs (trained: 1, asked for: 1). "
         "Ask for more epochs to train on." in capsys.readouterr().out
     )
+
+
+def test_a_run_started_again_with_other_augmentation_is_refused_naming_it(tmp_path):
+    # A resumed run reads the batches of the uninterrupted run: other augmentation would read others.
+    data = write_pairs(tmp_path / "train", 2)
+    options = {**TINY_MODEL, "num_classes": 3, "crop_size": (32, 32), "batch_size": 2, "seed": 0, "verbose": 0}
+    training.train(data, tmp_path / "run", epochs=1, scale_range=(0.75, 1.5), jitter=0.2, **options)
+    assert json.loads((tmp_path / "run" / run_folder.RUN_FILE).read_text())["scale_range"] == [0.75, 1.5]
+    for changed, message in [
+        ({"scale_range": (0.5, 2.0), "jitter": 0.2}, r"holds a run with scale_range=\[0.75, 1.5\] .*Received "
+         r"scale_range=\[0.5, 2.0\]"),
+        ({"scale_range": (0.75, 1.5)}, r"holds a run with jitter=0.2 .*Received jitter=0.0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            training.train(data, tmp_path / "run", epochs=2, **changed, **options)
+    _, history = training.train(data, tmp_path / "run", epochs=2, scale_range=[0.75, 1.5], jitter=0.2, **options)
+    assert history.epoch == [1]

@@ -9,7 +9,7 @@ import numbers
 
 import tensorflow as tf
 
-from keras_fcn.constants import IGNORE_LABEL, IMAGENET_MEAN
+from keras_fcn.constants import IGNORE_LABEL, IMAGENET_MEAN, SCALE_FACTOR_LIMITS
 from keras_fcn.errors import InvalidArgumentError
 
 # The streams of keyed draws (`keyed_seed`), kept apart: the order of a pass, and the augmentation of its pairs.
@@ -145,15 +145,21 @@ def _jitter(image, strength, seed):
 
 
 def validate_scale_range(scale_range, name):
-    """Checks a `(min, max)` pair of scaling factors, `0 < min <= max`, and returns it as a tuple of floats."""
+    """Checks a `(min, max)` pair of scaling factors, `min <= max`, both within `SCALE_FACTOR_LIMITS`.
+
+    Returns:
+        The pair as a tuple of floats.
+    """
+    low, high = SCALE_FACTOR_LIMITS
     if not (
         isinstance(scale_range, (tuple, list))
         and len(scale_range) == 2
         and all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in scale_range)
-        and 0 < scale_range[0] <= scale_range[1] < float("inf")
+        and low <= scale_range[0] <= scale_range[1] <= high
     ):
         raise InvalidArgumentError(
-            f"`{name}` must be (min, max) scaling factors with 0 < min <= max. Received {name}={scale_range!r}"
+            f"`{name}` must be (min, max) scaling factors with {low:g} <= min <= max <= {high:g}. "
+            f"Received {name}={scale_range!r}"
         )
     return tuple(float(s) for s in scale_range)
 

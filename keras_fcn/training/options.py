@@ -43,7 +43,8 @@ from keras_fcn.training.run_folder import SEED_RANGE
 from keras_fcn.training.stages import MODELS
 
 VERBOSITIES = ("auto", 0, 1, 2)
-DEFAULT_SCALE_RANGE = (0.5, 2.0)
+# The training augmentation's options and their values when not given (`scale_range` as `keras_fcn.data.augment`'s).
+AUGMENTATION_DEFAULTS = {"scale_range": (0.5, 2.0), "jitter": 0.0}
 
 
 def option(default, doc, *, check=None, help=None, flag=None, cli=True, exclusive=None, **argparse_kwargs):
@@ -367,23 +368,25 @@ class TrainingOptions:
         flag="--no-augment",
         action="store_false",
     )
-    scale_range: tuple = option(
-        DEFAULT_SCALE_RANGE,
-        "`(min, max)`, the range of the random scaling factors of the training pairs (uniform; `(1, 1)` for "
-        "none); needs `augment`.",
+    scale_range: object = option(
+        None,
+        "`(min, max)`, the range of the random scaling factors of the training pairs (uniform; each from 0.1 to 4; "
+        "`(1, 1)` for none); None is `(0.5, 2)`. Giving it needs `augment`.",
         check=_scale_range,
-        help="random scaling factors of the training pairs, drawn uniformly from MIN to MAX",
+        help="random scaling factors of the training pairs, drawn uniformly from MIN to MAX, each from 0.1 to 4 "
+        "(default: 0.5,2)",
         type=arguments.scale_range,
         metavar="MIN,MAX",
     )
-    jitter: float = option(
-        0.0,
+    jitter: object = option(
+        None,
         "float in `[0, 1)`, the strength of the random colour jitter of the training images: brightness shifts of "
-        "up to `jitter * 255`, contrast and saturation factors in `[1 - jitter, 1 + jitter]`; 0 for none; needs "
-        "`augment`.",
+        "up to `jitter * 255`, contrast and saturation factors in `[1 - jitter, 1 + jitter]`; None is 0, none. "
+        "Giving it needs `augment`.",
         check=_jitter,
-        help="random brightness, contrast and saturation of the training images, e.g. 0.2 (0: none)",
-        type=arguments.non_negative_float,
+        help="random brightness, contrast and saturation of the training images, from 0 to less than 1, e.g. 0.2 "
+        "(default: 0, none)",
+        type=arguments.fraction,
         metavar="STRENGTH",
     )
     seed: object = option(
@@ -408,14 +411,15 @@ class TrainingOptions:
         for field in dataclasses.fields(self):
             if field.metadata["check"] is not None:
                 field.metadata["check"](field.name, getattr(self, field.name))
-        object.__setattr__(self, "scale_range", validate_scale_range(self.scale_range, "scale_range"))
-        defaults = {"scale_range": DEFAULT_SCALE_RANGE, "jitter": 0.0}
-        changed = [name for name, default in defaults.items() if getattr(self, name) != default]
-        if changed and not self.augment:
+        given = [name for name in AUGMENTATION_DEFAULTS if getattr(self, name) is not None]
+        if given and not self.augment:
             raise InvalidArgumentError(
-                f"`{changed[0]}` needs the augmentation that `augment` turns off: give one or the other. "
-                f"Received {changed[0]}={getattr(self, changed[0])!r} with augment=False"
+                f"`{given[0]}` needs the augmentation that `augment` turns off: give one or the other. "
+                f"Received {given[0]}={getattr(self, given[0])!r} with augment=False"
             )
+        for name, default in AUGMENTATION_DEFAULTS.items():  # the values in effect, as the run folder records them
+            value = default if getattr(self, name) is None else getattr(self, name)
+            object.__setattr__(self, name, tuple(map(float, value)) if name == "scale_range" else float(value))
         # One spelling per backbone, so that a run folder records "resnet50" whether "ResNet50" or "resnet50" was given.
         object.__setattr__(self, "backbone", self.backbone.lower())
 

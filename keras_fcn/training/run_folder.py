@@ -32,8 +32,9 @@ except ImportError:  # Windows
 LOCK_FILE = "training.lock"
 RUN_FILE = "run.json"
 BACKUP_FOLDER = "backup"
-# The options that must be the same when a run is started again: the model the backup holds.
-RECORDED_OPTIONS = ("model", "backbone", "backbone_kwargs", "loss", "class_weights")
+# The options that must be the same when a run is started again: the model the backup holds, and the augmentation
+# of the batches it reads (a resumed run reads the uninterrupted run's batches).
+RECORDED_OPTIONS = ("model", "backbone", "backbone_kwargs", "loss", "class_weights", "augment", "scale_range", "jitter")
 # Seeds drawn for runs started without one: the range `keras.utils.set_random_seed` takes (numpy's).
 SEED_RANGE = 2**32
 
@@ -137,8 +138,8 @@ def prepare(run_dir, class_names, options):
 
     Raises:
         keras_fcn.errors.InvalidArgumentError: when the folder holds a run
-            of other classes, another model, backbone, loss, class weights
-            or seed, naming both.
+            of other classes, another model, backbone, loss, class weights,
+            augmentation or seed, naming both.
     """
     recorded_classes = _read_json(os.path.join(run_dir, CLASSES_FILE))
     if recorded_classes is not None and tuple(recorded_classes.get("class_names", ())) != tuple(class_names):
