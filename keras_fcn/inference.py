@@ -313,7 +313,7 @@ def _tensorflow_function(model, jit_compile):
     import tensorflow as tf
 
     @tf.function(
-        input_signature=[tf.TensorSpec((None, None, None, model.input.shape[-1]), tf.float32)],
+        input_signature=[tf.TensorSpec((None, None, None, model.input_shape[-1]), tf.float32)],
         jit_compile=jit_compile,
     )
     def logits(images):

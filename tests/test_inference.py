@@ -311,3 +311,14 @@ def test_predict_and_evaluate_of_a_mixed_precision_model_are_exact_by_default(rn
     np.testing.assert_array_equal(np.stack(predict(reloaded, list(images))), expected)
     figures = evaluate(reloaded, [(images, expected)], verbose=0)
     assert figures["pixel_accuracy"] == 1.0 and figures["mean_iou"] == 1.0
+
+
+def test_a_saved_sequential_model_is_run_as_a_functional_one(rng, tmp_path):
+    # A reloaded Sequential model has an input shape but, in Keras 3.15, no `model.input` until it is called.
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(NUM_CLASSES, 3, padding="same")])
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    model.save(tmp_path / "sequential.keras")
+    images = [rng.uniform(0, 255, (9, 13, 3)).astype("float32"), rng.uniform(0, 255, (6, 5, 3)).astype("float32")]
+    labels = keras_fcn.predict(str(tmp_path / "sequential.keras"), images, engine=TF)
+    for image, label_map in zip(images, labels):
+        np.testing.assert_array_equal(label_map, model.predict(image[None], verbose=0)[0].argmax(-1))
