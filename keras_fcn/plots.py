@@ -17,6 +17,7 @@ Example:
 import csv
 import math
 import os
+import textwrap
 
 import numpy as np
 
@@ -30,6 +31,8 @@ LOG_FILE = "log.csv"
 CURVES = (("loss", "loss"), ("mean IU", "mean_iou"))
 # Cells of the confusion matrix are labelled with their values up to this many classes.
 MAX_ANNOTATED_CLASSES = 30
+# Characters of a title per inch of figure width (matplotlib's default title font, 12 pt).
+TITLE_CHARACTERS_PER_INCH = 9
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 PER_CLASS_IOU_FILE = "per_class_iou.png"
 
@@ -62,6 +65,11 @@ def _figure(width, height):
     figure = matplotlib.figure.Figure(figsize=(width, height), layout="constrained")
     matplotlib.backends.backend_agg.FigureCanvasAgg(figure)
     return figure
+
+
+def _wrapped(title, figure):
+    """`title` broken into lines that fit `figure`'s width (a long one is otherwise cut at both ends)."""
+    return textwrap.fill(title, width=max(20, int(TITLE_CHARACTERS_PER_INCH * figure.get_figwidth())))
 
 
 def confusion_matrix(confusion, class_names=None, *, title=None):
@@ -112,7 +120,7 @@ def confusion_matrix(confusion, class_names=None, *, title=None):
                 colour = "white" if share > 0.5 else "black"
                 axes.text(column, row, f"{share:.2f}", ha="center", va="center", fontsize=7, color=colour)
     figure.colorbar(image, ax=axes, label="share of the true class's pixels")
-    axes.set_title(title or "Confusion matrix (each row sums to 1)")
+    axes.set_title(_wrapped(title or "Confusion matrix (each row sums to 1)", figure))
     return figure
 
 
@@ -150,7 +158,7 @@ def per_class_iou(per_class, *, title=None):
     axes.set_xticks(range(len(names)), labels=names, rotation=45, ha="right", rotation_mode="anchor")
     axes.set_ylim(0.0, 1.08)
     axes.set_ylabel("IU (intersection over union)")
-    axes.set_title(title or "Per-class IU")
+    axes.set_title(_wrapped(title or "Per-class IU", figure))
     return figure
 
 
@@ -240,7 +248,7 @@ def training_curves(runs, labels=None, *, title=None):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(_wrapped(title, figure))
     return figure
 
 

@@ -170,3 +170,14 @@ def test_without_matplotlib_the_error_names_the_extra(saved_model, tmp_path, mon
     assert cli.main(["evaluate", "no-such-model", str(tmp_path), "--plot", str(tmp_path / "plots")]) == 2
     assert "keras-fcn[plot]" in capsys.readouterr().err
     assert not (tmp_path / "plots").exists()
+
+
+def test_a_long_title_is_wrapped_to_fit_the_figure():
+    title = "runs/a/very/long/path/to/a/model/best.keras on streets/validation (flip; scales 0.75, 1, 1.25, 1.5, 1.75)"
+    for figure in (plots.per_class_iou({"sky": 0.5, "road": 0.25}, title=title),
+                   plots.confusion_matrix(np.ones((2, 2)), ["sky", "road"], title=title)):
+        text = figure.axes[0].title
+        assert text.get_text().split() == title.split() and "\n" in text.get_text()
+        figure.canvas.draw()
+        inside, box = figure.bbox, text.get_window_extent()
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, (box, inside)
