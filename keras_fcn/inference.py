@@ -458,7 +458,8 @@ def evaluate(
         for (height, width), indices in by_extent.items():
             metric.update_state(masks[indices, :height, :width], run(images[indices, :height, :width]))
         progbar.update(step, values=[("mean_iou", metric.figures()["mean_iou"])] if verbose else None)
-    progbar.update(step, finalize=True)  # ends the bar's line also when the dataset's length was unknown
+    if step != progbar.target:  # the bar's last update ended its line only if it reached a known length
+        progbar.update(step, finalize=True)
     return {**metric.figures(class_names), "confusion_matrix": keras.ops.convert_to_numpy(metric.result()).tolist()}
 
 

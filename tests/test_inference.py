@@ -59,6 +59,7 @@ def test_evaluate_ends_its_progress_line_whether_or_not_it_knows_the_number_of_b
         evaluate(_oracle(), batches, engine=TF, verbose=1)
         out = capsys.readouterr().out
         assert "mean_iou: 1.0000" in out and out.endswith("\n")
+        assert out.count("\n") == 1  # one line, ended once (a log file shows each update of the bar)
 
 
 @pytest.mark.backend_agnostic
