@@ -116,9 +116,13 @@ def keyword(text):
 
 
 class KeywordArguments(argparse.Action):
-    """Collects `KEY=VALUE` arguments (parsed by `keyword`) into a dict; use with `nargs="+"`."""
+    """Collects `KEY=VALUE` arguments (parsed by `keyword`) into a dict, each key once; use with `nargs="+"`."""
 
     def __call__(self, parser, namespace, values, option_string=None):
+        keys = [key for key, _ in values]
+        repeated = [key for index, key in enumerate(keys) if key in keys[:index]]
+        if repeated:
+            raise argparse.ArgumentError(self, f"gives {repeated[0]} twice; give each keyword once")
         setattr(namespace, self.dest, dict(values))
 
 

@@ -268,6 +268,12 @@ def _copy_layers(model, x):
 
 # The most characters of a Keras Applications error quoted in ours.
 MESSAGE_LENGTH = 300
+# The Keras Applications keywords the builders set themselves, and how to choose what they set.
+BUILDER_KEYWORDS = {
+    "include_top": "the trunk is built without its classifier; fully connected layers are convolutionalized",
+    "weights": "choose the trunk's weights with `backbone_weights`",
+    "input_tensor": "the trunk is built on the FCN's input; choose its shape with `input_shape`",
+}
 
 
 def validate_backbone_kwargs(backbone_kwargs, name="backbone_kwargs"):
@@ -286,9 +292,14 @@ def validate_backbone_kwargs(backbone_kwargs, name="backbone_kwargs"):
 
 
 def _check_constructor_kwargs(spec, backbone_kwargs):
-    """Refuses a keyword the constructor lacks, or text where its default is a number, naming both."""
+    """Refuses a keyword the builder sets, one the constructor lacks, or text where its default is a number."""
     parameters = inspect.signature(spec.application).parameters
     for key, value in (backbone_kwargs or {}).items():
+        if key in BUILDER_KEYWORDS:
+            raise InvalidArgumentError(
+                f"`backbone_kwargs`: {key} is set by keras-fcn ({BUILDER_KEYWORDS[key]}). "
+                f"Received backbone_kwargs={backbone_kwargs!r}"
+            )
         if key not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             raise InvalidArgumentError(
                 f"`backbone_kwargs`: {spec.name!r} takes no argument {key!r}; its arguments are "

@@ -437,6 +437,8 @@ def _predict(args):
         raise CommandError(f"argument --alpha: must be in [0, 1]; received {args.alpha}")
     _check_output("--output-dir", args.output_dir, folder=True)
     saved = _saved_model(args.model)
+    if saved[2] is not None:  # the model's class names, known before it is loaded
+        _check_class_names(args, len(saved[2]))
     if args.inputs:
         files = _image_files(args.inputs, args.output_dir)
     else:

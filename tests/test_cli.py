@@ -132,6 +132,12 @@ def test_evaluate_refuses_class_counts_that_disagree_with_the_model_naming_both(
     for argv, message in cases:
         assert cli.main(argv) == 2
         assert capsys.readouterr().err.strip() == f"keras-fcn evaluate: error: {message}"
+    # A zoo entry's classes are known before its model is loaded: refused before any engine is made.
+    assert cli.main(["predict", "camvid", "--class-names", "a,b", "--output-dir", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "keras-fcn predict: error: argument --class-names: the model scores 11 classes; " \
+        "received 2 names"
+    assert "Running camvid" not in captured.out
 
 
 def read_rgb(path):
@@ -308,6 +314,8 @@ def test_each_verb_has_help_with_examples(verb, capsys):
          "argument --strategy: invalid choice: 'tpu' (choose from 'default', 'mirrored', 'multi-worker')"),
         (["train", "d", "--output-dir", "o", "--backbone-kwargs", "alpha"],
          "argument --backbone-kwargs: must be KEY=VALUE, e.g. alpha=0.25, not 'alpha'"),
+        (["train", "d", "--output-dir", "o", "--backbone-kwargs", "alpha=0.25", "alpha=0.5"],
+         "argument --backbone-kwargs: gives alpha twice; give each keyword once"),
         (["train", "d", "--output-dir", "o", "--backbone-weights", "nowhere.h5"],
          "argument --backbone-weights: must be 'imagenet', 'none' or an existing weights file, not 'nowhere.h5'"),
         (["train", "d", "--output-dir", "o", "--epochs", "0"], "argument --epochs: must be a positive integer, not '0'"),

@@ -79,6 +79,9 @@ def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming
          r"Received backbone_kwargs=\{'alpha': 'abc'\}"),
         ({"depth_multiplier": True}, r"depth_multiplier of 'mobilenet' must be a number \(its default is 1\)"),
         ({"input_shape": (16, 16, 3)}, r"Backbone 'mobilenet' cannot be built with `backbone_kwargs`: .*32"),
+        ({"include_top": True}, r"`backbone_kwargs`: include_top is set by keras-fcn \(the trunk is built without "
+         r"its classifier; .*\)\. Received backbone_kwargs=\{'include_top': True\}"),
+        ({"weights": "imagenet"}, r"weights is set by keras-fcn \(choose the trunk's weights with `backbone_weights`\)"),
     ]
     for backbone_kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
