@@ -407,8 +407,8 @@ def evaluate(
         flip: bool, test-time augmentation: True scores each image by the
             mean of its class probabilities and those of its left-right
             mirror (mirrored back); see `keras_fcn.test_time`.
-        scales: sequence of positive floats, test-time augmentation: each
-            image is also scored resized by each factor, and its class
+        scales: sequence of floats from 0.1 to 4, test-time augmentation:
+            each image is also scored resized by each factor, and its class
             probabilities (resized back) averaged, e.g. `(1.0, 1.25, 1.5)`;
             `(1.0,)` (default) scores the images as they are. The figures
             are reported as the model's own only without `flip` and
@@ -558,8 +558,8 @@ def predict(
         flip: bool, test-time augmentation: True labels each pixel by the
             mean of the class probabilities of the image and of its
             left-right mirror; see `keras_fcn.test_time`.
-        scales: sequence of positive floats, test-time augmentation: also
-            average the class probabilities of the image resized by each
+        scales: sequence of floats from 0.1 to 4, test-time augmentation:
+            also average the class probabilities of the image resized by each
             factor (resized back), e.g. `(1.0, 1.25)`; default `(1.0,)`.
         verbose: 0 (silent, default) or 1 (a progress bar over the images).
 

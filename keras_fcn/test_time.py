@@ -65,7 +65,8 @@ def augmented_inference(run, *, scales=(1.0,), flip=False):
         run: a function from float32 images `(batch, H, W, C)` to float32
             logits `(batch, H, W, num_classes)`, as `inference_function`
             returns.
-        scales: non-empty sequence of positive floats, the factors, e.g.
+        scales: non-empty sequence of floats from 0.1 to 4
+            (`keras_fcn.constants.SCALE_FACTOR_LIMITS`), the factors, e.g.
             `(1.0, 1.25, 1.5)`; `(1.0,)` (default) scores the images as
             they are.
         flip: bool, also score the left-right mirrors.
@@ -75,8 +76,9 @@ def augmented_inference(run, *, scales=(1.0,), flip=False):
         `(batch, H, W, num_classes)`, summing to 1 over the last axis.
 
     Raises:
-        ValueError: for `scales` that are not positive numbers, or a
-            non-bool `flip`.
+        keras_fcn.errors.InvalidArgumentError: (a `ValueError`) for
+            `scales` that are not factors from 0.1 to 4, or a non-bool
+            `flip`.
     """
     scales = validate_augmentation(scales, flip)
     mirrors = (False, True) if flip else (False,)
