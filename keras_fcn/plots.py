@@ -31,8 +31,10 @@ LOG_FILE = "log.csv"
 CURVES = (("loss", "loss"), ("mean IU", "mean_iou"))
 # Cells of the confusion matrix are labelled with their values up to this many classes.
 MAX_ANNOTATED_CLASSES = 30
-# Characters of a title per inch of figure width (matplotlib's default title font, 12 pt).
-TITLE_CHARACTERS_PER_INCH = 9
+# Characters of a title per inch of figure width, with room to spare (matplotlib's figure title font, 14.4 pt).
+TITLE_CHARACTERS_PER_INCH = 7
+# Inches per character of the longest class name, on the tick labels (10 pt).
+NAME_INCHES_PER_CHARACTER = 0.085
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 PER_CLASS_IOU_FILE = "per_class_iou.png"
 
@@ -67,9 +69,9 @@ def _figure(width, height):
     return figure
 
 
-def _wrapped(title, figure):
-    """`title` broken into lines that fit `figure`'s width (a long one is otherwise cut at both ends)."""
-    return textwrap.fill(title, width=max(20, int(TITLE_CHARACTERS_PER_INCH * figure.get_figwidth())))
+def _set_title(figure, title):
+    """`title` over the whole figure, broken into lines that fit its width (a long one is otherwise cut)."""
+    figure.suptitle(textwrap.fill(title, width=max(20, int(TITLE_CHARACTERS_PER_INCH * figure.get_figwidth()))))
 
 
 def confusion_matrix(confusion, class_names=None, *, title=None):
@@ -106,7 +108,8 @@ def confusion_matrix(confusion, class_names=None, *, title=None):
     totals = confusion.sum(axis=1, keepdims=True)
     shares = np.divide(confusion, totals, out=np.full(confusion.shape, np.nan), where=totals > 0)
     side = 2.5 + 0.45 * len(names)
-    figure = _figure(side + 1.5, side)
+    labels = NAME_INCHES_PER_CHARACTER * max(len(name) for name in names)  # y labels beside, x labels below (45°)
+    figure = _figure(side + 1.8 + labels, side + 0.7 * labels)
     axes = figure.add_subplot()
     colours = ensure_matplotlib().colormaps["Blues"].with_extremes(bad="0.85")
     image = axes.imshow(shares, cmap=colours, vmin=0.0, vmax=1.0)
@@ -120,7 +123,7 @@ def confusion_matrix(confusion, class_names=None, *, title=None):
                 colour = "white" if share > 0.5 else "black"
                 axes.text(column, row, f"{share:.2f}", ha="center", va="center", fontsize=7, color=colour)
     figure.colorbar(image, ax=axes, label="share of the true class's pixels")
-    axes.set_title(_wrapped(title or "Confusion matrix (each row sums to 1)", figure))
+    _set_title(figure, title or "Confusion matrix (each row sums to 1)")
     return figure
 
 
@@ -158,7 +161,7 @@ def per_class_iou(per_class, *, title=None):
     axes.set_xticks(range(len(names)), labels=names, rotation=45, ha="right", rotation_mode="anchor")
     axes.set_ylim(0.0, 1.08)
     axes.set_ylabel("IU (intersection over union)")
-    axes.set_title(_wrapped(title or "Per-class IU", figure))
+    _set_title(figure, title or "Per-class IU")
     return figure
 
 
@@ -248,7 +251,7 @@ def training_curves(runs, labels=None, *, title=None):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
     if title:
-        figure.suptitle(_wrapped(title, figure))
+        _set_title(figure, title)
     return figure
 
 
@@ -258,12 +261,15 @@ def save(figure, path, *, dpi=100):
     Args:
         figure: a `matplotlib.figure.Figure`.
         path: str, the `.png` file to write; its folder is created.
-        dpi: int, pixels per inch: the PNG is `figsize * dpi` pixels.
+        dpi: int, pixels per inch: the PNG is about `figsize * dpi` pixels,
+            cut or widened to what the figure draws (nothing is cut off).
 
     Returns:
         `path`.
     """
-    save_atomically(lambda temporary: figure.savefig(temporary, format="png", dpi=dpi), path)
+    save_atomically(
+        lambda temporary: figure.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1), path
+    )
     return path
 
 
