@@ -185,6 +185,21 @@ def _saved_model(name):
     return load, source, known, palette
 
 
+def _model_classes(saved):
+    """`(number of classes, saved)` of what `_saved_model` gave, to use from then on.
+
+    The number is that of the class names saved with the model, or else the
+    model's own: it is then loaded once, and handed on in the `saved` returned.
+    """
+    load, _, known, _ = saved
+    if known is not None:
+        return len(known), saved
+    model = load()
+    num_classes, saved = model.output_shape[-1], ([model].pop, *saved[1:])  # the function alone keeps it
+    del model
+    return num_classes, saved
+
+
 def _inference_function(args, saved=None):
     """`(InferenceFunction, class names or None, palette or None)` of `args.model` with `args`' engine and precision.
 
@@ -293,15 +308,9 @@ def _evaluate(args):
     if args.plot:
         _check_output("--plot", args.plot, folder=True)
         plots.ensure_matplotlib()
-    saved = _saved_model(args.model)
-    load, _, known, _ = saved
-    if known is None:  # the number of classes is the model's own: build it first, and hand it on
-        model = load()
-        num_classes, saved = model.output_shape[-1], ([model].pop, *saved[1:])  # the function alone keeps it
-        del model
-    else:
-        num_classes = len(known)
+    num_classes, saved = _model_classes(_saved_model(args.model))
     _check_class_names(args, num_classes)
+    known = saved[2]
     class_names = args.class_names or known
     if args.dataset in training.NAMED_DATASETS:
         own_classes, _ = training.datasets.dataset_classes(args.dataset)
@@ -437,8 +446,9 @@ def _predict(args):
         raise CommandError(f"argument --alpha: must be in [0, 1]; received {args.alpha}")
     _check_output("--output-dir", args.output_dir, folder=True)
     saved = _saved_model(args.model)
-    if saved[2] is not None:  # the model's class names, known before it is loaded
-        _check_class_names(args, len(saved[2]))
+    if args.class_names:  # checked against the model before any engine is made
+        num_classes, saved = _model_classes(saved)
+        _check_class_names(args, num_classes)
     if args.inputs:
         files = _image_files(args.inputs, args.output_dir)
     else:

@@ -132,12 +132,14 @@ def test_evaluate_refuses_class_counts_that_disagree_with_the_model_naming_both(
     for argv, message in cases:
         assert cli.main(argv) == 2
         assert capsys.readouterr().err.strip() == f"keras-fcn evaluate: error: {message}"
-    # A zoo entry's classes are known before its model is loaded: refused before any engine is made.
-    assert cli.main(["predict", "camvid", "--class-names", "a,b", "--output-dir", str(tmp_path / "out")]) == 2
-    captured = capsys.readouterr()
-    assert captured.err.strip() == "keras-fcn predict: error: argument --class-names: the model scores 11 classes; " \
-        "received 2 names"
-    assert "Running camvid" not in captured.out
+    # predict refuses them before any engine is made, from a zoo entry's classes or the model's own.
+    for model, count in (("camvid", 11), (path, 3)):
+        assert cli.main(["predict", model, "--class-names", "a,b", "--output-dir", str(tmp_path / "out")]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.strip() == (
+            f"keras-fcn predict: error: argument --class-names: the model scores {count} classes; received 2 names"
+        )
+        assert "Running" not in captured.out
 
 
 def read_rgb(path):
