@@ -148,7 +148,8 @@ def _train_parser(verbs):
     )
     parser.add_argument("--output-dir", required=True, help="the run folder (made with its parents if missing)")
     options.add_arguments(parser)
-    parser.set_defaults(run=_train)
+    flags = {**parser.get_default("option_flags"), "output_dir": "--output-dir"}  # train's own argument, too
+    parser.set_defaults(run=_train, option_flags=flags)
 
 
 def _train(args):

@@ -641,6 +641,11 @@ def test_errors_name_the_flags_of_the_verb_not_python_keywords():
         "Received --data-root=None"
     )
     assert options.with_flags("the loss of label_map", {}) == "the loss of label_map"  # a verb without these options
+    # A flag that turns an option off stands for its value: given is False, not given True.
+    message = "holds a run with augment=True (in run.json): give the same `augment`. Received augment=False"
+    assert options.with_flags(message, {"augment": "--no-augment"}) == (
+        "holds a run with no --no-augment (in run.json): give the same `--no-augment`. Received --no-augment"
+    )
 
 
 def test_evaluate_names_its_flags_in_errors(tmp_path, capsys):

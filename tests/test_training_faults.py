@@ -57,7 +57,7 @@ def test_a_batch_larger_than_the_data_is_refused_before_training_naming_both(tmp
         ({"classes.json": {"class_names": ["a", "b"]}}, r"holds a run of other classes, \['a', 'b'\] in classes.json; "
          r"this run's are \['0', '1', '2'\]"),
         ({"run.json": {"model": "fcn8s", "backbone": "mobilenet", "backbone_kwargs": {"alpha": 0.25}, "seed": 1}},
-         r"holds a run with model='fcn8s' \(in run.json\), which this run would continue: give the same model"),
+         r"holds a run with model='fcn8s' \(in run.json\), which this run would continue: give the same `model`"),
         ({"run.json": {"model": "fcn32s", "backbone": "mobilenet", "backbone_kwargs": {"alpha": 0.25}, "seed": 1}},
          r"holds a run with seed=1 .* Received seed=2"),
     ],

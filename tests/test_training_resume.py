@@ -153,3 +153,16 @@ def test_a_run_started_again_with_other_augmentation_is_refused_naming_it(tmp_pa
             training.train(data, tmp_path / "run", epochs=2, **changed, **options)
     _, history = training.train(data, tmp_path / "run", epochs=2, scale_range=[0.75, 1.5], jitter=0.2, **options)
     assert history.epoch == [1]
+
+
+def test_a_run_started_again_with_or_without_no_augment_is_refused_saying_which(tmp_path, capsys):
+    data = write_pairs(tmp_path / "train", 2)
+    command = ["train", data, "--output-dir", str(tmp_path / "run"), "--num-classes", "3", *TINY_CLI, "--model",
+               "fcn32s", "--crop-size", "32x32", "--batch-size", "2", "--epochs", "1", "--seed", "0", "--verbose", "0"]
+    assert cli.main(command) == 0
+    assert cli.main([*command, "--no-augment"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"keras-fcn train: error: The run folder {str(tmp_path / 'run')!r} holds a run with no --no-augment (in "
+        "run.json), which this run would continue: give the same `--no-augment`, or another `--output-dir`. "
+        "Received --no-augment"
+    )

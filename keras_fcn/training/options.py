@@ -475,7 +475,9 @@ def with_flags(message, flags):
     "Received class_weights=" "Received --class-weights=", and a name with
     an underscore standing as a word of its own (not in a path, nor a
     Python example such as "label_map={7: 255}"), "pass label_map", "pass
-    --label-map".
+    --label-map". An option whose flag turns it off reads as the flag:
+    "augment=False" becomes "--no-augment", "augment=True" "no
+    --no-augment".
 
     Args:
         message: str.
@@ -486,7 +488,12 @@ def with_flags(message, flags):
     Returns:
         str.
     """
+    fields = dataclasses.fields(TrainingOptions)
+    negated = {field.name for field in fields if field.metadata["argparse"].get("action") == "store_false"}
     for name, flag in flags.items():
+        if name in negated:  # augment=False is --no-augment given; augment=True, not given
+            message = re.sub(rf"\b{name}=False\b", flag, message)
+            message = re.sub(rf"\b{name}=True\b", f"no {flag}", message)
         message = message.replace(f"`{name}`", f"`{flag}`")
         message = re.sub(rf"\bReceived {name}=", f"Received {flag}=", message)
         if "_" in name:

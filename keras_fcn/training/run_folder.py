@@ -154,7 +154,7 @@ def prepare(run_dir, class_names, options):
         if name in run and given != run[name] and not (name == "seed" and given is None):
             raise InvalidArgumentError(
                 f"The run folder {run_dir!r} holds a run with {name}={run[name]!r} (in {RUN_FILE}), which this run "
-                f"would continue: give the same {name}, or another `output_dir`. Received {name}={given!r}"
+                f"would continue: give the same `{name}`, or another `output_dir`. Received {name}={given!r}"
             )
     for folder in (run_dir, os.path.join(run_dir, BACKUP_FOLDER)):
         if os.path.isdir(folder):
