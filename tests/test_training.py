@@ -99,6 +99,8 @@ def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
         ({"validation_steps": 0}, r"`validation_steps` must be a positive int. Received validation_steps=0"),
         ({"verbose": True}, r"`verbose` must be one of \['auto', 0, 1, 2\]. Received verbose=True"),
         ({"augment": "no"}, r"`augment` must be True or False. Received augment='no'"),
+        ({"class_names": 3}, r"`class_names` must be a sequence of str, one per class. Received class_names=3"),
+        ({"class_names": "abc"}, r"Received class_names='abc'"),
         ({"class_names": ["a", "b", "a"]}, r"`class_names` must name each class differently; 'a' names two. "
          r"Received class_names=\['a', 'b', 'a'\]"),
         ({"scale_range": (2.0, 1.0)}, r"`scale_range` must be \(min, max\) scaling factors with 0.1 <= min <= max "

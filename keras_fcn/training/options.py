@@ -116,7 +116,7 @@ def _boolean(name, value):
 
 
 def _class_names(name, value):
-    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
         raise InvalidArgumentError(f"`{name}` must be a sequence of str, one per class. Received {name}={value!r}")
     check_distinct_names(value, name)
 
