@@ -93,14 +93,24 @@ def class_weights(text):
         ) from None
 
 
+def _first_repeated(items):
+    """The first item that an earlier one equals, or None."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
 def names(text):
     """Names separated by commas -> a list of str, none empty, no two the same."""
     items = [name.strip() for name in text.split(",")]
     if not all(items):
         raise argparse.ArgumentTypeError(f"must be class names separated by commas, not {text!r}")
-    repeated = [name for index, name in enumerate(items) if name in items[:index]]
-    if repeated:
-        raise argparse.ArgumentTypeError(f"must name each class differently; {repeated[0]!r} names two in {text!r}")
+    repeated = _first_repeated(items)
+    if repeated is not None:
+        raise argparse.ArgumentTypeError(f"must name each class differently; {repeated!r} names two in {text!r}")
     return items
 
 
@@ -119,10 +129,9 @@ class KeywordArguments(argparse.Action):
     """Collects `KEY=VALUE` arguments (parsed by `keyword`) into a dict, each key once; use with `nargs="+"`."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        keys = [key for key, _ in values]
-        repeated = [key for index, key in enumerate(keys) if key in keys[:index]]
-        if repeated:
-            raise argparse.ArgumentError(self, f"gives {repeated[0]} twice; give each keyword once")
+        repeated = _first_repeated([key for key, _ in values])
+        if repeated is not None:
+            raise argparse.ArgumentError(self, f"gives {repeated} twice; give each keyword once")
         setattr(namespace, self.dest, dict(values))
 
 

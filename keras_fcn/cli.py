@@ -172,7 +172,7 @@ def _saved_model(name):
         )
     load, source = saved_model_source(name)  # refuses a folder, or a file that is not a .keras model
     known, palette = None, None
-    if name in zoo.available() and not os.path.exists(name):
+    if not os.path.exists(name):  # a zoo entry
         entry = zoo.get(name)
         known, palette = entry.class_names, entry.palette
     elif os.path.isfile(classes := os.path.join(os.path.dirname(name), CLASSES_FILE)):

@@ -45,6 +45,7 @@ from keras_fcn.training.stages import MODELS
 VERBOSITIES = ("auto", 0, 1, 2)
 # The training augmentation's options and their values when not given (`scale_range` as `keras_fcn.data.augment`'s).
 AUGMENTATION_DEFAULTS = {"scale_range": (0.5, 2.0), "jitter": 0.0}
+AUGMENTATION_CHECKS = {"scale_range": validate_scale_range, "jitter": validate_jitter}
 
 
 def option(default, doc, *, check=None, help=None, flag=None, cli=True, exclusive=None, **argparse_kwargs):
@@ -121,12 +122,8 @@ def _class_names(name, value):
     check_distinct_names(value, name)
 
 
-def _scale_range(name, value):
-    validate_scale_range(value, name)
-
-
-def _jitter(name, value):
-    validate_jitter(value, name)
+def _augmentation(name, value):
+    AUGMENTATION_CHECKS[name](value, name)
 
 
 def _class_weights(name, value):
@@ -372,7 +369,7 @@ class TrainingOptions:
         None,
         "`(min, max)`, the range of the random scaling factors of the training pairs (uniform; each from 0.1 to 4; "
         "`(1, 1)` for none); None is `(0.5, 2)`. Giving it needs `augment`.",
-        check=_scale_range,
+        check=_augmentation,
         help="random scaling factors of the training pairs, drawn uniformly from MIN to MAX, each from 0.1 to 4 "
         "(default: 0.5,2)",
         type=arguments.scale_range,
@@ -383,7 +380,7 @@ class TrainingOptions:
         "float in `[0, 1)`, the strength of the random colour jitter of the training images: brightness shifts of "
         "up to `jitter * 255`, contrast and saturation factors in `[1 - jitter, 1 + jitter]`; None is 0, none. "
         "Giving it needs `augment`.",
-        check=_jitter,
+        check=_augmentation,
         help="random brightness, contrast and saturation of the training images, from 0 to less than 1, e.g. 0.2 "
         "(default: 0, none)",
         type=arguments.fraction,
@@ -419,7 +416,7 @@ class TrainingOptions:
             )
         for name, default in AUGMENTATION_DEFAULTS.items():  # the values in effect, as the run folder records them
             value = default if getattr(self, name) is None else getattr(self, name)
-            object.__setattr__(self, name, tuple(map(float, value)) if name == "scale_range" else float(value))
+            object.__setattr__(self, name, AUGMENTATION_CHECKS[name](value, name))  # as floats
         # One spelling per backbone, so that a run folder records "resnet50" whether "ResNet50" or "resnet50" was given.
         object.__setattr__(self, "backbone", self.backbone.lower())
 
