@@ -268,11 +268,16 @@ def _copy_layers(model, x):
 
 # The most characters of a Keras Applications error quoted in ours.
 MESSAGE_LENGTH = 300
-# The Keras Applications keywords the builders set themselves, and how to choose what they set.
+# The Keras Applications keywords the builders set themselves or that shape only the classifier they leave out,
+# and how to choose what they would set.
 BUILDER_KEYWORDS = {
     "include_top": "the trunk is built without its classifier; fully connected layers are convolutionalized",
     "weights": "choose the trunk's weights with `backbone_weights`",
     "input_tensor": "the trunk is built on the FCN's input; choose its shape with `input_shape`",
+    "input_shape": "the trunk is built on the FCN's input; choose its shape with the builder's `input_shape`",
+    "pooling": "the trunk is built without its classifier, whose input the pooling makes; the FCN scores every cell",
+    "classes": "the trunk is built without its classifier; choose the FCN's classes with `num_classes`",
+    "classifier_activation": "the trunk is built without its classifier; the FCN outputs logits",
 }
 
 
@@ -297,13 +302,14 @@ def _check_constructor_kwargs(spec, backbone_kwargs):
     for key, value in (backbone_kwargs or {}).items():
         if key in BUILDER_KEYWORDS:
             raise InvalidArgumentError(
-                f"`backbone_kwargs`: {key} is set by keras-fcn ({BUILDER_KEYWORDS[key]}). "
+                f"`backbone_kwargs` cannot hold {key}: {BUILDER_KEYWORDS[key]}. "
                 f"Received backbone_kwargs={backbone_kwargs!r}"
             )
         if key not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             raise InvalidArgumentError(
-                f"`backbone_kwargs`: {spec.name!r} takes no argument {key!r}; its arguments are "
-                f"{', '.join(parameters)}. Received backbone_kwargs={backbone_kwargs!r}"
+                f"`backbone_kwargs`: {spec.name!r} takes no argument {key!r}; the arguments it can be given are "
+                f"{', '.join(name for name in parameters if name not in BUILDER_KEYWORDS)}. "
+                f"Received backbone_kwargs={backbone_kwargs!r}"
             )
         default = parameters[key].default if key in parameters else None
         number = (int, float)

@@ -233,7 +233,8 @@ def _check_class_names(args, num_classes):
     """Refuses `--class-names` that do not name each of the model's `num_classes` classes."""
     if args.class_names and len(args.class_names) != num_classes:
         raise CommandError(
-            f"argument --class-names: the model scores {num_classes} classes; received {len(args.class_names)} names"
+            f"argument --class-names: the model scores {num_classes} classes; "
+            f"received {len(args.class_names)}: {','.join(args.class_names)}"
         )
 
 

@@ -436,12 +436,15 @@ def evaluate(
     >>> figures["mean_iou"], figures["per_class_iou"]["cat"]
     """
     run = _runner(model, engine, precision, flip, scales)
+    model_classes = _output_classes(run)
+    given = "num_classes" if num_classes is not None else "class_names"
     if num_classes is None:
-        num_classes = len(class_names) if class_names is not None else _output_classes(run)
-    if _output_classes(run) not in (None, num_classes):
+        num_classes = len(class_names) if class_names is not None else model_classes
+    if model_classes not in (None, num_classes):
         raise InvalidArgumentError(
-            f"The model scores {_output_classes(run)} classes but `num_classes` is {num_classes}. "
-            f"Received num_classes={num_classes!r}, class_names={class_names!r}"
+            f"The model scores {model_classes} classes but `{given}` "
+            f"{'is' if given == 'num_classes' else 'names'} {num_classes}. "
+            f"Received num_classes={num_classes if given == 'num_classes' else None!r}, class_names={class_names!r}"
         )
     class_keys(class_names, num_classes)
     metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)

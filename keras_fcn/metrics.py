@@ -129,7 +129,7 @@ def class_keys(class_names, num_classes):
     if len(names) != num_classes:
         raise ValueError(
             f"`class_names` must hold one name per class, {num_classes} names. "
-            f"Received {len(names)} names: class_names={class_names!r}"
+            f"Received {len(names)}: class_names={class_names!r}"
         )
     check_distinct_names(names)
     return names

@@ -127,7 +127,7 @@ def test_evaluate_refuses_class_counts_that_disagree_with_the_model_naming_both(
          f"The model scores 3 classes, but dataset 'camvid' has 11: evaluate a model of its classes. Received "
          f"model={path!r}"),
         (["evaluate", path, data, "--class-names", "a,b"],
-         "argument --class-names: the model scores 3 classes; received 2 names"),
+         "argument --class-names: the model scores 3 classes; received 2: a,b"),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2
@@ -137,7 +137,7 @@ def test_evaluate_refuses_class_counts_that_disagree_with_the_model_naming_both(
         assert cli.main(["predict", model, "--class-names", "a,b", "--output-dir", str(tmp_path / "out")]) == 2
         captured = capsys.readouterr()
         assert captured.err.strip() == (
-            f"keras-fcn predict: error: argument --class-names: the model scores {count} classes; received 2 names"
+            f"keras-fcn predict: error: argument --class-names: the model scores {count} classes; received 2: a,b"
         )
         assert "Running" not in captured.out
 

@@ -69,8 +69,11 @@ def test_evaluate_defaults_and_checks():
     assert figures["per_class_iou"] == pytest.approx({0: 0.5, 1: 0.0, 2: np.nan}, nan_ok=True)
     with pytest.raises(ValueError, match="scores 3 classes but `num_classes` is 4"):
         evaluate(_oracle(), dataset, num_classes=4, verbose=0)
-    with pytest.raises(ValueError, match="Received 2 names"):
+    with pytest.raises(ValueError, match=r"one name per class, 3 names\. Received 2: "):
         evaluate(_oracle(), dataset, class_names=["a", "b"], num_classes=3, verbose=0)
+    # Without num_classes, the names' count is checked against the model's, and the message names them.
+    with pytest.raises(ValueError, match=r"scores 3 classes but `class_names` names 2\. Received num_classes=None"):
+        evaluate(_oracle(), dataset, class_names=["a", "b"], verbose=0)
     # A label that is neither a class nor the ignore label is a data error, not a pixel to drop.
     second = (_images(np.array([[[0, 1, 1]]])), np.array([[[0, 7, 255]]]))
     with pytest.raises(keras_fcn.errors.InvalidDataError, match=r"The masks of batch 2 hold labels \[7\] that are "

@@ -161,7 +161,7 @@ def test_invalid_arguments():
     with pytest.raises(ValueError, match=r"Received y_pred of shape \(1, 1, 2, 4\)"):
         metrics.confusion_matrix(np.zeros((1, 1, 2)), np.zeros((1, 1, 2, 4)), 3)
     metric = metrics.ConfusionMatrix(3)
-    with pytest.raises(ValueError, match="Received 2 names"):
+    with pytest.raises(ValueError, match=r"one name per class, 3 names\. Received 2: class_names=\['a', 'b'\]"):
         metric.figures(class_names=["a", "b"])
 
 

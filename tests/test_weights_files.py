@@ -73,15 +73,19 @@ def test_a_staged_run_from_weights_of_another_class_count_is_refused_naming_them
 
 def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming_them():
     cases = [
-        ({"alpha": 0.25, "bogus": 1}, r"`backbone_kwargs`: 'mobilenet' takes no argument 'bogus'; its arguments are "
-         r"input_shape, alpha, depth_multiplier, .* Received backbone_kwargs=\{'alpha': 0.25, 'bogus': 1\}"),
+        ({"alpha": 0.25, "bogus": 1}, r"`backbone_kwargs`: 'mobilenet' takes no argument 'bogus'; the arguments it can be "
+         r"given are alpha, depth_multiplier, dropout, name\. Received backbone_kwargs=\{'alpha': 0.25, 'bogus': 1\}"),
         ({"alpha": "abc"}, r"`backbone_kwargs`: alpha of 'mobilenet' must be a number \(its default is 1.0\). "
          r"Received backbone_kwargs=\{'alpha': 'abc'\}"),
         ({"depth_multiplier": True}, r"depth_multiplier of 'mobilenet' must be a number \(its default is 1\)"),
-        ({"input_shape": (16, 16, 3)}, r"Backbone 'mobilenet' cannot be built with `backbone_kwargs`: .*32"),
-        ({"include_top": True}, r"`backbone_kwargs`: include_top is set by keras-fcn \(the trunk is built without "
-         r"its classifier; .*\)\. Received backbone_kwargs=\{'include_top': True\}"),
-        ({"weights": "imagenet"}, r"weights is set by keras-fcn \(choose the trunk's weights with `backbone_weights`\)"),
+        ({"input_shape": (64, 64, 3)}, r"`backbone_kwargs` cannot hold input_shape: .*the builder's `input_shape`\. "
+         r"Received backbone_kwargs=\{'input_shape': \(64, 64, 3\)\}"),
+        ({"pooling": "avg"}, r"`backbone_kwargs` cannot hold pooling: the trunk is built without its classifier"),
+        ({"classes": 5}, r"`backbone_kwargs` cannot hold classes: .*`num_classes`\. "),
+        ({"classifier_activation": None}, r"`backbone_kwargs` cannot hold classifier_activation: .*logits\. "),
+        ({"include_top": True}, r"`backbone_kwargs` cannot hold include_top: the trunk is built without "
+         r"its classifier; .*\. Received backbone_kwargs=\{'include_top': True\}"),
+        ({"weights": "imagenet"}, r"cannot hold weights: choose the trunk's weights with `backbone_weights`\. "),
     ]
     for backbone_kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
