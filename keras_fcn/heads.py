@@ -40,7 +40,7 @@ HEAD_STRIDES = (32, 16, 8)
 # field's centre, as derived from the trunk. "pixel_blocks": keras-fcn
 # 0.1's assumption that stride-s cell i is centred on the s x s pixel block i
 # (true of VGG and ConvNeXt, half a cell off for MobileNet, EfficientNet and
-# ResNet), kept only to load weights trained with it (the zoo's `camvid`).
+# ResNet), kept only to load weights trained with it (keras-fcn 0.1's files).
 RECEPTIVE_FIELD, PIXEL_BLOCKS = "receptive_field", "pixel_blocks"
 ALIGNMENTS = (RECEPTIVE_FIELD, PIXEL_BLOCKS)
 # Pixels per cell of the coarsest map: the input is padded to a multiple of it.
