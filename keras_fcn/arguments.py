@@ -11,7 +11,7 @@ import json
 import math
 import os
 
-from keras_fcn.constants import SCALE_FACTOR_LIMITS
+from keras_fcn.constants import SCALE_FACTOR_LIMITS, is_scale_factor
 
 _LIMITS = tuple(f"{limit:g}" for limit in SCALE_FACTOR_LIMITS)
 
@@ -49,7 +49,7 @@ def scale_range(text):
         low, high = (float(part) for part in parts)
     except ValueError:
         low = high = math.nan
-    if not (SCALE_FACTOR_LIMITS[0] <= low <= high <= SCALE_FACTOR_LIMITS[1]):
+    if not (is_scale_factor(low) and is_scale_factor(high) and low <= high):
         raise argparse.ArgumentTypeError(
             f"must be MIN,MAX scaling factors with {_LIMITS[0]} <= MIN <= MAX <= {_LIMITS[1]}, e.g. 0.5,2, not {text!r}"
         )
@@ -62,7 +62,7 @@ def scales(text):
         values = tuple(float(item) for item in text.split(","))
     except ValueError:
         values = ()
-    if not values or not all(SCALE_FACTOR_LIMITS[0] <= value <= SCALE_FACTOR_LIMITS[1] for value in values):
+    if not values or not all(is_scale_factor(value) for value in values):
         raise argparse.ArgumentTypeError(
             f"must be scaling factors from {_LIMITS[0]} to {_LIMITS[1]} separated by commas, e.g. 1,1.25,1.5, "
             f"not {text!r}"

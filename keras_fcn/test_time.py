@@ -1,11 +1,9 @@
 """Test-time augmentation: class probabilities averaged over rescaled and mirrored copies of each image."""
 
-import numbers
-
 import keras
 import numpy as np
 
-from keras_fcn.constants import SCALE_FACTOR_LIMITS
+from keras_fcn.constants import SCALE_FACTOR_LIMITS, is_scale_factor
 from keras_fcn.errors import InvalidArgumentError
 
 
@@ -22,7 +20,7 @@ def validate_scales(scales, name="scales"):
     if not (
         isinstance(scales, (tuple, list))
         and scales
-        and all(isinstance(s, numbers.Real) and not isinstance(s, bool) and low <= s <= high for s in scales)
+        and all(is_scale_factor(s) for s in scales)
     ):
         raise InvalidArgumentError(
             f"`{name}` must be a non-empty sequence of scaling factors from {low:g} to {high:g}, e.g. "

@@ -9,7 +9,7 @@ import numbers
 
 import tensorflow as tf
 
-from keras_fcn.constants import IGNORE_LABEL, IMAGENET_MEAN, SCALE_FACTOR_LIMITS
+from keras_fcn.constants import IGNORE_LABEL, IMAGENET_MEAN, SCALE_FACTOR_LIMITS, is_scale_factor
 from keras_fcn.errors import InvalidArgumentError
 
 # The streams of keyed draws (`keyed_seed`), kept apart: the order of a pass, and the augmentation of its pairs.
@@ -154,8 +154,8 @@ def validate_scale_range(scale_range, name):
     if not (
         isinstance(scale_range, (tuple, list))
         and len(scale_range) == 2
-        and all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in scale_range)
-        and low <= scale_range[0] <= scale_range[1] <= high
+        and all(is_scale_factor(s) for s in scale_range)
+        and scale_range[0] <= scale_range[1]
     ):
         raise InvalidArgumentError(
             f"`{name}` must be (min, max) scaling factors with {low:g} <= min <= max <= {high:g}. "
