@@ -187,3 +187,23 @@ def test_compile_and_fit_report_the_paper_figures():
     expected, _ = _paper_figures(labels, predicted, 3)
     for figure in SCALAR_METRICS:
         assert reported[figure] == pytest.approx(expected[figure], rel=1e-5)
+
+
+def test_counts_past_the_int32_limit_do_not_wrap():
+    # A cell one pixel short of the first word's carry, with 127 carries already: one more pixel makes it 2**31, one
+    # past int32's largest value, which a single int32 count wraps to -2**31.
+    metric = metrics.ConfusionMatrix(2)
+    metric.confusion_high.assign(np.array([[127, 0], [0, 0]], np.int32))
+    metric.confusion_low.assign(np.array([[2**24 - 1, 0], [0, 0]], np.int32))
+    metric.update_state(np.array([[[0, 1, 1]]]), _logits(np.array([[[0, 1, 0]]]), 2))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.result()), [[2**31, 0], [1, 1]])
+    figures = metric.figures()
+    # numpy in float64: class 0 has 2**31 right and 1 false positive; class 1 has 1 right and 1 missed.
+    assert figures["per_class_iou"] == pytest.approx({0: 2**31 / (2**31 + 1), 1: 0.5})
+    assert figures["pixel_accuracy"] == pytest.approx((2**31 + 1) / (2**31 + 2))
+    # Further updates carry into the high word and keep the low word below it.
+    for _ in range(3):
+        metric.update_state(np.zeros((1, 1, 5)), _logits(np.zeros((1, 1, 5), int), 2))
+    high, low = (int(keras.ops.convert_to_numpy(word.value)[0, 0]) for word in (metric.confusion_high, metric.confusion_low))
+    assert (high, low) == (128, 15)  # 128 * 2**24 + 15 = 2**31 + 15, exact
+    assert float(keras.ops.convert_to_numpy(metric.result())[0, 0]) == pytest.approx(2**31 + 15, rel=6e-8)
