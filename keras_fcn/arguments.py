@@ -4,16 +4,49 @@ Each function is an `argparse` `type`: it raises
 `argparse.ArgumentTypeError`, which `argparse` reports as
 `argument --flag: <message>` and exit status 2. Shared by `keras-fcn`, the
 training options (`keras_fcn.training.options`) and `zoo/publish.py`.
+`Parser` is the command line's parser, which reports them on one line.
 """
 
 import argparse
 import json
 import math
 import os
+import re
+import sys
 
 from keras_fcn.constants import SCALE_FACTOR_LIMITS, is_scale_factor
 
 _LIMITS = tuple(f"{limit:g}" for limit in SCALE_FACTOR_LIMITS)
+# A value that starts as a negative number does (-1, -0.5,2, -.5): argparse reads "-1,2" as a flag otherwise.
+_NEGATIVE_VALUE = re.compile(r"-\.?\d")
+
+
+class Parser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose errors are one line, `PROG: error: MESSAGE`, as the command's other errors.
+
+    A flag's value that starts as a negative number (`--scale-range -1,2`) is read as its value, to be refused
+    by the flag's own check, not as an unknown flag.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        joined = []
+        for index, arg in enumerate(args):
+            if "--" in args[:index]:
+                joined.append(arg)
+            elif joined and _NEGATIVE_VALUE.match(arg) and _takes_joined_value(joined[-1]):
+                joined[-1] = f"{joined[-1]}={arg}"
+            else:
+                joined.append(arg)
+        return super().parse_known_args(joined, namespace)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _takes_joined_value(arg):
+    """Whether `arg` is a long flag without a value: `--name`, not `--name=value` or `--`."""
+    return arg.startswith("--") and arg != "--" and "=" not in arg
 
 
 def size(text):
@@ -126,13 +159,17 @@ def keyword(text):
 
 
 class KeywordArguments(argparse.Action):
-    """Collects `KEY=VALUE` arguments (parsed by `keyword`) into a dict, each key once; use with `nargs="+"`."""
+    """Collects `KEY=VALUE` arguments (parsed by `keyword`) into a dict, each key once; use with `nargs="+"`.
+
+    A flag given again adds its arguments to those given before.
+    """
 
     def __call__(self, parser, namespace, values, option_string=None):
-        repeated = _first_repeated([key for key, _ in values])
+        given = list((getattr(namespace, self.dest, None) or {}).items()) + list(values)
+        repeated = _first_repeated([key for key, _ in given])
         if repeated is not None:
             raise argparse.ArgumentError(self, f"gives {repeated} twice; give each keyword once")
-        setattr(namespace, self.dest, dict(values))
+        setattr(namespace, self.dest, dict(given))
 
 
 def backbone_weights(text):

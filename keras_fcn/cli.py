@@ -614,7 +614,7 @@ def _show_warning(verb, message, category, filename, lineno, file=None, line=Non
 
 def build_parser():
     """The `keras-fcn` argument parser, one subparser per verb."""
-    parser = argparse.ArgumentParser(
+    parser = arguments.Parser(
         prog=PROG,
         description="Fully Convolutional Networks for semantic segmentation (Long, Shelhamer and Darrell, CVPR 2015).",
         epilog="Run 'keras-fcn VERB --help' for a verb's options and examples.",

@@ -36,6 +36,12 @@ def _validate(num_classes, spec, backbone_weights, backbone_kwargs, input_shape,
             f"`backbone_kwargs` out. Received backbone_weights={backbone_weights!r}, "
             f"backbone_kwargs={backbone_kwargs!r}"
         )
+    if spec.trunk is not None and backbone_kwargs:
+        raise InvalidArgumentError(
+            f"Backbone {spec.name!r} is a reference net built as the paper's code builds it, without arguments: "
+            "leave `backbone_kwargs` out, or choose a Keras Applications backbone (such as 'mobilenet') to pass "
+            f"them to. Received backbone={spec.name!r}, backbone_kwargs={backbone_kwargs!r}"
+        )
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise InvalidArgumentError(
             "`input_shape` must be (height, width, 3), with None for sizes that vary. "

@@ -318,6 +318,13 @@ def test_each_verb_has_help_with_examples(verb, capsys):
          "argument --backbone-kwargs: must be KEY=VALUE, e.g. alpha=0.25, not 'alpha'"),
         (["train", "d", "--output-dir", "o", "--backbone-kwargs", "alpha=0.25", "alpha=0.5"],
          "argument --backbone-kwargs: gives alpha twice; give each keyword once"),
+        (["train", "d", "--output-dir", "o", "--backbone-kwargs", "alpha=0.25", "--backbone-kwargs", "alpha=0.5"],
+         "argument --backbone-kwargs: gives alpha twice; give each keyword once"),
+        (["train", "d", "--output-dir", "o", "--scale-range", "-1,2"],
+         "argument --scale-range: must be MIN,MAX scaling factors with 0.1 <= MIN <= MAX <= 4, e.g. 0.5,2, not '-1,2'"),
+        (["evaluate", "m.keras", "d", "--scales", "-.5"],
+         "argument --scales: must be scaling factors from 0.1 to 4 separated by commas, e.g. 1,1.25,1.5, not '-.5'"),
+        (["evaluate", "m.keras"], "the following arguments are required: dataset"),
         (["train", "d", "--output-dir", "o", "--backbone-weights", "nowhere.h5"],
          "argument --backbone-weights: must be 'imagenet', 'none' or an existing weights file, not 'nowhere.h5'"),
         (["train", "d", "--output-dir", "o", "--epochs", "0"], "argument --epochs: must be a positive integer, not '0'"),
@@ -348,7 +355,21 @@ def test_bad_arguments_exit_2_with_one_line_naming_them(argv, message, capsys):
     with pytest.raises(SystemExit) as exit:
         cli.main(argv)
     assert exit.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"keras-fcn {argv[0]}: error: {message}"
+    assert capsys.readouterr().err.splitlines() == [f"keras-fcn {argv[0]}: error: {message}"]
+
+
+def test_an_unknown_flag_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["evaluate", "m.keras", "d", "--bogus"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["keras-fcn: error: unrecognized arguments: --bogus"]
+
+
+def test_backbone_kwargs_given_in_several_flags_are_merged():
+    args = cli.build_parser().parse_args(
+        ["train", "d", "--output-dir", "o", "--backbone-kwargs", "alpha=0.25", "--backbone-kwargs", "dropout=0.1"]
+    )
+    assert args.backbone_kwargs == {"alpha": 0.25, "dropout": 0.1}
 
 
 def test_errors_found_while_running_are_one_line(saved_model, tmp_path, capsys):

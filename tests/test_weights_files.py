@@ -90,6 +90,10 @@ def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming
     for backbone_kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
             keras_fcn.FCN8s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs=backbone_kwargs)
+    # The reference nets take no arguments: any is refused, not dropped (vgg16_reference is the default backbone).
+    for backbone in ("vgg16_reference", "alexnet_reference"):
+        with pytest.raises(InvalidArgumentError, match=rf"Backbone '{backbone}' is a reference net .* without arguments"):
+            keras_fcn.FCN32s(2, backbone=backbone, backbone_weights=None, backbone_kwargs={"alpha": 0.25})
 
 
 def test_imagenet_weights_that_cannot_be_downloaded_end_the_command_in_one_line(tmp_path):
