@@ -155,6 +155,27 @@ def test_a_run_started_again_with_other_augmentation_is_refused_naming_it(tmp_pa
     assert history.epoch == [1]
 
 
+def test_a_run_started_again_with_other_batches_or_steps_is_refused_naming_the_option(tmp_path):
+    # Each of these changes the batches or the steps that the uninterrupted run would take.
+    data = write_pairs(tmp_path / "train", 2)
+    options = {**TINY_MODEL, "num_classes": 3, "crop_size": (32, 32), "batch_size": 2, "seed": 0, "verbose": 0}
+    training.train(data, tmp_path / "run", epochs=1, **options)
+    for changed, message in [
+        ({"batch_size": 1}, r"holds a run with batch_size=2 .*Received batch_size=1"),
+        ({"crop_size": (24, 24)}, r"holds a run with crop_size=\[32, 32\] .*Received crop_size=\[24, 24\]"),
+        ({"crop_size": None}, r"holds a run with crop_size=\[32, 32\] .*Received crop_size=None"),
+        ({"steps_per_epoch": 1}, r"holds a run with steps_per_epoch=None .*Received steps_per_epoch=1"),
+        ({"optimizer": "sgd"}, r"holds a run with optimizer='adam' .*Received optimizer='sgd'"),
+        ({"learning_rate": 0.1}, r"holds a run with learning_rate=None .*Received learning_rate=0.1"),
+        ({"weight_decay": 0.0}, r"holds a run with weight_decay=None .*Received weight_decay=0.0"),
+        ({"mixed_precision": "float32"}, r"holds a run with mixed_precision=None .*Received mixed_precision='float32'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            training.train(data, tmp_path / "run", epochs=2, **{**options, **changed})
+    _, history = training.train(data, tmp_path / "run", epochs=2, **options)
+    assert history.epoch == [1]
+
+
 def test_a_run_started_again_with_or_without_no_augment_is_refused_saying_which(tmp_path, capsys):
     data = write_pairs(tmp_path / "train", 2)
     command = ["train", data, "--output-dir", str(tmp_path / "run"), "--num-classes", "3", *TINY_CLI, "--model",

@@ -34,7 +34,13 @@ RUN_FILE = "run.json"
 BACKUP_FOLDER = "backup"
 # The options that must be the same when a run is started again: the model the backup holds, and the augmentation
 # of the batches it reads (a resumed run reads the uninterrupted run's batches).
-RECORDED_OPTIONS = ("model", "backbone", "backbone_kwargs", "loss", "class_weights", "augment", "scale_range", "jitter")
+# The options a resumed run must share with the run it continues: those of its model, and those that choose its
+# batches (a function of the seed and the epoch's number) and each step (the loss, optimizer and precision), so that
+# it ends where the uninterrupted run ends. `epochs` may grow: a finished run trains on.
+RECORDED_OPTIONS = (
+    "model", "backbone", "backbone_kwargs", "loss", "class_weights", "augment", "scale_range", "jitter",
+    "crop_size", "batch_size", "steps_per_epoch", "optimizer", "learning_rate", "weight_decay", "mixed_precision",
+)
 # Seeds drawn for runs started without one: the range `keras.utils.set_random_seed` takes (numpy's).
 SEED_RANGE = 2**32
 
@@ -138,8 +144,9 @@ def prepare(run_dir, class_names, options):
 
     Raises:
         keras_fcn.errors.InvalidArgumentError: when the folder holds a run
-            of other classes, another model, backbone, loss, class weights,
-            augmentation or seed, naming both.
+            of other classes, seed or `RECORDED_OPTIONS` (model, backbone,
+            loss, class weights, augmentation, crops, batches, optimizer,
+            learning rate, weight decay, precision), naming both.
     """
     recorded_classes = _read_json(os.path.join(run_dir, CLASSES_FILE))
     if recorded_classes is not None and tuple(recorded_classes.get("class_names", ())) != tuple(class_names):
