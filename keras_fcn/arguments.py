@@ -100,6 +100,8 @@ def scales(text):
             f"must be scaling factors from {_LIMITS[0]} to {_LIMITS[1]} separated by commas, e.g. 1,1.25,1.5, "
             f"not {text!r}"
         )
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"gives a scaling factor twice: give each once, not {text!r}")
     return values
 
 

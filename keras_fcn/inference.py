@@ -23,7 +23,7 @@ from keras_fcn.engines import (
 )
 from keras_fcn.errors import InvalidArgumentError, InvalidDataError, release_pipelines_on_error
 from keras_fcn.files import sha256_of
-from keras_fcn.metrics import ConfusionMatrix, class_keys
+from keras_fcn.metrics import ConfusionMatrix, class_keys, validate_class_names
 from keras_fcn.precision import dtype_policies, with_dtype_policy
 from keras_fcn.test_time import augmented_inference, validate_augmentation
 from keras_fcn.weights_files import check_model_path, load_model_file
@@ -436,16 +436,21 @@ def evaluate(
     >>> figures["mean_iou"], figures["per_class_iou"]["cat"]
     """
     run = _runner(model, engine, precision, flip, scales)
+    if class_names is not None:
+        validate_class_names(class_names)
     model_classes = _output_classes(run)
-    given = "num_classes" if num_classes is not None else "class_names"
+    if num_classes is not None and model_classes not in (None, num_classes):
+        raise InvalidArgumentError(
+            f"The model scores {model_classes} classes but `num_classes` is {num_classes}. "
+            f"Received num_classes={num_classes!r}, class_names={class_names!r}"
+        )
+    if num_classes is None and class_names is not None and model_classes not in (None, len(class_names)):
+        raise InvalidArgumentError(
+            f"The model scores {model_classes} classes but `class_names` names {len(class_names)}. "
+            f"Received class_names={class_names!r}"
+        )
     if num_classes is None:
         num_classes = len(class_names) if class_names is not None else model_classes
-    if model_classes not in (None, num_classes):
-        raise InvalidArgumentError(
-            f"The model scores {model_classes} classes but `{given}` "
-            f"{'is' if given == 'num_classes' else 'names'} {num_classes}. "
-            f"Received num_classes={num_classes if given == 'num_classes' else None!r}, class_names={class_names!r}"
-        )
     class_keys(class_names, num_classes)
     metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)
     progbar = keras.utils.Progbar(_length(dataset), verbose=verbose, stateful_metrics=["mean_iou"], unit_name="batch")

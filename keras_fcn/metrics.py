@@ -107,13 +107,23 @@ def segmentation_figures(confusion):
     }
 
 
-def check_distinct_names(class_names, name="class_names"):
-    """Refuses class names of which two are the same (a per-class dict would keep one of them).
+def validate_class_names(class_names, name="class_names"):
+    """Refuses class names that are not a list or tuple of distinct, non-blank str (one per class).
+
+    A per-class dict keyed by two equal names would keep one of them; a bare
+    str would be read as one name a character.
 
     Raises:
         keras_fcn.errors.InvalidArgumentError: (a `ValueError`) naming
-            `name`, the repeated name and the names.
+            `name`, the names and what is wrong with them.
     """
+    if not isinstance(class_names, (list, tuple)) or not all(
+        isinstance(class_name, str) and class_name.strip() for class_name in class_names
+    ):
+        raise InvalidArgumentError(
+            f"`{name}` must be a list or tuple of class names, non-blank str, one per class. "
+            f"Received {name}={class_names!r}"
+        )
     seen = set()
     for class_name in class_names:
         if class_name in seen:
@@ -127,13 +137,13 @@ def class_keys(class_names, num_classes):
     """The keys of a per-class dict: `class_names`, checked to name every class once, or else the indices."""
     if class_names is None:
         return list(range(num_classes))
+    validate_class_names(class_names)
     names = list(class_names)
     if len(names) != num_classes:
         raise ValueError(
             f"`class_names` must hold one name per class, {num_classes} names. "
             f"Received {len(names)}: class_names={class_names!r}"
         )
-    check_distinct_names(names)
     return names
 
 

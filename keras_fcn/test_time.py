@@ -15,16 +15,19 @@ def validate_augmentation(scales, flip):
 
 
 def validate_scales(scales, name="scales"):
-    """Checks a non-empty sequence of scaling factors within `SCALE_FACTOR_LIMITS`; returns a tuple of floats."""
+    """Checks a non-empty sequence (list, tuple or 1-D array) of distinct scaling factors within
+    `SCALE_FACTOR_LIMITS`; returns a tuple of floats."""
     low, high = SCALE_FACTOR_LIMITS
-    if not (
-        isinstance(scales, (tuple, list))
-        and scales
-        and all(is_scale_factor(s) for s in scales)
-    ):
+    if isinstance(scales, np.ndarray) and scales.ndim == 1:
+        scales = scales.tolist()
+    if not (isinstance(scales, (tuple, list)) and scales and all(is_scale_factor(s) for s in scales)):
         raise InvalidArgumentError(
             f"`{name}` must be a non-empty sequence of scaling factors from {low:g} to {high:g}, e.g. "
             f"(1.0, 1.25, 1.5). Received {name}={scales!r}"
+        )
+    if len(set(scales)) != len(scales):
+        raise InvalidArgumentError(
+            f"`{name}` gives a scaling factor twice: each is scored once, so give each once. Received {name}={scales!r}"
         )
     return tuple(float(s) for s in scales)
 

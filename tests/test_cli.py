@@ -345,6 +345,8 @@ def test_each_verb_has_help_with_examples(verb, capsys):
          "argument --scales: must be scaling factors from 0.1 to 4 separated by commas, e.g. 1,1.25,1.5, not '1,0'"),
         (["evaluate", "m.keras", "d", "--scales", "1,125"],
          "argument --scales: must be scaling factors from 0.1 to 4 separated by commas, e.g. 1,1.25,1.5, not '1,125'"),
+        (["predict", "m.keras", "--scales", "1,1.0"], "argument --scales: gives a scaling factor twice: give each once, "
+         "not '1,1.0'"),
         (["predict", "m.keras", "--scales", "1,x"],
          "argument --scales: must be scaling factors from 0.1 to 4 separated by commas, e.g. 1,1.25,1.5, not '1,x'"),
         (["export", "m.keras", "out", "--format", "coreml"],

@@ -71,8 +71,12 @@ def test_evaluate_defaults_and_checks():
         evaluate(_oracle(), dataset, num_classes=4, verbose=0)
     with pytest.raises(ValueError, match=r"one name per class, 3 names\. Received 2: "):
         evaluate(_oracle(), dataset, class_names=["a", "b"], num_classes=3, verbose=0)
+    # Names are a list or tuple of distinct, non-blank str: a bare str, ints or an empty name are refused.
+    for names in ("abc", [0, 1, 2], ["a", "", "c"], ["a", "b", "a"]):
+        with pytest.raises(ValueError, match=r"`class_names` must (be a list or tuple|name each class differently)"):
+            evaluate(_oracle(), dataset, class_names=names, verbose=0)
     # Without num_classes, the names' count is checked against the model's, and the message names them.
-    with pytest.raises(ValueError, match=r"scores 3 classes but `class_names` names 2\. Received num_classes=None"):
+    with pytest.raises(ValueError, match=r"scores 3 classes but `class_names` names 2\. Received class_names=\['a', 'b'\]"):
         evaluate(_oracle(), dataset, class_names=["a", "b"], verbose=0)
     # A label that is neither a class nor the ignore label is a data error, not a pixel to drop.
     second = (_images(np.array([[[0, 1, 1]]])), np.array([[[0, 7, 255]]]))

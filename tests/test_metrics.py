@@ -92,7 +92,7 @@ def test_against_paper_definitions_and_streaming():
     one_shot = metrics.ConfusionMatrix(num_classes)
     one_shot.update_state(all_labels[None, None], _logits(all_predicted[None, None], num_classes))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(one_shot.result()), n)
-    figures = streaming.figures(class_names="abcde")
+    figures = streaming.figures(class_names=list("abcde"))
     for key in metrics.FIGURES:
         assert figures[key] == pytest.approx(expected[key], rel=1e-6)
     np.testing.assert_allclose(list(figures["per_class_iou"].values()), expected["per_class_iou"], rtol=1e-6)

@@ -64,6 +64,9 @@ def test_scaled_logits_are_resized_back_bilinearly_with_half_pixel_centres():
         ({"scales": (1.0, 0.0)}, r"Received scales=\(1\.0, 0\.0\)"),
         ({"scales": (1.0, 125)}, r"Received scales=\(1\.0, 125\)"),
         ({"scales": 1.5}, r"Received scales=1\.5"),
+        ({"scales": (1.0, 1.25, 1)}, r"`scales` gives a scaling factor twice: each is scored once, so give each "
+         r"once\. Received scales=\(1\.0, 1\.25, 1\)"),
+        ({"scales": np.array([[1.0]])}, r"Received scales=array\(\[\[1\.\]\]\)"),
         ({"flip": "yes"}, r"`flip` must be True or False. Received flip='yes'"),
     ],
 )
@@ -75,3 +78,15 @@ def test_bad_augmentation_is_refused_before_any_work(kwargs, message):
         augmented_inference(never, **kwargs)
     with pytest.raises(ValueError, match=message):
         keras_fcn.predict(never, [np.zeros((4, 4, 3))], **kwargs)
+
+
+def test_scales_may_be_a_numpy_array():
+    # A 1-D array is a sequence of factors as a list is: the same probabilities.
+    def class_0_everywhere(images):
+        return np.concatenate([np.ones(images.shape[:3] + (1,)), np.zeros(images.shape[:3] + (1,))], -1)
+
+    image = np.zeros((1, 4, 6, 3))
+    from_array = augmented_inference(class_0_everywhere, scales=np.array([1.0, 1.5]))(image)
+    from_list = augmented_inference(class_0_everywhere, scales=[1.0, 1.5])(image)
+    np.testing.assert_array_equal(from_array, from_list)
+    np.testing.assert_allclose(from_array[..., 0], 1 / (1 + np.exp(-1.0)), rtol=1e-6)  # softmax of (1, 0)

@@ -99,7 +99,10 @@ def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
         ({"validation_steps": 0}, r"`validation_steps` must be a positive int. Received validation_steps=0"),
         ({"verbose": True}, r"`verbose` must be one of \['auto', 0, 1, 2\]. Received verbose=True"),
         ({"augment": "no"}, r"`augment` must be True or False. Received augment='no'"),
-        ({"class_names": 3}, r"`class_names` must be a sequence of str, one per class. Received class_names=3"),
+        ({"class_names": 3}, r"`class_names` must be a list or tuple of class names, non-blank str, one per class. "
+         r"Received class_names=3"),
+        ({"class_names": ["a", "b", " "]}, r"non-blank str, one per class. Received class_names=\['a', 'b', ' '\]"),
+        ({"class_names": ["a", "b", b"c"]}, r"non-blank str, one per class. Received class_names=\['a', 'b', b'c'\]"),
         ({"class_names": "abc"}, r"Received class_names='abc'"),
         ({"class_names": ["a", "b", "a"]}, r"`class_names` must name each class differently; 'a' names two. "
          r"Received class_names=\['a', 'b', 'a'\]"),

@@ -35,7 +35,7 @@ from keras_fcn.backbones import BACKBONES, get_backbone, validate_backbone_kwarg
 from keras_fcn.data.transforms import validate_jitter, validate_scale_range, validate_size
 from keras_fcn.errors import InvalidArgumentError
 from keras_fcn.losses import LOSSES, validate_class_weights
-from keras_fcn.metrics import check_distinct_names
+from keras_fcn.metrics import validate_class_names
 from keras_fcn.training.distribution import STRATEGIES
 from keras_fcn.training.policy import MIXED_PRECISION
 from keras_fcn.training.presets import PRESETS
@@ -117,9 +117,7 @@ def _boolean(name, value):
 
 
 def _class_names(name, value):
-    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
-        raise InvalidArgumentError(f"`{name}` must be a sequence of str, one per class. Received {name}={value!r}")
-    check_distinct_names(value, name)
+    validate_class_names(value, name)
 
 
 def _augmentation(name, value):
