@@ -273,8 +273,8 @@ MESSAGE_LENGTH = 300
 BUILDER_KEYWORDS = {
     "include_top": "the trunk is built without its classifier; fully connected layers are convolutionalized",
     "weights": "choose the trunk's weights with `backbone_weights`",
-    "input_tensor": "the trunk is built on the FCN's input; choose its shape with `input_shape`",
-    "input_shape": "the trunk is built on the FCN's input; choose its shape with the builder's `input_shape`",
+    "input_tensor": "the trunk is built on the FCN's input, of any size unless the builder's `input_shape` fixes it",
+    "input_shape": "the trunk is built on the FCN's input, of any size unless the builder's `input_shape` fixes it",
     "pooling": "the trunk is built without its classifier, whose input the pooling makes; the FCN scores every cell",
     "classes": "the trunk is built without its classifier; choose the FCN's classes with `num_classes`",
     "classifier_activation": "the trunk is built without its classifier; the FCN outputs logits",

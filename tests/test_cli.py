@@ -386,7 +386,8 @@ def test_errors_found_while_running_are_one_line(saved_model, tmp_path, capsys):
          "keras-fcn export: error: argument --input-size: required for tflite, e.g. --input-size 360x480"),
         (["evaluate", path, str(tmp_path / "missing")],
          "keras-fcn evaluate: error: `dataset` must be one of ['camvid', 'voc', 'sbd', 'oxford_iiit_pet', "
-         "'scene_parse150'], a folder holding images/ and masks/"),
+         "'scene_parse150'], a folder holding images/ and masks/, or a tf.data.Dataset; no file or folder has that "
+         "name"),
     ]
     missing = [name for name in ("tf2onnx", "onnx") if importlib.util.find_spec(name) is None]
     if missing:

@@ -78,7 +78,7 @@ def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming
         ({"alpha": "abc"}, r"`backbone_kwargs`: alpha of 'mobilenet' must be a number \(its default is 1.0\). "
          r"Received backbone_kwargs=\{'alpha': 'abc'\}"),
         ({"depth_multiplier": True}, r"depth_multiplier of 'mobilenet' must be a number \(its default is 1\)"),
-        ({"input_shape": (64, 64, 3)}, r"`backbone_kwargs` cannot hold input_shape: .*the builder's `input_shape`\. "
+        ({"input_shape": (64, 64, 3)}, r"`backbone_kwargs` cannot hold input_shape: .*unless the builder's `input_shape` fixes it\. "
          r"Received backbone_kwargs=\{'input_shape': \(64, 64, 3\)\}"),
         ({"pooling": "avg"}, r"`backbone_kwargs` cannot hold pooling: the trunk is built without its classifier"),
         ({"classes": 5}, r"`backbone_kwargs` cannot hold classes: .*`num_classes`\. "),

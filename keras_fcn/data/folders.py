@@ -60,12 +60,13 @@ def match_by_stem(images_dir, masks_dir, mask_suffix=""):
     if unmatched_images or unmatched_masks:
         lines = []
         if unmatched_images:
-            lines.append(f"images without a mask in {masks_dir!r}: {format_list(unmatched_images)}")
+            lines.append(f"images in {images_dir!r} without a mask in {masks_dir!r}: {format_list(unmatched_images)}")
         if unmatched_masks:
-            lines.append(f"masks without an image in {images_dir!r}: {format_list(unmatched_masks)}")
+            lines.append(f"masks in {masks_dir!r} without an image in {images_dir!r}: {format_list(unmatched_masks)}")
+        rule = "the same name" if not mask_suffix else f"the image's name + {mask_suffix!r}"
         raise InvalidDataError(
-            f"Images and masks must pair up by file name (mask name = image name + "
-            f"mask_suffix={mask_suffix!r}); found " + "; ".join(lines)
+            f"Images and masks must pair up by file name (a mask's name, extension aside, is {rule}); found "
+            + "; ".join(lines)
         )
     stems = sorted(images)
     return [images[s] for s in stems], [masks[s] for s in stems]

@@ -132,9 +132,10 @@ def _checked_classes(dataset, num_classes, class_names):
     if not (_is_named(dataset) or isinstance(dataset, tf.data.Dataset)) and not (
         isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset)
     ):
+        missing = isinstance(dataset, (str, os.PathLike)) and not os.path.exists(dataset)
         raise InvalidArgumentError(
-            f"`dataset` must be one of {list(NAMED_DATASETS)}, a folder holding images/ and masks/, "
-            f"or a tf.data.Dataset. Received dataset={dataset!r}"
+            f"`dataset` must be one of {list(NAMED_DATASETS)}, a folder holding images/ and masks/, or a "
+            f"tf.data.Dataset{'; no file or folder has that name' if missing else ''}. Received dataset={dataset!r}"
         )
     if class_names is not None:
         class_names = tuple(class_names)
