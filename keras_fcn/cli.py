@@ -377,7 +377,7 @@ def _predict_parser(verbs):
 
 
 def _image_files(inputs, output_dir):
-    """The image files named by `inputs`: files as given, and the image files of folders (hidden ones skipped).
+    """The image files named by `inputs`, each once: files as given, and the image files of folders (hidden ones skipped).
 
     An input folder may not be `output_dir`: a later run would take the
     outputs of this one for images to segment.
@@ -397,7 +397,11 @@ def _image_files(inputs, output_dir):
             raise CommandError(f"argument inputs: must be image files or folders; {path!r} does not exist")
     if not files:
         raise CommandError(f"argument inputs: found no images ({', '.join(data.IMAGE_EXTENSIONS)}) in {inputs}")
-    return files
+    # An image named twice (a.png and ./a.png, or a file and its folder) is segmented once.
+    unique = {}
+    for path in files:
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
 
 
 OUTPUT_SUFFIXES = (".png", "_overlay.png")

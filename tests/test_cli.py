@@ -198,6 +198,17 @@ def test_predict_writes_class_index_pngs_and_overlays_with_a_legend(saved_model,
             assert f"{NAMES[c]} {100 * shares[c]:.1f}%" in line
 
 
+def test_predict_segments_an_image_named_twice_once(saved_model, tmp_path, capsys):
+    _, path = saved_model
+    photos = write_pairs(tmp_path / "photos", 2, size=(40, 56)) + "/images"
+    out = tmp_path / "out"
+    inputs = [f"{photos}/000.png", f"{photos}/./000.png", photos]  # 000.png three times, 001.png once
+    assert cli.main(["predict", path, *inputs, "--output-dir", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["000.png", "000_overlay.png", "001.png", "001_overlay.png"]
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(photos)]
+    assert [line.split(":")[0] for line in printed] == [f"{photos}/000.png", f"{photos}/001.png"]
+
+
 def test_predict_refuses_to_write_into_an_input_folder(saved_model, tmp_path, capsys):
     _, path = saved_model
     photos = write_pairs(tmp_path / "photos", 2, size=(40, 56)) + "/images"
