@@ -12,6 +12,7 @@ and VGG19 keep their fully connected layers fc6 and fc7 as convolutions
 
 import dataclasses
 import inspect
+import math
 import random
 import warnings
 from typing import Callable, Optional
@@ -314,10 +315,10 @@ def _check_constructor_kwargs(spec, backbone_kwargs):
         default = parameters[key].default if key in parameters else None
         number = (int, float)
         if isinstance(default, number) and not isinstance(default, bool) and not (
-            isinstance(value, number) and not isinstance(value, bool)
+            isinstance(value, number) and not isinstance(value, bool) and math.isfinite(value)
         ):
             raise InvalidArgumentError(
-                f"`backbone_kwargs`: {key} of {spec.name!r} must be a number (its default is {default!r}). "
+                f"`backbone_kwargs`: {key} of {spec.name!r} must be a finite number (its default is {default!r}). "
                 f"Received backbone_kwargs={backbone_kwargs!r}"
             )
 
@@ -340,7 +341,9 @@ def _application(spec, x, backbone_weights, backbone_kwargs):
             given = {name: value for name, value in given.items() if value is not None}
             if not given:
                 raise
-            reason = str(error) if len(str(error)) <= MESSAGE_LENGTH else str(error)[:MESSAGE_LENGTH] + "..."
+            reason = " ".join(str(error).split())
+            reason = reason if len(reason) <= MESSAGE_LENGTH else reason[:MESSAGE_LENGTH] + "..."
+            reason = reason if reason.endswith((".", "...")) else reason + "."
             raise InvalidArgumentError(
                 f"Backbone {spec.name!r} cannot be built with {' and '.join(f'`{name}`' for name in given)}: {reason} "
                 f"Received {', '.join(f'{name}={value!r}' for name, value in given.items())}"

@@ -75,9 +75,12 @@ def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming
     cases = [
         ({"alpha": 0.25, "bogus": 1}, r"`backbone_kwargs`: 'mobilenet' takes no argument 'bogus'; the arguments it can be "
          r"given are alpha, depth_multiplier, dropout, name\. Received backbone_kwargs=\{'alpha': 0.25, 'bogus': 1\}"),
-        ({"alpha": "abc"}, r"`backbone_kwargs`: alpha of 'mobilenet' must be a number \(its default is 1.0\). "
+        ({"alpha": "abc"}, r"`backbone_kwargs`: alpha of 'mobilenet' must be a finite number \(its default is 1.0\). "
          r"Received backbone_kwargs=\{'alpha': 'abc'\}"),
-        ({"depth_multiplier": True}, r"depth_multiplier of 'mobilenet' must be a number \(its default is 1\)"),
+        ({"depth_multiplier": True}, r"depth_multiplier of 'mobilenet' must be a finite number \(its default is 1\)"),
+        ({"alpha": float("nan")}, r"alpha of 'mobilenet' must be a finite number \(its default is 1.0\)"),
+        ({"name": 123}, r"Backbone 'mobilenet' cannot be built with `backbone_kwargs`: .*name.*\)\. Received "
+         r"backbone_kwargs=\{'name': 123\}"),
         ({"input_shape": (64, 64, 3)}, r"`backbone_kwargs` cannot hold input_shape: .*unless the builder's `input_shape` fixes it\. "
          r"Received backbone_kwargs=\{'input_shape': \(64, 64, 3\)\}"),
         ({"pooling": "avg"}, r"`backbone_kwargs` cannot hold pooling: the trunk is built without its classifier"),
