@@ -17,16 +17,33 @@ import sys
 from keras_fcn.constants import SCALE_FACTOR_LIMITS, is_scale_factor
 
 _LIMITS = tuple(f"{limit:g}" for limit in SCALE_FACTOR_LIMITS)
-# A value that starts as a negative number does (-1, -0.5,2, -.5): argparse reads "-1,2" as a flag otherwise.
-_NEGATIVE_VALUE = re.compile(r"-\.?\d")
+# A value that starts as a negative number does (-1, -0.5,2, -.5, -inf): argparse reads "-1,2" as a flag otherwise.
+_NEGATIVE_VALUE = re.compile(r"-(\.?\d|inf|nan)", re.IGNORECASE)
 
 
 class Parser(argparse.ArgumentParser):
     """An `argparse.ArgumentParser` whose errors are one line, `PROG: error: MESSAGE`, as the command's other errors.
 
     A flag's value that starts as a negative number (`--scale-range -1,2`) is read as its value, to be refused
-    by the flag's own check, not as an unknown flag.
+    by the flag's own check, not as an unknown flag. Arguments no parser knows are reported by the subcommand
+    named in the attribute `subcommand_dest` of the parsed arguments (`keras-fcn train: error: ...`).
+
+    Args:
+        subcommand_dest: the `dest` of the parser's subparsers, or None.
+        **kwargs: as `argparse.ArgumentParser`'s.
     """
+
+    def __init__(self, *args, subcommand_dest=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.subcommand_dest = subcommand_dest
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            subcommand = getattr(parsed, self.subcommand_dest, None) if self.subcommand_dest else None
+            prog = f"{self.prog} {subcommand}" if subcommand else self.prog
+            self.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(unknown)}\n")
+        return parsed
 
     def parse_known_args(self, args=None, namespace=None):
         args = list(sys.argv[1:] if args is None else args)
@@ -154,6 +171,10 @@ def keyword(text):
     key, separator, value = text.partition("=")
     if not separator or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"must be KEY=VALUE, e.g. alpha=0.25, not {text!r}")
+    if re.search(r",\s*[A-Za-z_]\w*=", value):
+        raise argparse.ArgumentTypeError(
+            f"must be KEY=VALUE arguments separated by spaces, e.g. alpha=0.25 dropout=0.1, not {text!r}"
+        )
     try:
         return key, json.loads(value)
     except ValueError:

@@ -306,6 +306,12 @@ def _check_constructor_kwargs(spec, backbone_kwargs):
                 f"`backbone_kwargs` cannot hold {key}: {BUILDER_KEYWORDS[key]}. "
                 f"Received backbone_kwargs={backbone_kwargs!r}"
             )
+        if key in spec.application_kwargs:
+            raise InvalidArgumentError(
+                f"`backbone_kwargs` cannot hold {key}: keras-fcn builds {spec.name!r} with "
+                f"{key}={spec.application_kwargs[key]!r}, as its normalization of the image (the model's first "
+                f"layer) requires. Received backbone_kwargs={backbone_kwargs!r}"
+            )
         if key not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             raise InvalidArgumentError(
                 f"`backbone_kwargs`: {spec.name!r} takes no argument {key!r}; the arguments it can be given are "

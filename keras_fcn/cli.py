@@ -620,6 +620,7 @@ def build_parser():
     """The `keras-fcn` argument parser, one subparser per verb."""
     parser = arguments.Parser(
         prog=PROG,
+        subcommand_dest="verb",
         description="Fully Convolutional Networks for semantic segmentation (Long, Shelhamer and Darrell, CVPR 2015).",
         epilog="Run 'keras-fcn VERB --help' for a verb's options and examples.",
     )

@@ -14,6 +14,7 @@ mean IU, and a class absent from the labels is left out of mean accuracy.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_fcn.constants import IGNORE_LABEL
@@ -108,7 +109,7 @@ def segmentation_figures(confusion):
 
 
 def validate_class_names(class_names, name="class_names"):
-    """Refuses class names that are not a list or tuple of distinct, non-blank str (one per class).
+    """Refuses class names that are not a list, tuple or 1-D array of distinct, non-blank str (one per class).
 
     A per-class dict keyed by two equal names would keep one of them; a bare
     str would be read as one name a character.
@@ -117,12 +118,13 @@ def validate_class_names(class_names, name="class_names"):
         keras_fcn.errors.InvalidArgumentError: (a `ValueError`) naming
             `name`, the names and what is wrong with them.
     """
-    if not isinstance(class_names, (list, tuple)) or not all(
-        isinstance(class_name, str) and class_name.strip() for class_name in class_names
+    sequence = isinstance(class_names, (list, tuple)) or (isinstance(class_names, np.ndarray) and class_names.ndim == 1)
+    if not sequence or not all(
+        isinstance(class_name, str) and class_name.strip() == class_name != "" for class_name in class_names
     ):
         raise InvalidArgumentError(
-            f"`{name}` must be a list or tuple of class names, non-blank str, one per class. "
-            f"Received {name}={class_names!r}"
+            f"`{name}` must be a list, tuple or 1-D array of class names: str, not blank, without spaces around "
+            f"them, one per class. Received {name}={class_names!r}"
         )
     seen = set()
     for class_name in class_names:

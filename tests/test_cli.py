@@ -336,6 +336,11 @@ def test_each_verb_has_help_with_examples(verb, capsys):
         (["evaluate", "m.keras", "d", "--scales", "-.5"],
          "argument --scales: must be scaling factors from 0.1 to 4 separated by commas, e.g. 1,1.25,1.5, not '-.5'"),
         (["evaluate", "m.keras"], "the following arguments are required: dataset"),
+        (["train", "d", "--output-dir", "o", "--scale-range", "-inf,2"],
+         "argument --scale-range: must be MIN,MAX scaling factors with 0.1 <= MIN <= MAX <= 4, e.g. 0.5,2, not '-inf,2'"),
+        (["train", "d", "--output-dir", "o", "--backbone-kwargs", "name=a,name=b"],
+         "argument --backbone-kwargs: must be KEY=VALUE arguments separated by spaces, e.g. alpha=0.25 dropout=0.1, "
+         "not 'name=a,name=b'"),
         (["train", "d", "--output-dir", "o", "--backbone-weights", "nowhere.h5"],
          "argument --backbone-weights: must be 'imagenet', 'none' or an existing weights file, not 'nowhere.h5'"),
         (["train", "d", "--output-dir", "o", "--epochs", "0"], "argument --epochs: must be a positive integer, not '0'"),
@@ -375,7 +380,7 @@ def test_an_unknown_flag_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit:
         cli.main(["evaluate", "m.keras", "d", "--bogus"])
     assert exit.value.code == 2
-    assert capsys.readouterr().err.splitlines() == ["keras-fcn: error: unrecognized arguments: --bogus"]
+    assert capsys.readouterr().err.splitlines() == ["keras-fcn evaluate: error: unrecognized arguments: --bogus"]
 
 
 def test_backbone_kwargs_given_in_several_flags_are_merged():

@@ -72,9 +72,11 @@ def test_evaluate_defaults_and_checks():
     with pytest.raises(ValueError, match=r"one name per class, 3 names\. Received 2: "):
         evaluate(_oracle(), dataset, class_names=["a", "b"], num_classes=3, verbose=0)
     # Names are a list or tuple of distinct, non-blank str: a bare str, ints or an empty name are refused.
-    for names in ("abc", [0, 1, 2], ["a", "", "c"], ["a", "b", "a"]):
-        with pytest.raises(ValueError, match=r"`class_names` must (be a list or tuple|name each class differently)"):
+    for names in ("abc", [0, 1, 2], ["a", "", "c"], ["a ", "a", "b"], ["a", "b", "a"]):
+        with pytest.raises(ValueError, match=r"`class_names` must (be a list, tuple|name each class differently)"):
             evaluate(_oracle(), dataset, class_names=names, verbose=0)
+    figures = evaluate(_oracle(), iter(dataset), class_names=np.array(["a", "b", "c"]), engine=TF, verbose=0)
+    assert list(figures["per_class_iou"]) == ["a", "b", "c"]
     # Without num_classes, the names' count is checked against the model's, and the message names them.
     with pytest.raises(ValueError, match=r"scores 3 classes but `class_names` names 2\. Received class_names=\['a', 'b'\]"):
         evaluate(_oracle(), dataset, class_names=["a", "b"], verbose=0)

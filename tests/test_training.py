@@ -99,10 +99,11 @@ def test_init_from_a_finer_stage_is_an_error_naming_both(tmp_path):
         ({"validation_steps": 0}, r"`validation_steps` must be a positive int. Received validation_steps=0"),
         ({"verbose": True}, r"`verbose` must be one of \['auto', 0, 1, 2\]. Received verbose=True"),
         ({"augment": "no"}, r"`augment` must be True or False. Received augment='no'"),
-        ({"class_names": 3}, r"`class_names` must be a list or tuple of class names, non-blank str, one per class. "
+        ({"class_names": 3}, r"`class_names` must be a list, tuple or 1-D array of class names: str, not blank, "
+         r"without spaces around them, one per class. "
          r"Received class_names=3"),
-        ({"class_names": ["a", "b", " "]}, r"non-blank str, one per class. Received class_names=\['a', 'b', ' '\]"),
-        ({"class_names": ["a", "b", b"c"]}, r"non-blank str, one per class. Received class_names=\['a', 'b', b'c'\]"),
+        ({"class_names": ["a", "b", " "]}, r"one per class. Received class_names=\['a', 'b', ' '\]"),
+        ({"class_names": ["a", "b", b"c"]}, r"one per class. Received class_names=\['a', 'b', b'c'\]"),
         ({"class_names": "abc"}, r"Received class_names='abc'"),
         ({"class_names": ["a", "b", "a"]}, r"`class_names` must name each class differently; 'a' names two. "
          r"Received class_names=\['a', 'b', 'a'\]"),
@@ -149,6 +150,16 @@ def test_named_datasets_need_their_root_and_class_count(tmp_path):
         f"splits train/, val/: give one of them (e.g. {str(camvid / 'train')!r}), and another as the validation "
         f"folder. Received dataset={str(camvid)!r}"
     )
+    # A validation folder that does not exist, or a file, is refused naming the argument (was a bare OSError).
+    train = str(camvid / "train")
+    for validation, what in [(str(tmp_path / "nowhere"), "does not exist"),
+                             (str(camvid / "val" / "images" / "000.png"), "is not a folder")]:
+        with pytest.raises(ValueError) as error:
+            training.load_dataset(train, num_classes=3, validation=validation)
+        assert str(error.value) == (
+            f"A folder dataset is a folder holding images/ and masks/; {validation!r} {what}. "
+            f"Received validation={validation!r}"
+        )
     only_val = training.load_dataset("camvid", data_root=str(camvid), training_split=False)
     assert only_val.train is None and only_val.validation is not None
 

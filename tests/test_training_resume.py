@@ -176,6 +176,21 @@ def test_a_run_started_again_with_other_batches_or_steps_is_refused_naming_the_o
     assert history.epoch == [1]
 
 
+def test_a_run_started_again_reading_its_masks_otherwise_is_refused(tmp_path):
+    # Another label map trains on other masks. The map is recorded as sorted [raw, class] pairs (JSON keys cannot
+    # be ints), so the same map with numpy keys is the same run.
+    data = write_pairs(tmp_path / "train", 2)
+    options = {**TINY_MODEL, "num_classes": 3, "crop_size": (32, 32), "batch_size": 2, "seed": 0, "verbose": 0}
+    training.train(data, tmp_path / "run", epochs=1, label_map={2: 255, 1: 1}, **options)
+    assert json.loads((tmp_path / "run" / run_folder.RUN_FILE).read_text())["label_map"] == [[1, 1], [2, 255]]
+    for label_map, received in [({2: 1}, r"\[\[2, 1\]\]"), (None, "None")]:
+        with pytest.raises(ValueError, match=rf"holds a run with label_map=\[\[1, 1\], \[2, 255\]\] .*Received "
+                           rf"label_map={received}"):
+            training.train(data, tmp_path / "run", epochs=2, label_map=label_map, **options)
+    _, history = training.train(data, tmp_path / "run", epochs=2, label_map={np.int64(1): 1, 2: 255}, **options)
+    assert history.epoch == [1]
+
+
 def test_a_run_started_again_with_or_without_no_augment_is_refused_saying_which(tmp_path, capsys):
     data = write_pairs(tmp_path / "train", 2)
     command = ["train", data, "--output-dir", str(tmp_path / "run"), "--num-classes", "3", *TINY_CLI, "--model",

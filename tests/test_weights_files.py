@@ -93,6 +93,11 @@ def test_backbone_arguments_the_constructor_refuses_are_an_argument_error_naming
     for backbone_kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
             keras_fcn.FCN8s(2, backbone="mobilenet", backbone_weights=None, backbone_kwargs=backbone_kwargs)
+    # A keyword keras-fcn sets for the backbone's normalization: MobileNetV3 would normalize the image twice.
+    with pytest.raises(InvalidArgumentError, match=r"`backbone_kwargs` cannot hold include_preprocessing: keras-fcn "
+                       r"builds 'mobilenetv3small' with include_preprocessing=False"):
+        keras_fcn.FCN8s(2, backbone="MobileNetV3Small", backbone_weights=None,
+                        backbone_kwargs={"include_preprocessing": True})
     # The reference nets take no arguments: any is refused, not dropped (vgg16_reference is the default backbone).
     for backbone in ("vgg16_reference", "alexnet_reference"):
         with pytest.raises(InvalidArgumentError, match=rf"Backbone '{backbone}' is a reference net .* without arguments"):

@@ -32,6 +32,11 @@ class DatasetSplits:
 
 
 def _folder_pairs(folder, num_classes, argument, mask_reading, verbose):
+    if not os.path.isdir(folder):
+        raise InvalidArgumentError(
+            f"A folder dataset is a folder holding images/ and masks/; {folder!r} "
+            f"{'is not a folder' if os.path.exists(folder) else 'does not exist'}. Received {argument}={folder!r}"
+        )
     missing = [name for name in ("images", "masks") if not os.path.isdir(os.path.join(folder, name))]
     if missing:
         splits = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name, "images")))

@@ -38,11 +38,36 @@ BACKUP_FOLDER = "backup"
 # batches (a function of the seed and the epoch's number) and each step (the loss, optimizer and precision), so that
 # it ends where the uninterrupted run ends. `epochs` may grow: a finished run trains on.
 RECORDED_OPTIONS = (
-    "model", "backbone", "backbone_kwargs", "loss", "class_weights", "augment", "scale_range", "jitter",
-    "crop_size", "batch_size", "steps_per_epoch", "optimizer", "learning_rate", "weight_decay", "mixed_precision",
+    "model", "backbone", "backbone_kwargs", "label_map", "color_map", "mask_threshold", "loss", "class_weights",
+    "augment", "scale_range", "jitter", "crop_size", "batch_size", "steps_per_epoch", "optimizer", "learning_rate",
+    "weight_decay", "mixed_precision",
 )
 # Seeds drawn for runs started without one: the range `keras.utils.set_random_seed` takes (numpy's).
 SEED_RANGE = 2**32
+
+
+def _plain(value):
+    """A numpy scalar or array as Python numbers (for `json.dumps`)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{value!r} is not JSON serializable")
+
+
+def _recorded(name, value):
+    """An option's value as run.json holds it: JSON's form (tuples as lists), a mask-reading map as sorted pairs.
+
+    `label_map` `{raw: class}` becomes `[[raw, class], ...]` and a `color_map` given as colours `[[[r, g, b],
+    class], ...]` (JSON keys cannot be ints or tuples); a colour map file is its path.
+    """
+    if value is not None and name == "label_map":
+        value = sorted([int(raw), int(class_id)] for raw, class_id in value.items())
+    elif value is not None and name == "color_map":
+        if isinstance(value, (str, os.PathLike)):
+            value = os.fspath(value)
+        else:
+            pairs = value.items() if isinstance(value, dict) else ((color, index) for index, color in enumerate(value))
+            value = sorted([[int(channel) for channel in color], int(class_id)] for color, class_id in pairs)
+    return json.loads(json.dumps(value, default=_plain))
 
 
 def _read_json(path):
@@ -145,7 +170,7 @@ def prepare(run_dir, class_names, options):
     Raises:
         keras_fcn.errors.InvalidArgumentError: when the folder holds a run
             of other classes, seed or `RECORDED_OPTIONS` (model, backbone,
-            loss, class weights, augmentation, crops, batches, optimizer,
+            mask reading, loss, class weights, augmentation, crops, batches, optimizer,
             learning rate, weight decay, precision), naming both.
     """
     recorded_classes = _read_json(os.path.join(run_dir, CLASSES_FILE))
@@ -157,7 +182,7 @@ def prepare(run_dir, class_names, options):
         )
     run = _read_json(os.path.join(run_dir, RUN_FILE)) or {}
     for name in RECORDED_OPTIONS + ("seed",):
-        given = json.loads(json.dumps(getattr(options, name)))  # as recorded: tuples become lists
+        given = _recorded(name, getattr(options, name))
         if name in run and given != run[name] and not (name == "seed" and given is None):
             raise InvalidArgumentError(
                 f"The run folder {run_dir!r} holds a run with {name}={run[name]!r} (in {RUN_FILE}), which this run "
@@ -174,5 +199,5 @@ def prepare(run_dir, class_names, options):
 def record(run_dir, class_names, options, seed):
     """Writes the run's `classes.json` and `run.json` (its model options and `seed`) into `run_dir`."""
     write_json_atomically(os.path.join(run_dir, CLASSES_FILE), {"class_names": list(class_names)})
-    run = {name: getattr(options, name) for name in RECORDED_OPTIONS}
+    run = {name: _recorded(name, getattr(options, name)) for name in RECORDED_OPTIONS}
     write_json_atomically(os.path.join(run_dir, RUN_FILE), {**run, "seed": seed})
