@@ -32,11 +32,9 @@ except ImportError:  # Windows
 LOCK_FILE = "training.lock"
 RUN_FILE = "run.json"
 BACKUP_FOLDER = "backup"
-# The options that must be the same when a run is started again: the model the backup holds, and the augmentation
-# of the batches it reads (a resumed run reads the uninterrupted run's batches).
-# The options a resumed run must share with the run it continues: those of its model, and those that choose its
-# batches (a function of the seed and the epoch's number) and each step (the loss, optimizer and precision), so that
-# it ends where the uninterrupted run ends. `epochs` may grow: a finished run trains on.
+# The options a resumed run must share with the run it continues: those of the model its backup holds, and those that
+# choose its batches (a function of the seed and the epoch's number: the masks' reading, augmentation, crops, batch
+# size) and each step (the loss, optimizer and precision), so that it ends where the uninterrupted run ends. `epochs` may grow: a finished run trains on.
 RECORDED_OPTIONS = (
     "model", "backbone", "backbone_kwargs", "label_map", "color_map", "mask_threshold", "loss", "class_weights",
     "augment", "scale_range", "jitter", "crop_size", "batch_size", "steps_per_epoch", "optimizer", "learning_rate",
