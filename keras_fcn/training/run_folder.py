@@ -34,7 +34,8 @@ RUN_FILE = "run.json"
 BACKUP_FOLDER = "backup"
 # The options a resumed run must share with the run it continues: those of the model its backup holds, and those that
 # choose its batches (a function of the seed and the epoch's number: the masks' reading, augmentation, crops, batch
-# size) and each step (the loss, optimizer and precision), so that it ends where the uninterrupted run ends. `epochs` may grow: a finished run trains on.
+# size) and each step (the loss, optimizer and precision), so that it ends where the uninterrupted run ends.
+# `epochs` may grow: a finished run trains on.
 RECORDED_OPTIONS = (
     "model", "backbone", "backbone_kwargs", "label_map", "color_map", "mask_threshold", "loss", "class_weights",
     "augment", "scale_range", "jitter", "crop_size", "batch_size", "steps_per_epoch", "optimizer", "learning_rate",
