@@ -395,8 +395,9 @@ def evaluate(
             batch to batch, and images may be padded as above.
         num_classes: int, the number of classes; defaults to
             `len(class_names)` or else the model's number of outputs.
-        class_names: None or a sequence of `num_classes` names, the keys of
-            the per-class IU; defaults to the class indices.
+        class_names: None or a list, tuple or 1-D array of `num_classes`
+            distinct str, the keys of the per-class IU; defaults to the
+            class indices.
         ignore_index: int or None, the label of pixels to skip (and of
             padding). Defaults to 255 (the VOC "void" border).
         engine: `"auto"` (default), `"tensorflow"`, `"openvino"` or
@@ -427,8 +428,8 @@ def evaluate(
         keras_fcn.errors.InvalidDataError: for masks holding a label that is
             neither a class nor `ignore_index` (the reference `score.py`
             would drop such pixels silently), naming the batch.
-        ValueError: for a bad argument, or a model and `num_classes` that
-            disagree.
+        ValueError: for a bad argument, or a model and `num_classes` (or
+            the number of `class_names`) that disagree.
 
     Example:
 
